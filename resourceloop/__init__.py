@@ -1,0 +1,43 @@
+"""resourceloop: one copy of each async resource per event loop, always released.
+
+Layout: ``resources`` is the public face (templates, the manager and their live views), built on
+a small private core: ``_registry`` holds the only shared state, ``_release`` frees resources
+on their loop or without it, ``_closehook`` and ``_reaper`` notice loops that end, and
+``_runtime`` ties them together with settings, stats, fork and exit handling. This file only
+gathers the public names.
+"""
+
+from __future__ import annotations
+
+from ._config import Config as Config
+from ._errors import LoopClosedError as LoopClosedError
+from ._runtime import Stats as Stats
+from ._runtime import configure as configure
+from ._runtime import reap as reap
+from ._runtime import stats as stats
+from .resources import ResourceManager as ResourceManager
+from .resources import ResourceTemplate as ResourceTemplate
+from .resources import resource_managed_loops as resource_managed_loops
+from .resources import resource_manager as resource_manager
+from .resources import resource_templates as resource_templates
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Config",
+    "LoopClosedError",
+    "ResourceManager",
+    "ResourceTemplate",
+    "Stats",
+    "__version__",
+    "configure",
+    "reap",
+    "resource_managed_loops",
+    "resource_manager",
+    "resource_templates",
+    "stats",
+)
+
+for _name in ("Config", "LoopClosedError", "Stats", "configure", "reap", "stats"):
+    globals()[_name].__module__ = __name__
+del _name

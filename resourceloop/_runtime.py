@@ -1,0 +1,249 @@
+"""The runtime around the registry: tracking loops, settings, stats, fork and exit.
+
+Nothing starts at import. The first acquisition on any loop calls ``track()``, which registers
+the exit and fork handlers once and starts the reaper thread on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Mapping
+
+import attrs
+
+from . import _config
+from ._closehook import install_asyncgen_hook, install_close_hook
+from ._compat import get_running_loop_or_none
+from ._reaper import Reaper, _pass_lock, reap_once
+from ._registry import LoopState, registry
+from ._release import release_forcefully, release_on_idle_loop, warn
+from .warnings import UngracefulLoopWarning
+
+__all__ = ["Stats", "configure", "reap", "stats", "track", "warn_if_ungraceful"]
+
+logger = logging.getLogger("resourceloop")
+
+reaper = Reaper()
+_handlers_lock = threading.Lock()
+_handlers_installed = False
+_multithreaded_logged = False
+
+
+def track(loop: asyncio.AbstractEventLoop) -> LoopState:
+    """The loop's state, created (with its hooks) on first use. Call on the loop's thread."""
+    state = registry.get(loop)
+    if state is not None and not state.discarded:
+        return state
+    config = _config.current()
+    thread = threading.current_thread()
+    origin = f"{type(loop).__name__} {id(loop):#x} (thread {thread.name!r})"
+    state, created = registry.add(loop, origin)
+    if not created:
+        return state
+    if config.close_hook:
+        # Outside the registry lock: a user's loop class may run code in __setattr__.
+        if install_close_hook(loop):
+            state.hook = "close"
+        elif install_asyncgen_hook(loop, state):
+            state.hook = "asyncgen"
+    _install_process_handlers()
+    reaper.ensure_started()
+    logger.debug("tracking %s (hook: %s)", origin, state.hook)
+    _log_multithreaded()
+    return state
+
+
+def warn_if_ungraceful(state: LoopState) -> None:
+    """Warn once per loop when nothing will release its resources gracefully."""
+    if state.warned_ungraceful or state.managed:
+        return
+    if state.hook != "none" and _config.current().close_hook:
+        return
+    state.warned_ungraceful = True
+    if state.hook != "none":
+        why = "disabled by configure(close_hook=False)"
+    else:
+        why = "its close method cannot be wrapped"
+    warn(
+        UngracefulLoopWarning,
+        f"{state.origin} holds resources but has no close hook "
+        f"({why}): "
+        "they will be released forcefully after the loop closes. Wrap the work in "
+        "`async with resource_manager():` to release them gracefully.",
+    )
+
+
+def _log_multithreaded() -> None:
+    global _multithreaded_logged
+    if registry.multithreaded and not _multithreaded_logged:
+        _multithreaded_logged = True
+        logger.debug("multithreaded use detected: loops of several threads hold resources")
+
+
+# -- settings, reaping, stats -----------------------------------------------------------------
+
+
+def configure(
+    *,
+    reap_interval: float | None = None,
+    release_timeout: float | None = None,
+    close_hook: bool | None = None,
+) -> _config.Config:
+    """Change the runtime settings; the ones not given keep their value.
+
+    Each setting can also come from the environment, read on first use:
+    ``RESOURCELOOP_REAP_INTERVAL``, ``RESOURCELOOP_RELEASE_TIMEOUT`` and
+    ``RESOURCELOOP_CLOSE_HOOK=0``. Safe to call from any thread, at any time; a new interval
+    takes effect at once, ``close_hook`` for loops that close from now on.
+
+    Args:
+        reap_interval: Seconds between reaper passes while loops are tracked (default 1.0).
+        release_timeout: Seconds one release may take before it is abandoned and the resource
+            released forcefully (default 10.0).
+        close_hook: Install close hooks on loops so their resources are released gracefully
+            just before they close (default True).
+
+    Returns:
+        The settings now in force.
+
+    Raises:
+        ValueError: A setting is out of range or of the wrong type; no setting is changed.
+
+    .. versionadded:: 0.1.0
+    """
+    config = _config.replace(
+        reap_interval=reap_interval, release_timeout=release_timeout, close_hook=close_hook
+    )
+    reaper.kick()
+    return config
+
+
+def reap() -> None:
+    """Run one reaper pass now, synchronously, in the calling thread.
+
+    Releases the resources of loops that were closed without the close hook (forcefully), of
+    loops whose thread ended without closing them (gracefully where the loop can still run), and
+    of loops that were garbage-collected (forcefully). If the reaper thread is mid-pass, this
+    waits for it first. Meant for tests and for programs that want the work done at a point of
+    their choosing; from async code prefer ``await ResourceTemplate.purge()``, which does not
+    block the loop.
+
+    Safe to call from any thread.
+
+    .. versionadded:: 0.1.0
+    """
+    reap_once()
+    registry.idle()
+
+
+@attrs.frozen
+class Stats:
+    """A snapshot of the runtime, returned by :func:`resourceloop.stats`.
+
+    Attributes:
+        loops_tracked: Loops with state in the registry (holding resources, or hooked).
+        loops_managed: Loops inside a ``ResourceManager`` right now.
+        resources_live: Live resources per template name.
+        acquisitions: Resources created since start (or since fork).
+        graceful_releases: Releases that ran on their own loop and succeeded.
+        forced_releases: Releases done without the loop (closed, collected, timed out).
+        release_failures: Release functions that raised (logged on ``resourceloop``).
+        release_timeouts: Release functions abandoned after ``release_timeout``.
+        reaper_passes: Reaper passes run, by the thread or by ``reap()``.
+        multithreaded: Loops of more than one thread have held resources at the same time.
+        reaper_alive: The reaper thread is running.
+
+    .. versionadded:: 0.1.0
+    """
+
+    loops_tracked: int
+    loops_managed: int
+    resources_live: Mapping[str, int]
+    acquisitions: int
+    graceful_releases: int
+    forced_releases: int
+    release_failures: int
+    release_timeouts: int
+    reaper_passes: int
+    multithreaded: bool
+    reaper_alive: bool
+
+
+def stats() -> Stats:
+    """Return a consistent-enough snapshot of the runtime's counters.
+
+    Each counter is read under the registry lock; the snapshot as a whole is not atomic with
+    respect to releases running on other threads. Safe to call from any thread.
+
+    .. versionadded:: 0.1.0
+    """
+    counters = registry.counters()
+    return Stats(
+        loops_tracked=len(registry),
+        loops_managed=len(registry.managed_loops()),
+        resources_live=registry.live_by_template(),
+        multithreaded=registry.multithreaded,
+        reaper_alive=reaper.alive,
+        **attrs.asdict(counters),
+    )
+
+
+# -- process lifetime: fork and exit ------------------------------------------------------------
+
+
+def _install_process_handlers() -> None:
+    global _handlers_installed
+    with _handlers_lock:
+        if _handlers_installed:
+            return
+        atexit.register(_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+        _handlers_installed = True
+
+
+def _after_fork_in_child() -> None:
+    """Start the child empty: forget, never release, what the parent held. Must be cheap."""
+    global reaper, _multithreaded_logged
+    registry.forget_after_fork()
+    reaper = Reaper()  # the parent's thread does not exist here
+    _multithreaded_logged = False
+
+
+def _at_exit() -> None:
+    """Release what can be released at interpreter exit; never touch a running loop."""
+    try:
+        reaper.stop(timeout=1.0)
+        timeout = _config.current().release_timeout
+        if not _pass_lock.acquire(timeout=timeout):
+            return  # a pass is stuck in user code: exiting beats waiting
+        try:
+            reap_once()
+            if get_running_loop_or_none() is not None:
+                return
+            for loop, state in registry.snapshot():
+                if loop.is_running() or loop.is_closed():
+                    continue
+                taken = registry.take_all(state, closing=True)
+                release_on_idle_loop(loop, state, taken, why="the interpreter is exiting")
+        finally:
+            _pass_lock.release()
+    except Exception:  # pragma: no cover - never print a traceback at exit
+        pass
+
+
+def _reset_for_tests() -> None:
+    """Forget all state and stop the reaper; for the test suite only."""
+    global reaper
+    reaper.stop(timeout=5.0)
+    for loop, state in registry.snapshot():
+        taken = registry.take_all(state, closing=True)
+        release_forcefully(state, taken, why="the test runtime was reset")
+        del loop
+    registry.forget_after_fork()
+    reaper = Reaper()
+    _config.reset_for_tests()
