@@ -33,3 +33,10 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package and the tests."""
     session.install("-e", ".[test]", "mypy>=1.11")
     session.run("mypy", "--strict", "resourceloop", "tests")
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """Run ``python -m resourceloop demo`` (pass options after ``--``)."""
+    session.install("-e", ".[aiohttp]")
+    session.run("python", "-m", "resourceloop", "demo", *session.posargs)
