@@ -121,6 +121,12 @@ def replace(
         return _current
 
 
+def reset_lock_after_fork() -> None:
+    """A fork child gets a fresh lock; the settings themselves carry over."""
+    global _lock
+    _lock = threading.Lock()
+
+
 def reset_for_tests() -> None:
     """Forget the settings so the next use reads the environment again."""
     global _current

@@ -26,12 +26,23 @@ from ._closehook import finish_closing
 from ._registry import registry
 from ._release import release_forcefully, release_on_idle_loop
 
-__all__ = ["Reaper", "reap_once"]
+__all__ = ["Reaper", "pass_lock", "reap_once", "reset_after_fork"]
 
 logger = logging.getLogger("resourceloop")
 
 #: Serializes passes. Reentrant, so a release function that calls ``reap()`` cannot deadlock.
 _pass_lock = threading.RLock()
+
+
+def pass_lock() -> threading.RLock:
+    """The lock that serializes passes (replaced in a fork child, so look it up each time)."""
+    return _pass_lock
+
+
+def reset_after_fork() -> None:
+    """Give a fork child a fresh pass lock: the parent's reaper may have held it mid-pass."""
+    global _pass_lock
+    _pass_lock = threading.RLock()
 
 
 def reap_once() -> None:

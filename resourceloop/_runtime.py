@@ -18,7 +18,7 @@ import attrs
 from . import _config
 from ._closehook import install_asyncgen_hook, install_close_hook
 from ._compat import get_running_loop_or_none
-from ._reaper import Reaper, _pass_lock, reap_once
+from ._reaper import Reaper, pass_lock, reap_once, reset_after_fork
 from ._registry import LoopState, registry
 from ._release import release_forcefully, release_on_idle_loop, warn
 from .warnings import UngracefulLoopWarning
@@ -210,6 +210,8 @@ def _after_fork_in_child() -> None:
     """Start the child empty: forget, never release, what the parent held. Must be cheap."""
     global reaper, _multithreaded_logged
     registry.forget_after_fork()
+    reset_after_fork()  # locks another thread held at fork time would never be released here
+    _config.reset_lock_after_fork()
     reaper = Reaper()  # the parent's thread does not exist here
     _multithreaded_logged = False
 
@@ -219,7 +221,8 @@ def _at_exit() -> None:
     try:
         reaper.stop(timeout=1.0)
         timeout = _config.current().release_timeout
-        if not _pass_lock.acquire(timeout=timeout):
+        lock = pass_lock()
+        if not lock.acquire(timeout=timeout):
             return  # a pass is stuck in user code: exiting beats waiting
         try:
             reap_once()
@@ -231,7 +234,7 @@ def _at_exit() -> None:
                 taken = registry.take_all(state, closing=True)
                 release_on_idle_loop(loop, state, taken, why="the interpreter is exiting")
         finally:
-            _pass_lock.release()
+            lock.release()
     except Exception:  # pragma: no cover - never print a traceback at exit
         pass
 
