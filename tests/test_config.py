@@ -1,0 +1,450 @@
+"""Tests for `resourceloop.configure`, the environment, `stats()`, the reaper thread's start and
+the ungraceful-loop warning."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import attrs
+import pytest
+
+import resourceloop
+from resourceloop import Config, ResourceTemplate, _config
+from resourceloop.warnings import (
+    ForcedReleaseWarning,
+    ResourceLoopWarning,
+    UngracefulLoopWarning,
+)
+
+T = TypeVar("T")
+
+ENV_VARS = (
+    "RESOURCELOOP_REAP_INTERVAL",
+    "RESOURCELOOP_RELEASE_TIMEOUT",
+    "RESOURCELOOP_CLOSE_HOOK",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start from the defaults whatever the calling shell exports."""
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    _config.reset_for_tests()
+    gc.collect()
+
+
+@pytest.fixture
+def record_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` on a fresh loop, then close it as asyncio.run does (on any Python)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+@pytest.fixture
+def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The close hook off and the reaper thread idle, set without waking the reaper thread.
+
+    ``configure()`` wakes the reaper for a pass, which could then race the test for a closed
+    loop; settings read from the environment do not, and an hour's interval keeps it asleep.
+    """
+    monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "0")
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+    _config.reset_for_tests()
+
+
+def reaper_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "resourceloop-reaper"]
+
+
+def make() -> object:
+    return object()
+
+
+# -- configure() -------------------------------------------------------------------------------
+
+
+def test_configure_changes_only_the_settings_given() -> None:
+    """configure() returns the settings in force; omitted ones keep their value."""
+    assert resourceloop.configure() == Config(reap_interval=1.0, release_timeout=10.0)
+    assert resourceloop.configure().close_hook is True
+    assert resourceloop.configure(reap_interval=2.5) == Config(2.5, 10.0, True)
+    config = resourceloop.configure(release_timeout=3, close_hook=False)
+    assert config == Config(2.5, 3.0, False)
+    assert isinstance(config.release_timeout, float)
+    assert _config.current() == config
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        config.reap_interval = 5.0  # type: ignore[misc]
+
+
+BAD_NUMBERS: list[object] = [
+    True,
+    False,
+    0,
+    0.0,
+    -1,
+    -0.5,
+    math.nan,
+    math.inf,
+    -math.inf,
+    "1",
+    [1],
+    b"2",
+]
+BAD_FLAGS: list[object] = [1, 0, "yes", "false", 1.0, []]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("reap_interval", value) for value in BAD_NUMBERS]
+    + [("release_timeout", value) for value in BAD_NUMBERS]
+    + [("close_hook", value) for value in BAD_FLAGS],
+)
+def test_configure_rejects_bad_values_and_changes_nothing(setting: str, value: object) -> None:
+    """A bad value is a ValueError naming the setting; no setting changes."""
+    before = resourceloop.configure(reap_interval=4.0, release_timeout=6.0, close_hook=False)
+    with pytest.raises(ValueError, match=setting):
+        resourceloop.configure(**{setting: value})  # type: ignore[arg-type]
+    assert resourceloop.configure() == before
+
+
+def test_configure_validates_everything_before_changing_anything() -> None:
+    """One bad setting among good ones leaves all of them as they were."""
+    before = resourceloop.configure()
+    with pytest.raises(ValueError, match="release_timeout"):
+        resourceloop.configure(reap_interval=3.0, release_timeout=-1.0, close_hook=False)
+    assert resourceloop.configure() == before
+
+
+# -- the environment ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+        ("1", True),
+        ("true", True),
+        (" YES ", True),
+        ("on", True),
+    ],
+)
+def test_environment_is_read_on_first_use(
+    monkeypatch: pytest.MonkeyPatch, text: str, expected: bool
+) -> None:
+    """Variables set after import are picked up on first use; explicit settings override them."""
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "0.25")
+    monkeypatch.setenv("RESOURCELOOP_RELEASE_TIMEOUT", "7")
+    monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", text)
+    _config.reset_for_tests()
+    assert resourceloop.configure() == Config(0.25, 7.0, expected)
+    assert resourceloop.configure(release_timeout=2.0) == Config(0.25, 2.0, expected)
+
+
+def test_close_hook_from_environment_takes_effect_at_first_acquisition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RESOURCELOOP_CLOSE_HOOK=0, set after import, disables the hook for the next loop."""
+    monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "0")
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")  # this test reaps by itself
+    _config.reset_for_tests()
+    released: list[object] = []
+    template = ResourceTemplate(make, released.append, name="env-client")
+
+    async def main() -> None:
+        await template.acquire()
+
+    with pytest.warns(UngracefulLoopWarning, match="RESOURCELOOP_CLOSE_HOOK"):
+        run(main)
+    assert released == []  # no hook: closing the loop released nothing
+    with pytest.warns(ForcedReleaseWarning, match="'env-client'"):
+        resourceloop.reap()
+    assert len(released) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RESOURCELOOP_REAP_INTERVAL", "soon"),
+        ("RESOURCELOOP_REAP_INTERVAL", "0"),
+        ("RESOURCELOOP_REAP_INTERVAL", "-1"),
+        ("RESOURCELOOP_REAP_INTERVAL", "nan"),
+        ("RESOURCELOOP_REAP_INTERVAL", ""),
+        ("RESOURCELOOP_RELEASE_TIMEOUT", "inf"),
+        ("RESOURCELOOP_RELEASE_TIMEOUT", "10s"),
+        ("RESOURCELOOP_CLOSE_HOOK", "maybe"),
+        ("RESOURCELOOP_CLOSE_HOOK", "2"),
+    ],
+)
+def test_bad_environment_value_raises_on_first_use(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """A bad variable is a ValueError naming it, at first use; nothing is tracked meanwhile."""
+    monkeypatch.setenv(name, value)
+    _config.reset_for_tests()
+    template = ResourceTemplate(make, name="client")
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match=name):
+            await template.acquire()
+
+    run(main)
+    with pytest.raises(ValueError, match=name):
+        resourceloop.configure()
+    assert resourceloop.stats().loops_tracked == 0
+    # Once the environment is fixed, the next use works: nothing bad was stored.
+    monkeypatch.delenv(name)
+
+    async def fixed() -> None:
+        await template.acquire()
+        assert resourceloop.stats().resources_live == {"client": 1}
+
+    run(fixed)
+
+
+# -- import, the reaper thread -----------------------------------------------------------------
+
+
+IMPORT_CHECK = textwrap.dedent(
+    """
+    import asyncio, atexit, sys, threading
+
+    close = asyncio.BaseEventLoop.close
+    threads = threading.enumerate()
+    callbacks = atexit._ncallbacks()
+
+    import resourceloop
+
+    TEMPLATE = resourceloop.ResourceTemplate(lambda: object(), name="module-level")
+    assert threading.enumerate() == threads, threading.enumerate()
+    assert asyncio.BaseEventLoop.close is close
+    assert atexit._ncallbacks() == callbacks
+    assert "aiohttp" not in sys.modules
+
+    async def main():
+        await TEMPLATE.acquire()
+        loop = asyncio.get_running_loop()
+        reapers = [t for t in threading.enumerate() if t.name == "resourceloop-reaper"]
+        assert len(reapers) == 1 and reapers[0].daemon, reapers
+        assert "close" in vars(loop)  # the hook is on the instance ...
+        assert asyncio.BaseEventLoop.close is close  # ... never on the class
+
+    asyncio.run(main())
+    assert resourceloop.stats().graceful_releases == 1
+    print("clean")
+    """
+)
+
+
+def test_import_starts_no_thread_and_patches_nothing() -> None:
+    """Importing resourceloop and declaring a template starts nothing and reads no setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESOURCELOOP_")}
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", IMPORT_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "clean"
+    assert result.stderr == ""
+
+
+def test_import_succeeds_with_a_bad_environment() -> None:
+    """A bad variable cannot break ``import resourceloop``: it is read on first use only."""
+    code = "import resourceloop; resourceloop.ResourceTemplate(print); print('imported')"
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, RESOURCELOOP_RELEASE_TIMEOUT="forever"),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported"
+
+
+def test_reaper_thread_starts_on_first_acquisition() -> None:
+    """The reaper is one daemon thread named resourceloop-reaper, started on demand."""
+    assert reaper_threads() == []
+    assert not resourceloop.stats().reaper_alive
+    template = ResourceTemplate(make)
+    assert reaper_threads() == []
+
+    async def main() -> None:
+        await template.acquire()
+        (reaper,) = reaper_threads()
+        assert reaper.daemon
+        assert reaper.is_alive()
+        assert resourceloop.stats().reaper_alive
+
+    run(main)
+    run(main)  # a second loop reuses the same thread
+    assert len(reaper_threads()) == 1
+
+
+# -- stats() -----------------------------------------------------------------------------------
+
+
+def test_stats_is_a_frozen_snapshot_with_the_documented_fields() -> None:
+    """stats() returns a frozen attrs instance that does not change afterwards."""
+    documented = {
+        "loops_tracked",
+        "loops_managed",
+        "resources_live",
+        "acquisitions",
+        "graceful_releases",
+        "forced_releases",
+        "release_failures",
+        "release_timeouts",
+        "reaper_passes",
+        "multithreaded",
+        "reaper_alive",
+    }
+    first = resourceloop.stats()
+    assert isinstance(first, resourceloop.Stats)
+    assert attrs.has(type(first))
+    assert documented <= set(attrs.fields_dict(type(first)))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        first.acquisitions = 1  # type: ignore[misc]
+    assert first.acquisitions == 0
+    assert first.resources_live == {}
+    assert not first.multithreaded
+
+    template = ResourceTemplate(make, name="counted")
+    loops = [asyncio.new_event_loop() for _ in range(2)]
+    try:
+        for loop in loops:
+            loop.run_until_complete(template.acquire())
+        held = resourceloop.stats()
+        assert held.resources_live == {"counted": 2}
+        assert held.loops_tracked == 2
+        assert held.acquisitions == 2
+        assert first.acquisitions == 0  # the earlier snapshot did not move
+        resourceloop.reap()  # the loops are idle, but their thread is alive: left alone
+        assert resourceloop.stats().reaper_passes == held.reaper_passes + 1
+        assert resourceloop.stats().resources_live == {"counted": 2}
+    finally:
+        for loop in loops:
+            loop.close()
+    after = resourceloop.stats()
+    assert after.resources_live == {}
+    assert after.loops_tracked == 0
+    assert after.graceful_releases == 2
+
+
+# -- the ungraceful-loop warning ---------------------------------------------------------------
+
+
+def test_ungraceful_loop_warning_once_per_loop_when_close_hook_is_disabled(
+    record_warnings: list[warnings.WarningMessage], hook_disabled: None
+) -> None:
+    """With the close hook off, each loop warns once, naming the template, loop and remedy."""
+    first = ResourceTemplate(make, name="first-client")
+    second = ResourceTemplate(make, name="second-client")
+
+    async def main() -> None:
+        await first.acquire()
+        await second.acquire()
+        await first.acquire()
+
+    run(main)
+    run(main)
+    ungraceful = [w for w in record_warnings if w.category is UngracefulLoopWarning]
+    assert len(ungraceful) == 2
+    assert len(record_warnings) == 2
+    for caught in ungraceful:
+        message = str(caught.message)
+        assert "'first-client'" in message
+        assert "_UnixSelectorEventLoop" in message or "EventLoop" in message
+        assert "RESOURCELOOP_CLOSE_HOOK=0" in message
+        assert "resource_manager()" in message
+        assert issubclass(caught.category, ResourceLoopWarning)
+        assert issubclass(caught.category, ResourceWarning)
+    assert str(ungraceful[0].message) != str(ungraceful[1].message)  # two loops, two origins
+    resourceloop.reap()
+    forced = [w for w in record_warnings if w.category is ForcedReleaseWarning]
+    assert len(forced) == 4
+    assert resourceloop.stats().loops_tracked == 0
+
+
+def test_disabling_the_close_hook_later_warns_at_the_next_new_resource(
+    record_warnings: list[warnings.WarningMessage],
+) -> None:
+    """A loop hooked before configure(close_hook=False) warns at its next new resource."""
+    first = ResourceTemplate(make, name="before")
+    second = ResourceTemplate(make, name="after")
+
+    async def main() -> None:
+        await first.acquire()
+        assert record_warnings == []
+        resourceloop.configure(close_hook=False)
+        await first.acquire()  # cached: no new resource, no warning
+        assert record_warnings == []
+        await second.acquire()
+
+    run(main)
+    resourceloop.reap()  # the reaper thread, woken by configure(), may have done it already
+    assert [w.category for w in record_warnings] == [UngracefulLoopWarning] + [
+        ForcedReleaseWarning
+    ] * 2
+    assert "'after'" in str(record_warnings[0].message)
+
+
+def test_new_loop_per_request_emits_no_warning(
+    record_warnings: list[warnings.WarningMessage], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Flask-like app running each request on a new loop (50 asyncio.run) never warns."""
+    released: list[object] = []
+    session = ResourceTemplate(make, released.append, name="session")
+
+    async def arelease(resource: object) -> None:
+        await asyncio.sleep(0)
+        released.append(resource)
+
+    pool = ResourceTemplate(make, arelease, name="pool")
+
+    async def handle_request() -> None:
+        await session.acquire()
+        await pool.acquire()
+
+    with caplog.at_level(logging.WARNING, logger="resourceloop"):
+        for _ in range(50):
+            asyncio.run(handle_request())
+    assert record_warnings == []
+    assert [r for r in caplog.records if r.name == "resourceloop"] == []
+    assert len(released) == 100
+    stats = resourceloop.stats()
+    assert stats.graceful_releases == 100
+    assert stats.forced_releases == 0
+    assert stats.loops_tracked == 0
+    assert stats.resources_live == {}

@@ -1,0 +1,710 @@
+"""Tests for `resourceloop.ResourceManager`: the context manager and decorator forms."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib.util
+import inspect
+import logging
+import threading
+import warnings
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import attrs
+import pytest
+
+import resourceloop
+from resourceloop import (
+    ResourceManager,
+    ResourceTemplate,
+    resource_managed_loops,
+    resource_manager,
+)
+from resourceloop._compat import ExceptionGroup
+from resourceloop.warnings import ReleaseTimeoutWarning, UngracefulLoopWarning
+
+T = TypeVar("T")
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+def new_uvloop() -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    return uvloop.new_event_loop()
+
+
+LOOP_FACTORIES = [
+    pytest.param(asyncio.new_event_loop, id="asyncio"),
+    pytest.param(
+        new_uvloop,
+        id="uvloop",
+        marks=pytest.mark.skipif(not HAS_UVLOOP, reason="uvloop is not installed"),
+    ),
+]
+
+
+def run(main: Callable[[], Coroutine[Any, Any, T]], factory: LoopFactory | None = None) -> T:
+    """Run ``main()`` on a fresh loop made by ``factory``, then close it as asyncio.run does."""
+    loop = (factory or asyncio.new_event_loop)()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+@attrs.define(eq=False)
+class Fake:
+    """A resource that remembers its template and its loop."""
+
+    name: str
+    loop: asyncio.AbstractEventLoop
+
+
+@attrs.define(eq=False)
+class Recorder:
+    """Makes templates whose acquire and release functions log to one shared list."""
+
+    created: list[Fake] = attrs.field(factory=list)
+    released: list[tuple[Fake, asyncio.AbstractEventLoop]] = attrs.field(factory=list)
+    #: Templates are listed weakly by resourceloop: the recorder keeps them alive for the test.
+    templates: list[ResourceTemplate[Any]] = attrs.field(factory=list)
+
+    def template(
+        self, name: str, *, lazy: bool = False, fail_release: BaseException | None = None
+    ) -> ResourceTemplate[Fake]:
+        async def acquire() -> Fake:
+            await asyncio.sleep(0)
+            fake = Fake(name, asyncio.get_running_loop())
+            self.created.append(fake)
+            return fake
+
+        async def release(fake: Fake) -> None:
+            await asyncio.sleep(0)
+            self.released.append((fake, asyncio.get_running_loop()))
+            if fail_release is not None:
+                raise fail_release
+
+        template = ResourceTemplate(acquire, release, name=name, lazy=lazy)
+        self.templates.append(template)
+        return template
+
+    def names(self, which: str = "released") -> list[str]:
+        if which == "created":
+            return [fake.name for fake in self.created]
+        return [fake.name for fake, _ in self.released]
+
+
+@pytest.fixture(autouse=True)
+def _collect_earlier_templates() -> None:
+    # Templates of earlier tests may still sit in reference cycles (failures logged with their
+    # tracebacks); collect them so that managers here do not acquire them eagerly.
+    gc.collect()
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def record_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+# -- the two forms -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factory", LOOP_FACTORIES)
+def test_context_manager_acquires_eagerly_and_releases_on_exit(
+    rec: Recorder, factory: LoopFactory
+) -> None:
+    """Entering acquires the non-lazy templates; leaving releases all, newest first, on the loop."""
+    eager_one = rec.template("t-eager-1")
+    eager_two = rec.template("t-eager-2")
+    lazy = rec.template("t-lazy", lazy=True)
+    rec.template("t-lazy-unused", lazy=True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert loop not in resource_managed_loops
+        async with resource_manager() as manager:
+            assert isinstance(manager, ResourceManager)
+            assert manager.loop is loop
+            assert loop in resource_managed_loops
+            assert resourceloop.stats().loops_managed == 1
+            assert rec.names("created") == ["t-eager-1", "t-eager-2"]
+            assert all(fake.loop is loop for fake in rec.created)
+            first = rec.created[0]
+            assert await eager_one.acquire() is first
+            await lazy.acquire()
+            assert rec.released == []
+        assert loop not in resource_managed_loops
+        assert resourceloop.stats().loops_managed == 0
+        assert rec.names() == ["t-lazy", "t-eager-2", "t-eager-1"]
+        assert all(released_on is loop for _, released_on in rec.released)
+        # After the manager, the loop acquires afresh (released then by the close hook).
+        assert await eager_two.acquire() is not rec.created[1]
+
+    run(main, factory)
+    assert "t-lazy-unused" not in rec.names("created")
+    assert rec.names().count("t-eager-2") == 2
+
+
+def test_decorator_form_keeps_name_doc_and_signature(rec: Recorder) -> None:
+    """as_decorator wraps each call in a fresh manager and keeps the function's metadata."""
+    rec.template("t-eager")
+    seen: list[bool] = []
+
+    async def handler(user: int, *, verbose: bool = False) -> str:
+        """Handle one request."""
+        seen.append(asyncio.get_running_loop() in resource_managed_loops)
+        assert rec.names("created")[-1] == "t-eager"
+        return f"user {user} verbose={verbose}"
+
+    decorated = resource_manager.as_decorator(handler)
+    assert decorated.__name__ == "handler"
+    assert decorated.__qualname__ == handler.__qualname__
+    assert decorated.__doc__ == "Handle one request."
+    assert inspect.signature(decorated) == inspect.signature(handler)
+    assert inspect.iscoroutinefunction(decorated)
+    assert decorated.__wrapped__ is handler  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        assert await decorated(1) == "user 1 verbose=False"
+        assert asyncio.get_running_loop() not in resource_managed_loops
+        assert await decorated(2, verbose=True) == "user 2 verbose=True"
+
+    run(main)
+    assert seen == [True, True]
+    # Two calls, two managers: created and released twice.
+    assert rec.names("created") == ["t-eager", "t-eager"]
+    assert rec.names() == ["t-eager", "t-eager"]
+
+
+def test_decorator_releases_when_the_function_raises(rec: Recorder) -> None:
+    """The decorated function's exception propagates after the release."""
+    rec.template("t-eager")
+
+    @ResourceManager.as_decorator
+    async def handler() -> None:
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        run(handler)
+    assert rec.names() == ["t-eager"]
+
+
+def _sync_function() -> None:
+    pass
+
+
+async def _async_generator() -> AsyncIterator[None]:
+    yield
+
+
+async def _coroutine() -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    "func",
+    [_sync_function, lambda: _coroutine(), _async_generator, print, ResourceManager],  # noqa: PLW0108
+    ids=["sync-def", "lambda-returning-coroutine", "async-generator", "builtin", "class"],
+)
+def test_as_decorator_rejects_non_coroutine_functions(func: Callable[..., Any]) -> None:
+    """Only ``async def`` functions can be decorated."""
+    with pytest.raises(TypeError, match="async def"):
+        resource_manager.as_decorator(func)
+
+
+def test_explicit_acquire_and_release(rec: Recorder) -> None:
+    """acquire() and release() are the explicit __aenter__ and __aexit__."""
+    rec.template("t-eager")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        manager = ResourceManager()
+        assert await manager.acquire() is manager
+        assert loop in resource_managed_loops
+        assert rec.names("created") == ["t-eager"]
+        await manager.release()
+        assert loop not in resource_managed_loops
+        assert rec.names() == ["t-eager"]
+
+    run(main)
+
+
+def test_explicit_release_raises_release_failures_together(rec: Recorder) -> None:
+    """release() raises the failures of the releases as an ExceptionGroup."""
+    rec.template("t-broken", fail_release=OSError("broken"))
+
+    async def main() -> None:
+        manager = ResourceManager()
+        await manager.acquire()
+        with pytest.raises(ExceptionGroup) as info:
+            await manager.release()
+        assert [type(e) for e in info.value.exceptions] == [OSError]
+        assert asyncio.get_running_loop() not in resource_managed_loops
+
+    run(main)
+
+
+def test_properties_and_repr() -> None:
+    """``loop`` is set on entry (RuntimeError before); ``exist_ok`` is what was given."""
+    manager = ResourceManager()
+    assert manager.exist_ok is False
+    assert ResourceManager(exist_ok=True).exist_ok is True
+    with pytest.raises(RuntimeError, match="not been entered"):
+        _ = manager.loop
+    assert "active=False" in repr(manager)
+
+    async def main() -> asyncio.AbstractEventLoop:
+        async with manager:
+            assert manager.loop is asyncio.get_running_loop()
+            assert "active=True" in repr(manager)
+        return asyncio.get_running_loop()
+
+    loop = run(main)
+    assert manager.loop is loop  # still the loop it managed
+
+
+def test_resource_managed_loops_is_a_live_read_only_set() -> None:
+    """The view lists the managed loops while they are managed, and nothing else."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert len(resource_managed_loops) == 0
+        async with resource_manager():
+            assert set(resource_managed_loops) == {loop}
+            assert len(resource_managed_loops) == 1
+            assert object() not in resource_managed_loops
+            assert repr(loop) in repr(resource_managed_loops)
+        assert set(resource_managed_loops) == set()
+        assert not hasattr(resource_managed_loops, "add")
+
+    run(main)
+
+
+# -- nesting -----------------------------------------------------------------------------------
+
+
+def test_nested_manager_without_exist_ok_raises_and_outer_keeps_working(rec: Recorder) -> None:
+    """A second manager on a managed loop is a RuntimeError; the outer one is unaffected."""
+    template = rec.template("t-eager")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with resource_manager() as outer:
+            resource = await template.acquire()
+            body_ran = False
+            with pytest.raises(RuntimeError, match="exist_ok=True"):
+                async with resource_manager():
+                    body_ran = True
+            assert not body_ran
+            with pytest.raises(RuntimeError, match="already active"):
+                await outer.acquire()  # the same instance cannot be entered twice
+            assert loop in resource_managed_loops
+            assert rec.released == []
+            assert await template.acquire() is resource
+        assert loop not in resource_managed_loops
+        assert rec.names() == ["t-eager"]
+
+    run(main)
+
+
+def test_nested_manager_with_exist_ok_does_nothing(rec: Recorder) -> None:
+    """With exist_ok=True inside a managed loop, entry and exit are no-ops."""
+    template = rec.template("t-eager")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with resource_manager():
+            resource = await template.acquire()
+            async with resource_manager(exist_ok=True) as inner:
+                assert inner.exist_ok
+                assert rec.names("created") == ["t-eager"]
+            assert rec.released == []
+            assert loop in resource_managed_loops
+            assert await template.acquire() is resource
+        assert rec.names() == ["t-eager"]
+
+    run(main)
+
+
+def test_exist_ok_without_an_outer_manager_manages_the_loop(rec: Recorder) -> None:
+    """exist_ok=True on an unmanaged loop is an ordinary manager."""
+    rec.template("t-eager")
+
+    @resource_manager.as_decorator
+    async def inner() -> None:
+        async with resource_manager(exist_ok=True):  # nested: a no-op
+            assert rec.names("created") == ["t-eager", "t-eager"]
+
+    async def main() -> None:
+        async with resource_manager(exist_ok=True):
+            assert asyncio.get_running_loop() in resource_managed_loops
+        assert rec.names() == ["t-eager"]
+        await inner()
+
+    run(main)
+    assert rec.names() == ["t-eager", "t-eager"]
+
+
+def test_manager_instance_can_be_entered_again_after_exit(rec: Recorder) -> None:
+    """One instance may manage the loop again once it has left."""
+    rec.template("t-eager")
+    manager = ResourceManager()
+
+    async def main() -> None:
+        async with manager:
+            pass
+        async with manager:
+            assert asyncio.get_running_loop() in resource_managed_loops
+
+    run(main)
+    assert rec.names() == ["t-eager", "t-eager"]
+
+
+# -- order and failures ------------------------------------------------------------------------
+
+
+def test_release_order_is_reverse_of_acquisition(rec: Recorder) -> None:
+    """Exit releases newest first, counting lazy and re-acquired resources where they came."""
+    first = rec.template("t-first")
+    rec.template("t-second")
+    lazy = rec.template("t-lazy", lazy=True)
+
+    async def main() -> None:
+        async with resource_manager():
+            await lazy.acquire()
+            await first.release()  # released in the body, then acquired again: now newest
+            assert rec.names() == ["t-first"]
+            await first.acquire()
+        assert rec.names() == ["t-first", "t-first", "t-lazy", "t-second"]
+
+    run(main)
+
+
+def test_failing_releases_never_stop_the_others_and_are_raised_together(
+    rec: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every release is attempted; the failures come out as one ExceptionGroup, and are logged."""
+    rec.template("t-ok-1")
+    rec.template("t-bad-1", fail_release=ValueError("bad one"))
+    rec.template("t-ok-2")
+    rec.template("t-bad-2", fail_release=KeyError("bad two"))
+
+    async def main() -> None:
+        async with resource_manager():
+            pass
+
+    with (
+        caplog.at_level(logging.ERROR, logger="resourceloop"),
+        pytest.raises(ExceptionGroup) as info,
+    ):
+        run(main)
+    assert rec.names() == ["t-bad-2", "t-ok-2", "t-bad-1", "t-ok-1"]
+    assert [type(e) for e in info.value.exceptions] == [KeyError, ValueError]
+    assert "2 resource release(s) failed" in str(info.value)
+    logged = [r.getMessage() for r in caplog.records if r.name == "resourceloop"]
+    assert any("'t-bad-1'" in message for message in logged)
+    assert any("'t-bad-2'" in message for message in logged)
+    stats = resourceloop.stats()
+    assert stats.release_failures == 2
+    assert stats.resources_live == {}
+
+
+def test_body_exception_wins_over_release_failures(
+    rec: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the body raised, release failures are logged and the body's exception propagates."""
+    rec.template("t-ok")
+    rec.template("t-bad", fail_release=ValueError("release failed"))
+
+    async def main() -> None:
+        async with resource_manager():
+            raise LookupError("the body failed")
+
+    with (
+        caplog.at_level(logging.ERROR, logger="resourceloop"),
+        pytest.raises(LookupError, match="the body failed") as info,
+    ):
+        run(main)
+    assert not isinstance(info.value, ExceptionGroup)
+    assert rec.names() == ["t-bad", "t-ok"]
+    failures = [r for r in caplog.records if r.name == "resourceloop"]
+    assert len(failures) == 1
+    assert "'t-bad'" in failures[0].getMessage()
+    assert failures[0].exc_info is not None
+    assert failures[0].exc_info[0] is ValueError
+    assert resourceloop.stats().release_failures == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_acquire_failure_on_enter_releases_what_was_acquired(rec: Recorder, kind: str) -> None:
+    """If an eager acquisition fails, the ones before it are released and the loop unmarked."""
+    rec.template("t-before")
+    broken = True
+
+    def sync_acquire() -> Fake:
+        if broken:
+            raise ConnectionRefusedError("no database")
+        return Fake("t-broken", asyncio.get_running_loop())
+
+    async def async_acquire() -> Fake:
+        await asyncio.sleep(0)
+        return sync_acquire()
+
+    keep = ResourceTemplate(sync_acquire if kind == "sync" else async_acquire, name="t-broken")
+    rec.template("t-after")
+
+    async def main() -> None:
+        nonlocal broken
+        loop = asyncio.get_running_loop()
+        with pytest.raises(ConnectionRefusedError, match="no database"):
+            async with resource_manager():
+                pytest.fail("the body must not run")
+        assert loop not in resource_managed_loops
+        assert rec.names("created") == ["t-before"]
+        assert rec.names() == ["t-before"]
+        assert resourceloop.stats().resources_live == {}
+        broken = False
+        async with resource_manager():
+            assert await keep.acquire() is not None
+        assert rec.names() == ["t-before", "t-after", "t-before"]
+
+    run(main)
+
+
+def test_hanging_release_is_bounded_by_release_timeout(rec: Recorder) -> None:
+    """A release that never ends is abandoned after release_timeout and forced, with a warning."""
+    resourceloop.configure(release_timeout=0.2)
+    forced: list[Fake] = []
+    cancelled: asyncio.Event | None = None
+
+    async def acquire() -> Fake:
+        return Fake("t-hanging", asyncio.get_running_loop())
+
+    async def hang(fake: Fake) -> None:
+        assert cancelled is not None
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    hanging = ResourceTemplate(acquire, hang, name="t-hanging", force_release_func=forced.append)
+    rec.template("t-ok")
+
+    async def main() -> None:
+        nonlocal cancelled
+        cancelled = asyncio.Event()
+        async with resource_manager():
+            resource = await hanging.acquire()
+        assert forced == [resource]
+        await cancelled.wait()  # the abandoned release was cancelled on the loop
+
+    with pytest.warns(ReleaseTimeoutWarning, match=r"'t-hanging'.*release_timeout=0\.2"):
+        run(main)
+    assert rec.names() == ["t-ok"]
+    stats = resourceloop.stats()
+    assert stats.release_timeouts == 1
+    assert stats.forced_releases == 1
+    assert stats.release_failures == 0
+
+
+def test_release_ignoring_cancellation_is_still_bounded(rec: Recorder) -> None:
+    """A release that swallows its cancellation cannot hold up the manager's exit either."""
+    resourceloop.configure(release_timeout=0.2)
+    forced: list[Fake] = []
+    gate: asyncio.Event | None = None
+    finished: asyncio.Event | None = None
+
+    async def acquire() -> Fake:
+        return Fake("t-stubborn", asyncio.get_running_loop())
+
+    async def stubborn(fake: Fake) -> None:
+        assert gate is not None
+        assert finished is not None
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            await gate.wait()  # ignores the cancellation and keeps going
+        finished.set()
+
+    template = ResourceTemplate(
+        acquire, stubborn, name="t-stubborn", force_release_func=forced.append
+    )
+
+    async def main() -> None:
+        nonlocal gate, finished
+        gate = asyncio.Event()
+        finished = asyncio.Event()
+        async with resource_manager():
+            await template.acquire()
+        assert len(forced) == 1
+        assert not finished.is_set()
+        gate.set()
+        await finished.wait()
+
+    with pytest.warns(ReleaseTimeoutWarning, match="'t-stubborn'"):
+        run(main)
+    assert resourceloop.stats().release_timeouts == 1
+
+
+def test_cancelled_body_still_releases_everything(rec: Recorder) -> None:
+    """Cancelling the task inside the manager releases every resource, then propagates."""
+    rec.template("t-eager")
+    lazy = rec.template("t-lazy", lazy=True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        entered = asyncio.Event()
+
+        async def work() -> None:
+            async with resource_manager():
+                await lazy.acquire()
+                entered.set()
+                await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(work())
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert rec.names() == ["t-lazy", "t-eager"]
+        assert loop not in resource_managed_loops
+        assert resourceloop.stats().resources_live == {}
+
+    run(main)
+
+
+def test_release_function_that_is_cancelled_counts_as_a_failure(
+    rec: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A release function that ends cancelled fails that release only; the rest go on."""
+    rec.template("t-ok")
+
+    async def acquire() -> Fake:
+        return Fake("t-cancelled", asyncio.get_running_loop())
+
+    async def release(fake: Fake) -> None:
+        raise asyncio.CancelledError
+
+    rec.templates.append(ResourceTemplate(acquire, release, name="t-cancelled"))
+
+    async def main() -> None:
+        with pytest.raises(ExceptionGroup) as info:
+            async with resource_manager():
+                pass
+        # The caller itself was not cancelled: it carries on.
+        await asyncio.sleep(0)
+        (failure,) = info.value.exceptions
+        assert isinstance(failure, RuntimeError)
+        assert "'t-cancelled'" in str(failure)
+        assert "cancelled" in str(failure)
+
+    with caplog.at_level(logging.ERROR, logger="resourceloop"):
+        run(main)
+    assert rec.names() == ["t-ok"]
+    assert resourceloop.stats().release_failures == 1
+
+
+def test_cancelling_the_exit_still_runs_the_remaining_releases(rec: Recorder) -> None:
+    """If the manager's task is cancelled mid-release, the other releases still run."""
+    rec.template("t-first")
+    slow_started: asyncio.Event | None = None
+    slow_done: asyncio.Event | None = None
+    gate: asyncio.Event | None = None
+
+    async def acquire() -> Fake:
+        return Fake("t-slow", asyncio.get_running_loop())
+
+    async def slow_release(fake: Fake) -> None:
+        assert gate is not None
+        assert slow_started is not None
+        assert slow_done is not None
+        slow_started.set()
+        await gate.wait()
+        rec.released.append((fake, asyncio.get_running_loop()))
+        slow_done.set()
+
+    # The newest template, so released first.
+    rec.templates.append(ResourceTemplate(acquire, slow_release, name="t-slow"))
+
+    async def main() -> None:
+        nonlocal gate, slow_started, slow_done
+        gate = asyncio.Event()
+        slow_started = asyncio.Event()
+        slow_done = asyncio.Event()
+
+        async def work() -> None:
+            async with resource_manager():
+                pass
+
+        task = asyncio.ensure_future(work())
+        await slow_started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert rec.names() == ["t-first"]
+        assert asyncio.get_running_loop() not in resource_managed_loops
+        gate.set()  # the interrupted release was not cancelled: it finishes on its own
+        await slow_done.wait()
+        await asyncio.sleep(0)
+        assert rec.names() == ["t-first", "t-slow"]
+
+    run(main)
+    stats = resourceloop.stats()
+    assert stats.release_failures == 0
+    assert stats.graceful_releases >= 2
+
+
+def test_manager_needs_no_close_hook(
+    rec: Recorder, record_warnings: list[warnings.WarningMessage]
+) -> None:
+    """With the close hook disabled, managed acquisitions warn about nothing."""
+    resourceloop.configure(close_hook=False)
+    lazy = rec.template("t-lazy", lazy=True)
+
+    @resource_manager.as_decorator
+    async def main() -> None:
+        await lazy.acquire()
+
+    run(main)
+    assert rec.names() == ["t-lazy"]
+    assert [w for w in record_warnings if issubclass(w.category, UngracefulLoopWarning)] == []
+    assert record_warnings == []
+
+
+def test_managers_on_loops_of_several_threads_are_independent(rec: Recorder) -> None:
+    """Each thread's loop is managed on its own: entering one does not mark the others."""
+    rec.template("t-eager")
+    barrier = threading.Barrier(4, timeout=30)
+    seen: list[int] = []
+
+    @resource_manager.as_decorator
+    async def work() -> None:
+        barrier.wait()  # every thread is inside its manager now
+        seen.append(len(resource_managed_loops))
+        barrier.wait()
+
+    threads = [threading.Thread(target=asyncio.run, args=(work(),)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert seen == [4, 4, 4, 4]
+    assert len(resource_managed_loops) == 0
+    loops = {fake.loop for fake in rec.created}
+    assert len(loops) == 4
+    assert {(fake.loop, loop) for fake, loop in rec.released} == {(loop, loop) for loop in loops}
