@@ -1,0 +1,214 @@
+"""Tests for ``python -m resourceloop demo`` (`resourceloop.__main__`, `resourceloop.demo`).
+
+The command runs in a subprocess, as a user runs it, with small counts and ``--json``; the
+JSON is checked field by field. The server and the client models are also checked in-process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aiohttp", reason="the demo needs the aiohttp extra")
+
+from resourceloop.demo import server as demo_server
+from resourceloop.demo.measure import Progress, count_fds, summarize
+
+TIMEOUT = 120
+
+
+def _demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "resourceloop", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def _modes(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {mode["mode"]: mode for mode in document["modes"]}
+
+
+def test_demo_json_every_resourceloop_mode_is_clean() -> None:
+    """Each resourceloop mode releases every session gracefully; the baseline leaks."""
+    result = _demo("--threads", "2", "--summoners", "4", "--json", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # every warning was captured, none printed at exit
+    document = json.loads(result.stdout)
+    assert document["ok"] is True
+    modes = _modes(document)
+    assert list(modes) == ["managed", "decorator", "unmanaged", "baseline"]
+    for name in ("managed", "decorator", "unmanaged"):
+        mode = modes[name]
+        assert mode["uses_resourceloop"] is True
+        assert mode["calls"] == mode["correct_answers"] == 4
+        assert mode["loops"] == 4
+        assert mode["sessions_created"] == mode["released_gracefully"] == 4
+        assert mode["released_forcefully"] == 0
+        assert mode["sessions_still_open"] == 0
+        assert mode["fds_after"] == mode["fds_before"]
+        assert mode["warnings"] == mode["errors"] == 0
+        assert mode["leaked"] is False
+    baseline = modes["baseline"]
+    assert baseline["uses_resourceloop"] is False
+    assert baseline["correct_answers"] == 4
+    assert baseline["sessions_created"] == baseline["sessions_still_open"] == 4
+    assert baseline["released_gracefully"] == 0
+    assert baseline["fds_after"] > baseline["fds_before"]
+    assert baseline["warnings_when_dropped"] > 0
+    assert any("Unclosed client session" in w for w in baseline["warning_samples"])
+    assert baseline["fds_after_dropping_sessions"] == baseline["fds_before"]
+    # Each call asked the server for a summoner, a history and 5 matches.
+    assert document["server"]["requests"] == 4 * 4 * 7
+
+
+def test_demo_table() -> None:
+    """The default output is a table with one row per chosen mode and an OK verdict."""
+    result = _demo("--threads", "2", "--summoners", "2", "--modes", "unmanaged,managed")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("mode "))
+    for column in ("loops", "sessions", "graceful", "forced", "fds before", "fds after"):
+        assert column in header
+    rows = [line.split()[0] for line in lines if line.split()[:1] in (["managed"], ["unmanaged"])]
+    assert rows == ["unmanaged", "managed"]
+    assert lines[-2].startswith("OK: ")
+
+
+def test_demo_fails_when_resourceloop_cannot_release_gracefully() -> None:
+    """With the close hook disabled the unmanaged mode is not clean, and the exit status says so."""
+    result = _demo(
+        "--threads",
+        "2",
+        "--summoners",
+        "2",
+        "--modes",
+        "unmanaged",
+        "--json",
+        env={"RESOURCELOOP_CLOSE_HOOK": "0"},
+    )
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert document["ok"] is False
+    mode = _modes(document)["unmanaged"]
+    assert mode["leaked"] is True
+    assert mode["released_gracefully"] == 0
+    assert any("UngracefulLoopWarning" in w for w in mode["warning_samples"])
+
+
+def test_demo_help_and_bad_options() -> None:
+    """``--help`` documents every option; a bad option exits with status 2."""
+    result = _demo("--help")
+    assert result.returncode == 0
+    for option in ("--threads", "--summoners", "--matches", "--modes", "--latency", "--json"):
+        assert option in result.stdout
+    assert "baseline" in result.stdout
+    bad = _demo("--modes", "managed,nonsense")
+    assert bad.returncode == 2
+    assert "unknown mode 'nonsense'" in bad.stderr
+    top = subprocess.run(
+        [sys.executable, "-m", "resourceloop", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert top.returncode == 0
+    assert "demo" in top.stdout
+
+
+def test_nothing_imports_the_demo() -> None:
+    """Importing resourceloop and its other modules never imports ``resourceloop.demo``."""
+    code = (
+        "import sys, resourceloop, resourceloop.queue, resourceloop.sync, "
+        "resourceloop.contrib.aiohttp, resourceloop.pytest_plugin\n"
+        "assert not [m for m in sys.modules if m.startswith('resourceloop.demo')], sys.modules\n"
+        "assert 'aiohttp.web' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
+
+
+def test_server_data_is_deterministic_and_served() -> None:
+    """The server answers the three endpoints with the data the checks expect."""
+    with demo_server.DemoServer(latency=0) as server:
+        base = server.url
+        with urllib.request.urlopen(f"{base}/lol/summoner/v4/summoners/by-name/ab%20c") as r:
+            summoner = json.load(r)
+        assert summoner == demo_server.fake_summoner("ab c")
+        with urllib.request.urlopen(
+            f"{base}/lol/match/v5/matches/by-puuid/{summoner['puuid']}/ids?count=3"
+        ) as r:
+            ids = json.load(r)
+        assert ids == demo_server.fake_match_ids(summoner["puuid"])[:3]
+        with urllib.request.urlopen(f"{base}/lol/match/v5/matches/{ids[0]}") as r:
+            match = json.load(r)
+        assert 900 <= match["info"]["gameDuration"] < 2700
+        assert server.requests == 3
+    with pytest.raises(RuntimeError, match="not running"):
+        server.url  # noqa: B018
+
+
+def test_count_fds_excludes_the_servers_sockets() -> None:
+    """Sockets accepted by the server do not count; the client's do."""
+    import socket
+
+    with demo_server.DemoServer(latency=0) as server:
+        before = count_fds(server.port)
+        client = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            assert count_fds(server.port) == before + 1
+        finally:
+            client.close()
+        assert count_fds(server.port) == before
+
+
+def test_summarize_masks_addresses() -> None:
+    """Messages that differ only by addresses or fds are grouped."""
+    lines = summarize(["A <x at 0x1f> fd=12", "A <x at 0x2e> fd=13\nmore", "B"])
+    assert lines == ["2 x A <x at ...> fd=...", "1 x B"]
+
+
+class _Stream(io.StringIO):
+    """A non-tty stream that signals its first write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = threading.Event()
+
+    def write(self, text: str) -> int:
+        count = super().write(text)
+        self.written.set()
+        return count
+
+
+def test_progress_line_after_the_delay() -> None:
+    """Once the delay has passed, a progress line names the mode and the calls done."""
+    stream = _Stream()
+    progress = Progress(total=3, enabled=True, stream=stream, after=0.0)
+    progress.mode = "managed"
+    progress.advance()
+    with progress:
+        assert stream.written.wait(30)
+    first = stream.getvalue().splitlines()[0]
+    assert first.startswith("demo: managed: ")
+    assert "1/3 calls done" in first
+
+
+def test_no_progress_line_for_short_or_disabled_runs() -> None:
+    """Nothing is written before the delay, or when disabled."""
+    for enabled, after in ((True, 3600.0), (False, 0.0)):
+        stream = _Stream()
+        with Progress(total=1, enabled=enabled, stream=stream, after=after) as progress:
+            progress.advance()
+        assert stream.getvalue() == ""
