@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from ._config import Config as Config
 from ._errors import LoopClosedError as LoopClosedError
+from ._runtime import LiveResource as LiveResource
 from ._runtime import Stats as Stats
 from ._runtime import configure as configure
+from ._runtime import live_resources as live_resources
 from ._runtime import reap as reap
 from ._runtime import stats as stats
 from .resources import ResourceManager as ResourceManager
@@ -25,12 +27,14 @@ __version__ = "0.1.0"
 
 __all__ = (
     "Config",
+    "LiveResource",
     "LoopClosedError",
     "ResourceManager",
     "ResourceTemplate",
     "Stats",
     "__version__",
     "configure",
+    "live_resources",
     "reap",
     "resource_managed_loops",
     "resource_manager",
@@ -38,6 +42,15 @@ __all__ = (
     "stats",
 )
 
-for _name in ("Config", "LoopClosedError", "Stats", "configure", "reap", "stats"):
+for _name in (
+    "Config",
+    "LiveResource",
+    "LoopClosedError",
+    "Stats",
+    "configure",
+    "live_resources",
+    "reap",
+    "stats",
+):
     globals()[_name].__module__ = __name__
 del _name

@@ -29,7 +29,7 @@ from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
 from ._registry import READY_ATTR, LoopState, registry
-from ._release import release_forcefully, release_gracefully
+from ._release import release_gracefully, release_on_idle_loop
 
 __all__ = ["fail_remote_waiters", "finish_closing", "install_asyncgen_hook", "install_close_hook"]
 
@@ -64,6 +64,17 @@ def _make_close(
         loop = loop_ref()
         if loop is not None:
             _before_close(loop)
+        else:
+            # The garbage collector clears weak references before it runs finalizers, so
+            # when ``BaseEventLoop.__del__`` calls ``self.close()`` on a collected, unclosed
+            # loop, our reference is already dead. Find the loop as that caller's ``self``
+            # (checked by identity) so that its selector and self-pipe are still closed.
+            try:
+                caller = sys._getframe(1).f_locals.get("self")
+            except ValueError:  # pragma: no cover - called with no Python frame above
+                caller = None
+            if getattr(caller, "__dict__", {}).get("close") is close:
+                loop = caller
         if bound_close is not None:
             bound_close()  # someone else's wrapper, installed before ours: keep the chain
         elif loop is not None:
@@ -84,15 +95,9 @@ def _before_close(loop: asyncio.AbstractEventLoop) -> None:
         if state is None or state.discarded:
             return
         taken = registry.take_all(state, closing=True)
-        if taken:
-            if get_running_loop_or_none() is None:
-                try:
-                    loop.run_until_complete(release_gracefully(state, taken))
-                except Exception as exc:  # pragma: no cover - the loop broke mid-release
-                    logger.debug("could not run %s to release: %r", state.origin, exc)
-            release_forcefully(
-                state, taken, why="it was closed from inside another running event loop"
-            )
+        # Closed from a coroutine of another loop, this thread cannot run ``loop``; then a
+        # helper thread does, so the release is still graceful, on the loop.
+        release_on_idle_loop(loop, state, taken, why="it could not run before closing")
         finish_closing(loop, state)
     except Exception:  # pragma: no cover - never break loop.close() on our account
         logger.exception("resourceloop close hook failed")

@@ -55,23 +55,27 @@ def reap_once() -> None:
         for state in registry.drain_collected():
             taken = registry.take_all(state, closing=True)
             release_forcefully(state, taken, why="its loop was garbage-collected unclosed")
-        for loop, state in registry.snapshot():
-            if state.discarded:
-                continue
-            if loop.is_closed():
-                taken = registry.take_all(state, closing=True)
-                release_forcefully(
-                    state, taken, why="its loop was closed without running the close hook"
-                )
-            elif loop.is_running() or state.thread.is_alive():
-                continue
-            else:
-                taken = registry.take_all(state, closing=True)
-                release_on_idle_loop(
-                    loop, state, taken, why="its thread ended and the loop could not run again"
-                )
-            finish_closing(loop, state)
-        del loop, state  # hold no loop while idle: it may be collectable
+        _reap_tracked()  # a function of its own: no loop stays bound here once it returns
+
+
+def _reap_tracked() -> None:
+    """Closed and abandoned loops among the tracked ones; call with ``_pass_lock`` held."""
+    for loop, state in registry.snapshot():
+        if state.discarded:
+            continue
+        if loop.is_closed():
+            taken = registry.take_all(state, closing=True)
+            release_forcefully(
+                state, taken, why="its loop was closed without running the close hook"
+            )
+        elif loop.is_running() or state.thread.is_alive():
+            continue
+        else:
+            taken = registry.take_all(state, closing=True)
+            release_on_idle_loop(
+                loop, state, taken, why="its thread ended and the loop could not run again"
+            )
+        finish_closing(loop, state)
 
 
 class Reaper:

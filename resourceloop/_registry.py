@@ -281,6 +281,12 @@ class Registry:
                     live[getattr(template, "name", repr(template))] += 1
         return dict(live)
 
+    def live_entries(self) -> list[tuple[Hashable, LoopState]]:
+        """Every live resource as (template, its loop's state), same scope as above (a snapshot)."""
+        with self._lock:
+            states = [*self._states.values(), *self._collected]
+            return [(template, state) for state in states for template in state.resources]
+
     def __repr__(self) -> str:
         with self._lock:
             loops = len(self._states)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Hashable
@@ -102,8 +103,21 @@ async def _release_one(
         registry.count("graceful_releases")
         return None
     # A task, not a plain await: the bound must hold even if the release ignores cancellation.
-    task = asyncio.ensure_future(result)
+    # One task from the release's first step to its last: code bound to its task (anyio's
+    # cancel scopes in httpx's aclose(), asyncio.timeout) fails if its steps change task. On
+    # 3.12+ the task starts eagerly, so a release that never suspends finishes right here.
+    task: asyncio.Future[Any]
+    if sys.version_info >= (3, 12) and inspect.iscoroutine(result):
+        task = asyncio.Task(result, loop=asyncio.get_running_loop(), eager_start=True)
+    else:
+        task = asyncio.ensure_future(result)
     try:
+        if not task.done():
+            # Its first step was scheduled before our wake-up, so one trip around the loop
+            # runs it: enough for most releases, with no waiter and no timer.
+            await asyncio.sleep(0)
+        if task.done():
+            return _account(template, state, task)
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except asyncio.CancelledError:
         # The caller is cancelled, the release is not: account for it when it ends.

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from typing import Literal
 
 import attrs
 
@@ -23,7 +24,16 @@ from ._registry import LoopState, registry
 from ._release import release_forcefully, release_on_idle_loop, warn
 from .warnings import UngracefulLoopWarning
 
-__all__ = ["Stats", "configure", "reap", "stats", "track", "warn_if_ungraceful"]
+__all__ = [
+    "LiveResource",
+    "Stats",
+    "configure",
+    "live_resources",
+    "reap",
+    "stats",
+    "track",
+    "warn_if_ungraceful",
+]
 
 logger = logging.getLogger("resourceloop")
 
@@ -57,20 +67,24 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
     return state
 
 
-def warn_if_ungraceful(state: LoopState) -> None:
-    """Warn once per loop when nothing will release its resources gracefully."""
+def warn_if_ungraceful(state: LoopState, name: str) -> None:
+    """Warn once per loop when nothing will release its resources gracefully.
+
+    ``name`` is the template being acquired, so the message says what is at risk.
+    """
     if state.warned_ungraceful or state.managed:
         return
-    if state.hook != "none" and _config.current().close_hook:
+    close_hook = _config.current().close_hook
+    if state.hook != "none" and close_hook:
         return
     state.warned_ungraceful = True
-    if state.hook != "none":
-        why = "disabled by configure(close_hook=False)"
+    if not close_hook:  # whether it was disabled before or after this loop was tracked
+        why = "disabled by configure(close_hook=False) or RESOURCELOOP_CLOSE_HOOK=0"
     else:
         why = "its close method cannot be wrapped"
     warn(
         UngracefulLoopWarning,
-        f"{state.origin} holds resources but has no close hook "
+        f"{state.origin} holds resources ({name!r} first) but has no close hook "
         f"({why}): "
         "they will be released forcefully after the loop closes. Wrap the work in "
         "`async with resource_manager():` to release them gracefully.",
@@ -192,6 +206,54 @@ def stats() -> Stats:
     )
 
 
+@attrs.frozen
+class LiveResource:
+    """One resource that some loop still holds, as listed by :func:`resourceloop.live_resources`.
+
+    Attributes:
+        template: The template's name.
+        origin: The loop it belongs to, as in warnings and log lines: loop class, address and
+            the thread that first acquired on it.
+        loop_status: ``"running"``, ``"idle"`` (neither running nor closed), ``"closed"`` (the
+            reaper will release it forcefully) or ``"collected"`` (likewise).
+        managed: The loop is inside a ``ResourceManager`` right now.
+
+    .. versionadded:: 0.1.0
+    """
+
+    template: str
+    origin: str
+    loop_status: Literal["running", "idle", "closed", "collected"]
+    managed: bool
+
+
+def live_resources() -> list[LiveResource]:
+    """List every resource not yet released, with its template's name and its loop's origin.
+
+    A snapshot (tracked loops in the order they were first seen, then collected ones); it
+    holds no reference to any loop or resource. Meant for leak
+    checks (the pytest plugin uses it) and debugging. Safe to call from any thread.
+
+    .. versionadded:: 0.1.0
+    """
+    found: list[LiveResource] = []
+    for template, state in registry.live_entries():
+        loop = state.loop()
+        status: Literal["running", "idle", "closed", "collected"]
+        if loop is None:
+            status = "collected"
+        elif loop.is_closed():
+            status = "closed"
+        elif loop.is_running():
+            status = "running"
+        else:
+            status = "idle"
+        del loop
+        name = getattr(template, "name", repr(template))
+        found.append(LiveResource(name, state.origin, status, state.managed))
+    return found
+
+
 # -- process lifetime: fork and exit ------------------------------------------------------------
 
 
@@ -241,7 +303,7 @@ def _at_exit() -> None:
 
 def _reset_for_tests() -> None:
     """Forget all state and stop the reaper; for the test suite only."""
-    global reaper
+    global reaper, _multithreaded_logged
     reaper.stop(timeout=5.0)
     for loop, state in registry.snapshot():
         taken = registry.take_all(state, closing=True)
@@ -249,4 +311,5 @@ def _reset_for_tests() -> None:
         del loop
     registry.forget_after_fork()
     reaper = Reaper()
+    _multithreaded_logged = False  # as in a fork child: each test sees the debug line once
     _config.reset_for_tests()

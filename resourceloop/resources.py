@@ -16,6 +16,7 @@ Where this differs from Pyot's ``pyot.core.resources``:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import threading
@@ -88,6 +89,28 @@ class ResourceTemplate(Generic[R]):
         "_release_func",
     )
 
+    # Two overloads, because mypy cannot solve ``R`` from ``Callable[[], R | Awaitable[R]]``
+    # when given an ``async def`` factory (it infers ``Awaitable[Never]``).
+    @overload
+    def __init__(
+        self,
+        acquire_func: Callable[[], Awaitable[R]],
+        release_func: Callable[[R], Any] | None = None,
+        *,
+        name: str | None = None,
+        lazy: bool = False,
+        force_release_func: Callable[[R], Any] | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        acquire_func: Callable[[], R],
+        release_func: Callable[[R], Any] | None = None,
+        *,
+        name: str | None = None,
+        lazy: bool = False,
+        force_release_func: Callable[[R], Any] | None = None,
+    ) -> None: ...
     def __init__(
         self,
         acquire_func: Callable[[], R | Awaitable[R]],
@@ -118,22 +141,27 @@ class ResourceTemplate(Generic[R]):
 
     @property
     def acquire_func(self) -> Callable[[], R | Awaitable[R]]:
+        """The function that creates a loop's resource, as given; read-only."""
         return self._acquire_func
 
     @property
     def release_func(self) -> Callable[[R], Any] | None:
+        """The function that releases a resource on its loop, or ``None``; read-only."""
         return self._release_func
 
     @property
     def force_release_func(self) -> Callable[[R], Any] | None:
+        """The synchronous release used when the loop cannot run, or ``None``; read-only."""
         return self._force_release_func
 
     @property
     def name(self) -> str:
+        """The name shown in warnings, log lines, ``stats().resources_live`` and errors."""
         return self._name
 
     @property
     def lazy(self) -> bool:
+        """Whether a ``ResourceManager`` skips this template on entry (see ``lazy=``)."""
         return self._lazy
 
     def __repr__(self) -> str:
@@ -175,7 +203,7 @@ class ResourceTemplate(Generic[R]):
                 except (KeyError, AttributeError):
                     pass
         else:
-            _check_loop(loop, "acquire")
+            _check_loop(loop, f"{self._name!r}.acquire")
         return self._acquire(loop)
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop | None) -> R:
@@ -184,7 +212,9 @@ class ResourceTemplate(Generic[R]):
         if target.is_closed():
             raise LoopClosedError(f"cannot acquire {self._name!r}: the event loop is closed")
         if target is not running:
-            return await _on_loop(target, self._acquire_here)  # type: ignore[no-any-return]
+            return await _on_loop(  # type: ignore[no-any-return]
+                target, self._acquire_here, f"cannot acquire {self._name!r}"
+            )
         return await self._acquire_here()
 
     async def _acquire_here(self) -> R:
@@ -200,7 +230,7 @@ class ResourceTemplate(Generic[R]):
         pending = state.pending.get(self)
         if pending is None:
             if not state.managed:
-                warn_if_ungraceful(state)
+                warn_if_ungraceful(state, self._name)
             result = self._acquire_func()  # a synchronous factory finishes right here
             if not inspect.isawaitable(result):
                 return self._stored(loop, state, result)
@@ -246,7 +276,7 @@ class ResourceTemplate(Generic[R]):
 
         .. versionadded:: 0.1.0
         """
-        _check_loop(loop, "release")
+        _check_loop(loop, f"{self._name!r}.release")
         running = asyncio.get_running_loop()
         target = running if loop is None else loop
         state = registry.get(target)
@@ -259,7 +289,7 @@ class ResourceTemplate(Generic[R]):
                 release_forcefully(state, [(self, resource)], why="its loop was already closed")
             return
         if target is not running:
-            await _on_loop(target, self._release_here)
+            await _on_loop(target, self._release_here, f"cannot release {self._name!r}")
             return
         await self._release_here()
 
@@ -345,20 +375,26 @@ def _cache_ready(
 
 
 async def _on_loop(
-    loop: asyncio.AbstractEventLoop, work: Callable[[], Coroutine[Any, Any, Any]]
+    loop: asyncio.AbstractEventLoop, work: Callable[[], Coroutine[Any, Any, Any]], what: str
 ) -> Any:
-    """Run ``work()`` on ``loop``, which runs in another thread, and await its result here."""
+    """Run ``work()`` on ``loop``, which runs in another thread, and await its result here.
+
+    ``what`` starts every error message (it names the template).
+    """
     if not loop.is_running():
         raise RuntimeError(
-            "the given event loop is neither the running loop nor running in another thread, so "
-            "nothing can run on it; call this from a coroutine running on that loop instead"
+            f"{what}: the given event loop is neither the running loop nor running in another "
+            "thread, so nothing can run on it; call this from a coroutine running on that loop "
+            "instead"
         )
     coro = work()
     try:
         remote = asyncio.run_coroutine_threadsafe(coro, loop)
     except RuntimeError:  # it closed in between
         coro.close()
-        raise LoopClosedError("the event loop closed before it could run the call") from None
+        raise LoopClosedError(
+            f"{what}: the event loop closed before it could run the call"
+        ) from None
     state = registry.get(loop)
     if state is not None:
         state.remote.add(remote)  # the close hook fails it if the loop closes first
@@ -367,10 +403,24 @@ async def _on_loop(
         while True:
             done, _ = await asyncio.wait({waiter}, timeout=_REMOTE_LIVENESS_CHECK)
             if done:
+                if waiter.cancelled():
+                    # Cancelled over there, not here (our own cancellation raises out of the
+                    # wait above): that loop is shutting down, as asyncio.run() does on exit.
+                    # A CancelledError here would look like this task's own cancellation.
+                    raise LoopClosedError(
+                        f"{what}: the event loop cancelled the call before it finished: it is "
+                        "shutting down"
+                    )
                 return waiter.result()
             if loop.is_closed():  # closed without our hook: the call will never run
-                remote.cancel()
-                raise LoopClosedError("the event loop closed before it could run the call")
+                # Fail it, not cancel it: asyncio would pass a cancellation on to the closed
+                # loop, and concurrent.futures would log its "Event loop is closed" error.
+                waiter.add_done_callback(_retrieve)  # nobody awaits it any more
+                try:
+                    remote.set_exception(LoopClosedError("the event loop closed"))
+                except concurrent.futures.InvalidStateError:  # it finished in between
+                    pass
+                raise LoopClosedError(f"{what}: the event loop closed before it could run the call")
     finally:
         if state is not None:
             state.remote.discard(remote)
@@ -401,6 +451,11 @@ class ResourceManager:
     the body's exception propagates.
 
     An instance belongs to the loop it is entered on and may be entered again after it exits.
+    "Every registered template" means every live template in the process, including those
+    other modules declared: libraries should mark optional templates ``lazy=True``.
+
+    Construct it anywhere: the loop is looked up on entry, not at construction. Enter and leave
+    it from coroutines running on the loop it manages.
 
     .. versionadded:: 0.1.0
     """
@@ -426,6 +481,7 @@ class ResourceManager:
 
     @property
     def exist_ok(self) -> bool:
+        """Whether entering on a loop that already has an active manager is a no-op."""
         return self._exist_ok
 
     def __repr__(self) -> str:
@@ -489,11 +545,28 @@ class ResourceManager:
             )
 
     async def acquire(self) -> ResourceManager:
-        """Explicit form of ``__aenter__``. Call from a coroutine on the loop to manage."""
+        """Enter the manager: the explicit form of ``async with manager:``.
+
+        Returns:
+            The manager itself.
+
+        Raises:
+            RuntimeError: Another manager is active on the loop (and ``exist_ok`` is false),
+                or this one is already active.
+            LoopClosedError: The loop is closing.
+
+        Call it from a coroutine on the loop whose resources it should manage.
+        """
         return await self.__aenter__()
 
     async def release(self) -> None:
-        """Explicit form of ``__aexit__`` for a body that did not raise."""
+        """Leave the manager: release what the loop acquired, as a body that did not raise.
+
+        Raises:
+            ExceptionGroup: One or more release functions raised; every release was attempted.
+
+        Call it from a coroutine on the loop the manager was entered on.
+        """
         await self.__aexit__(None, None, None)
 
     @classmethod
