@@ -1,0 +1,595 @@
+"""Tests for ``resourceloop._closehook``: graceful release on the loop, just before it closes.
+
+Every way of closing a loop that users reach for (``asyncio.run``, ``asyncio.Runner``, asgiref's
+``async_to_sync``, ``uvloop.run``, ``loop.run_until_complete`` + ``loop.close()``) must release
+the loop's resources on that loop, while it can still run, with no code change; the fallbacks
+(async-generator hook, reaper) take over where ``close`` cannot be wrapped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import sys
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+import resourceloop
+from resourceloop import ResourceTemplate, reap, stats
+from resourceloop._registry import registry
+from resourceloop.warnings import (
+    ForcedReleaseWarning,
+    ReleaseTimeoutWarning,
+    ResourceLoopWarning,
+)
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop does not exist on Windows
+    uvloop = None  # type: ignore[assignment]
+
+needs_uvloop = pytest.mark.skipif(uvloop is None, reason="needs uvloop")
+
+
+def _new_uvloop() -> asyncio.AbstractEventLoop:
+    return uvloop.new_event_loop()
+
+
+def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
+    return uvloop is not None and isinstance(loop, uvloop.Loop)
+
+
+@pytest.fixture(autouse=True)
+def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the reaper thread asleep: these tests drive every pass with ``reap()``."""
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
+class Res:
+    """A fake resource that remembers its loop (strongly, as a ``ClientSession`` does)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, *, hold_loop: bool = True) -> None:
+        self.loop_ref = weakref.ref(loop) if loop is not None else None
+        self.loop = loop if hold_loop else None
+
+
+class Release:
+    """What one release function saw when it ran."""
+
+    def __init__(self, resource: Res, kind: str) -> None:
+        self.resource = resource
+        self.kind = kind
+        running = asyncio._get_running_loop()
+        self.on_own_loop = running is not None and (
+            resource.loop_ref is not None and running is resource.loop_ref()
+        )
+        self.loop_closed = running.is_closed() if running is not None else None
+        self.thread = threading.current_thread()
+
+
+class Recorder:
+    """Templates whose release functions record every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[Release] = []
+        self.events: list[str] = []
+
+    def template(
+        self, name: str, *, hold_loop: bool = True, sync: bool = False, fail: bool = False
+    ) -> ResourceTemplate[Res]:
+        def make() -> Res:
+            return Res(asyncio.get_running_loop(), hold_loop=hold_loop)
+
+        async def acquire() -> Res:
+            return make()
+
+        def release_sync(r: Res) -> None:
+            self.calls.append(Release(r, "graceful"))
+            self.events.append(f"release {name}")
+            if fail:
+                raise ValueError(f"release of {name} failed")
+
+        async def release(r: Res) -> None:
+            release_sync(r)
+
+        def force(r: Res) -> None:
+            self.calls.append(Release(r, "forced"))
+
+        return ResourceTemplate(
+            make if sync else acquire,
+            release_sync if sync else release,
+            name=name,
+            force_release_func=force,
+        )
+
+    def of(self, kind: str) -> list[Release]:
+        return [c for c in self.calls if c.kind == kind]
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+# -- the ways a loop is closed -----------------------------------------------------------------
+
+Main = Callable[[], Coroutine[Any, Any, Any]]
+
+
+def _asyncio_run(main: Main) -> Any:
+    return asyncio.run(main())
+
+
+def _runner(main: Main) -> Any:
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner() as runner:
+            return runner.run(main())
+    else:  # pragma: no cover - skipped there
+        raise NotImplementedError
+
+
+def _async_to_sync(main: Main) -> Any:
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(main)()
+
+
+def _uvloop_run(main: Main) -> Any:
+    return uvloop.run(main())
+
+
+def _manual(factory: Callable[[], asyncio.AbstractEventLoop]) -> Callable[[Main], Any]:
+    def run(main: Main) -> Any:
+        loop = factory()
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    return run
+
+
+needs_runner = pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is 3.11+")
+
+CLOSERS = [
+    pytest.param(_asyncio_run, id="asyncio.run"),
+    pytest.param(_runner, id="asyncio.Runner", marks=needs_runner),
+    pytest.param(_async_to_sync, id="async_to_sync"),
+    pytest.param(_uvloop_run, id="uvloop.run", marks=needs_uvloop),
+    pytest.param(_manual(_new_uvloop), id="uvloop-manual", marks=needs_uvloop),
+    pytest.param(_manual(asyncio.new_event_loop), id="asyncio-manual"),
+]
+FACTORIES = [
+    pytest.param(asyncio.new_event_loop, id="asyncio"),
+    pytest.param(_new_uvloop, id="uvloop", marks=needs_uvloop),
+]
+
+
+@pytest.mark.parametrize("close", CLOSERS)
+def test_released_on_the_loop_just_before_close(
+    close: Callable[[Main], Any], rec: Recorder
+) -> None:
+    """Each resource is released once, on its own still-open loop, after the body, newest first."""
+    first, second = rec.template("first"), rec.template("second")
+
+    async def main() -> tuple[Res, Res, asyncio.AbstractEventLoop]:
+        a, b = await first.acquire(), await second.acquire()
+        assert stats().resources_live == {"first": 1, "second": 1}
+        rec.events.append("body done")
+        return a, b, asyncio.get_running_loop()
+
+    a, b, loop = close(main)
+    assert rec.events == ["body done", "release second", "release first"]
+    assert [c.resource for c in rec.calls] == [b, a]
+    assert all(c.kind == "graceful" and c.on_own_loop for c in rec.calls)
+    assert [c.loop_closed for c in rec.calls] == [False, False]
+    assert loop.is_closed()
+    snap = stats()
+    assert (snap.loops_tracked, snap.resources_live) == (0, {})
+    assert (snap.graceful_releases, snap.forced_releases) == (2, 0)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.run(loop_factory=) is 3.12+")
+@needs_uvloop
+def test_asyncio_run_with_uvloop_factory(rec: Recorder) -> None:
+    """asyncio.run on a uvloop loop releases on that loop too."""
+    t = rec.template("t")
+
+    async def main() -> Res:
+        return await t.acquire()
+
+    r = asyncio.run(main(), loop_factory=_new_uvloop)  # type: ignore[call-arg,unused-ignore]
+    assert [(c.kind, c.on_own_loop, c.loop_closed) for c in rec.calls] == [
+        ("graceful", True, False)
+    ]
+    assert r.loop is not None
+    assert _is_uvloop(r.loop)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_sync_release_runs_on_the_loop_too(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """A synchronous acquire/release pair is also released on the loop, before close."""
+    t = rec.template("sync", sync=True)
+    loop = factory()
+    r = loop.run_until_complete(t.acquire())
+    loop.close()
+    assert [(c.resource, c.on_own_loop, c.loop_closed) for c in rec.calls] == [(r, True, False)]
+
+
+# -- never when running, never when closed, never twice ----------------------------------------
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_close_while_running_raises_and_keeps_resources(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """Closing a running loop raises as usual, releases nothing, and the resource stays usable."""
+    t = rec.template("t")
+
+    async def main() -> Res:
+        loop = asyncio.get_running_loop()
+        r = await t.acquire()
+        with pytest.raises(RuntimeError):
+            loop.close()
+        assert rec.calls == []
+        assert not loop.is_closed()
+        assert await t.acquire() is r
+        assert stats().resources_live == {"t": 1}
+        return r
+
+    loop = factory()
+    r = loop.run_until_complete(main())
+    assert rec.calls == []
+    loop.close()
+    assert [(c.resource, c.kind, c.on_own_loop) for c in rec.calls] == [(r, "graceful", True)]
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_close_twice_releases_once(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """A second close() is a no-op: nothing is released again."""
+    t = rec.template("t")
+    loop = factory()
+    loop.run_until_complete(t.acquire())
+    loop.close()
+    loop.close()
+    assert len(rec.calls) == 1
+    assert stats().graceful_releases == 1
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_hook_does_nothing_on_an_already_closed_loop(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """A loop closed behind the hook's back is left to the reaper: forced, exactly once."""
+    t = rec.template("t")
+    loop = factory()
+    r = loop.run_until_complete(t.acquire())
+    type(loop).close(loop)  # bypass the instance hook
+    loop.close()  # the hook now sees a closed loop
+    assert rec.calls == []
+    assert stats().resources_live == {"t": 1}
+    with pytest.warns(ForcedReleaseWarning, match="'t'"):
+        reap()
+    assert [(c.resource, c.kind) for c in rec.calls] == [(r, "forced")]
+    assert stats().loops_tracked == 0
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_never_wraps_twice(factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder) -> None:
+    """Later acquisitions, other templates and acquiring again after a release keep one wrapper."""
+    first, second = rec.template("first"), rec.template("second")
+    loop = factory()
+    loop.run_until_complete(first.acquire())
+    hook = vars(loop)["close"]
+    loop.run_until_complete(second.acquire())
+    loop.run_until_complete(first.acquire())
+    assert vars(loop)["close"] is hook
+
+    async def release_both() -> None:
+        await first.release()
+        await second.release()
+
+    loop.run_until_complete(release_both())
+    loop.run_until_complete(first.acquire())
+    assert vars(loop)["close"] is hook
+    loop.close()
+    assert vars(loop)["close"] is hook
+    assert [c.kind for c in rec.calls] == ["graceful"] * 3
+
+
+def test_never_wraps_twice_after_the_state_was_discarded(rec: Recorder) -> None:
+    """A loop reaped as abandoned and then used again is tracked anew with the same wrapper."""
+    t = rec.template("t")
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def owner() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(t.acquire())
+        loops.append(loop)
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    thread.join()
+    [loop] = loops
+    hook = vars(loop)["close"]
+    reap()  # abandoned: released on the loop, state discarded
+    assert [(c.kind, c.on_own_loop) for c in rec.calls] == [("graceful", True)]
+    assert stats().loops_tracked == 0
+    loop.run_until_complete(t.acquire())
+    assert stats().loops_tracked == 1
+    assert vars(loop)["close"] is hook
+    loop.close()
+    assert [(c.kind, c.on_own_loop) for c in rec.calls] == [("graceful", True)] * 2
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_chains_with_an_earlier_instance_wrapper(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """Someone else's close wrapper installed first is still called, exactly once, after ours."""
+    t = rec.template("t")
+    loop = factory()
+    original = loop.close
+
+    def their_close() -> None:
+        rec.events.append("their close")
+        original()
+
+    loop.close = their_close  # type: ignore[method-assign]
+    loop.run_until_complete(t.acquire())
+    assert vars(loop)["close"] is not their_close  # ours wraps theirs
+    loop.close()
+    assert rec.events == ["release t", "their close"]
+    assert loop.is_closed()
+    loop.close()
+    assert rec.events == ["release t", "their close", "their close"]
+    assert len(rec.calls) == 1
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_a_later_wrapper_around_ours_still_releases(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """A wrapper installed after ours (asyncio-atexit style) calls ours, which releases."""
+    t = rec.template("t")
+    loop = factory()
+    loop.run_until_complete(t.acquire())
+    ours = loop.close
+
+    def their_close() -> None:
+        rec.events.append("their close")
+        ours()
+
+    loop.close = their_close  # type: ignore[method-assign]
+    loop.close()
+    assert rec.events == ["their close", "release t"]
+    assert loop.is_closed()
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_no_reference_cycle(
+    factory: Callable[[], asyncio.AbstractEventLoop], sync: bool, rec: Recorder
+) -> None:
+    """A hooked loop whose resource does not refer to it dies by refcount alone after close."""
+    t = rec.template("t", hold_loop=False, sync=sync)
+    gc.collect()
+    gc.disable()
+    try:
+        loop = factory()
+        loop.run_until_complete(t.acquire())
+        assert getattr(vars(loop)["close"], "__resourceloop_close_hook__", False)
+        loop.close()
+        probe = weakref.ref(loop)
+        del loop
+        assert probe() is None, gc.get_referrers(probe())
+    finally:
+        gc.enable()
+    assert len(rec.calls) == 1
+
+
+# -- fallbacks where close cannot be wrapped ---------------------------------------------------
+
+
+class RefusingLoop(asyncio.SelectorEventLoop):
+    """A loop class that refuses to have ``close`` replaced on its instances."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "close":
+            raise AttributeError("close is read-only on this loop")
+        super().__setattr__(name, value)
+
+
+class PropertyLoop(asyncio.SelectorEventLoop):
+    """A loop class whose ``close`` is a read-only property."""
+
+    @property
+    def close(self) -> Callable[[], None]:
+        return super().close
+
+
+UNWRAPPABLE = [
+    pytest.param(RefusingLoop, id="setattr-refuses"),
+    pytest.param(PropertyLoop, id="property"),
+]
+
+
+def _run_like_asyncio_run(main: Main, factory: Callable[[], asyncio.AbstractEventLoop]) -> Any:
+    """What asyncio.run/Runner do with a custom loop factory (done by hand on 3.10)."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(main())
+    else:  # pragma: no cover - 3.10
+        loop = factory()
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+
+@pytest.mark.parametrize("factory", UNWRAPPABLE)
+def test_asyncgen_fallback_releases_gracefully_in_shutdown_asyncgens(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """Where close cannot be wrapped, shutdown_asyncgens() releases on the loop, with no warning."""
+    first, second = rec.template("first"), rec.template("second")
+
+    async def main() -> tuple[Res, Res]:
+        loop = asyncio.get_running_loop()
+        a, b = await first.acquire(), await second.acquire()
+        state = registry.get(loop)
+        assert state is not None
+        assert state.hook == "asyncgen"
+        assert "close" not in vars(loop)
+        rec.events.append("body done")
+        return a, b
+
+    a, b = _run_like_asyncio_run(main, factory)
+    assert rec.events == ["body done", "release second", "release first"]
+    assert [c.resource for c in rec.calls] == [b, a]
+    assert all(c.kind == "graceful" and c.on_own_loop and not c.loop_closed for c in rec.calls)
+    assert stats().loops_tracked == 0
+    reap()
+    assert len(rec.calls) == 2
+
+
+@pytest.mark.parametrize("factory", UNWRAPPABLE)
+def test_reaper_is_the_last_resort(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """Unwrappable and closed without shutdown_asyncgens(): the reaper releases forcefully."""
+    t = rec.template("t")
+    loop = factory()
+    r = loop.run_until_complete(t.acquire())
+    loop.close()
+    assert rec.calls == []
+    with pytest.warns(ForcedReleaseWarning, match="'t'") as record:
+        reap()
+    assert [type(w.message) for w in record] == [ForcedReleaseWarning]
+    assert [(c.resource, c.kind) for c in rec.calls] == [(r, "forced")]
+    assert stats().loops_tracked == 0
+    reap()
+    assert len(rec.calls) == 1
+
+
+# -- bounded, failure-proof ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("stubborn", [False, True], ids=["cancellable", "ignores-cancel"])
+def test_hanging_release_does_not_hang_close(
+    factory: Callable[[], asyncio.AbstractEventLoop], stubborn: bool
+) -> None:
+    """A release past release_timeout is abandoned: warning, force_release_func, close returns."""
+    resourceloop.configure(release_timeout=0.2)
+    forced: list[object] = []
+    others: list[object] = []
+
+    async def hang(r: object) -> None:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if not stubborn:
+                    raise
+
+    hanging = ResourceTemplate(object, hang, name="hanging", force_release_func=forced.append)
+    fine = ResourceTemplate(object, others.append, name="fine")
+
+    async def main() -> tuple[object, object]:
+        return await fine.acquire(), await hanging.acquire()
+
+    loop = factory()
+    f, h = loop.run_until_complete(main())
+    with pytest.warns(ReleaseTimeoutWarning, match="'hanging'") as record:
+        loop.close()
+    assert [type(w.message) for w in record] == [ReleaseTimeoutWarning]
+    assert loop.is_closed()
+    assert forced == [h]
+    assert others == [f]
+    snap = stats()
+    assert (snap.release_timeouts, snap.forced_releases, snap.graceful_releases) == (1, 1, 1)
+    assert snap.loops_tracked == 0
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_failing_release_is_logged_and_others_still_run(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+    rec: Recorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A release that raises is logged; the others still run; close() does not raise."""
+    good = rec.template("good")
+    bad_async = rec.template("bad-async", fail=True)
+    bad_sync = rec.template("bad-sync", fail=True, sync=True)
+    loop = factory()
+
+    async def main() -> None:
+        for t in (good, bad_async, bad_sync):
+            await t.acquire()
+
+    loop.run_until_complete(main())
+    with caplog.at_level(logging.ERROR, logger="resourceloop"):
+        loop.close()
+    assert loop.is_closed()
+    assert rec.events == ["release bad-sync", "release bad-async", "release good"]
+    assert all(c.kind == "graceful" and c.on_own_loop for c in rec.calls)
+    failed = sorted(r.getMessage() for r in caplog.records if r.name == "resourceloop")
+    assert len(failed) == 2
+    assert "'bad-async'" in failed[0]
+    assert "'bad-sync'" in failed[1]
+    snap = stats()
+    assert (snap.release_failures, snap.graceful_releases, snap.loops_tracked) == (2, 1, 0)
+
+
+def test_closed_from_inside_another_running_loop(rec: Recorder) -> None:
+    """Closing an idle loop from a coroutine of another loop still releases, exactly once."""
+    t = rec.template("t")
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def owner() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(t.acquire())
+        loops.append(loop)
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    thread.join()
+    [other] = loops
+
+    async def main() -> None:
+        other.close()
+
+    asyncio.run(main())
+    assert other.is_closed()
+    assert [(c.kind, c.on_own_loop, c.loop_closed) for c in rec.calls] == [
+        ("graceful", True, False)
+    ]
+    assert stats().loops_tracked == 0
+
+
+def test_no_warning_on_the_graceful_paths(rec: Recorder) -> None:
+    """The close hook handles a loop per call silently (Flask-style churn prints nothing)."""
+    t = rec.template("t")
+
+    async def main() -> None:
+        await t.acquire()
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for _ in range(20):
+            asyncio.run(main())
+    assert [w for w in record if issubclass(w.category, ResourceLoopWarning)] == []
+    assert len(rec.calls) == 20

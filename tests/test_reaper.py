@@ -1,0 +1,425 @@
+"""Tests for ``resourceloop._reaper``: loops closed without the hook, abandoned, or collected.
+
+``resourceloop.reap()`` drives one pass synchronously; one test lets the real reaper thread
+find a closed loop by itself, waiting on an event with a timeout that only matters if broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import resourceloop
+from resourceloop import ResourceTemplate, reap, stats
+from resourceloop._registry import READY_ATTR, registry
+from resourceloop.warnings import (
+    ForcedReleaseWarning,
+    ResourceLoopWarning,
+    UngracefulLoopWarning,
+)
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop does not exist on Windows
+    uvloop = None  # type: ignore[assignment]
+
+needs_uvloop = pytest.mark.skipif(uvloop is None, reason="needs uvloop")
+
+
+def _new_uvloop() -> asyncio.AbstractEventLoop:
+    return uvloop.new_event_loop()
+
+
+def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
+    return uvloop is not None and isinstance(loop, uvloop.Loop)
+
+
+FACTORIES = [
+    pytest.param(asyncio.new_event_loop, id="asyncio"),
+    pytest.param(_new_uvloop, id="uvloop", marks=needs_uvloop),
+]
+
+
+@pytest.fixture(autouse=True)
+def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the reaper thread asleep unless a test asks for it: ``reap()`` drives the passes."""
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
+class Res:
+    """A fake resource; holds its loop strongly unless told not to."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, hold_loop: bool) -> None:
+        self.loop_ref = weakref.ref(loop)
+        self.loop = loop if hold_loop else None
+
+
+class Recorder:
+    """Templates that record each release: graceful or forced, on which loop, in which thread."""
+
+    def __init__(self) -> None:
+        self.graceful: list[tuple[Res, bool, bool]] = []  # (resource, on own loop, loop closed)
+        self.forced: list[Res] = []
+        self.forced_event = threading.Event()
+
+    def template(self, name: str, *, hold_loop: bool = True) -> ResourceTemplate[Res]:
+        async def acquire() -> Res:
+            return Res(asyncio.get_running_loop(), hold_loop=hold_loop)
+
+        async def release(r: Res) -> None:
+            running = asyncio.get_running_loop()
+            self.graceful.append((r, running is r.loop_ref(), running.is_closed()))
+
+        def force(r: Res) -> None:
+            self.forced.append(r)
+            self.forced_event.set()
+
+        return ResourceTemplate(acquire, release, name=name, force_release_func=force)
+
+    def clear(self) -> None:
+        self.graceful.clear()
+        self.forced.clear()
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+def _collect() -> None:
+    """Collect (three times), tolerating one known piece of asyncio noise.
+
+    When the cyclic collector finalizes an unclosed default loop's self-pipe socket before the
+    loop, asyncio's own ``BaseEventLoop.__del__`` fails with "Invalid file descriptor: -1"
+    while closing it, with or without resourceloop. Only that is let through; anything else
+    raised in a finalizer still reaches pytest.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, ValueError) and "Invalid file descriptor" in str(exc):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        for _ in range(3):
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous
+
+
+@pytest.fixture
+def quiet_unclosed() -> Iterator[None]:
+    """Let asyncio's own "unclosed event loop/socket" warnings of dropped loops pass.
+
+    Any resourceloop warning emitted meanwhile still fails the test.
+    """
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        yield
+    ours = [w for w in record if issubclass(w.category, ResourceLoopWarning)]
+    assert ours == []
+    for w in record:
+        assert issubclass(w.category, ResourceWarning), w
+        assert "unclosed" in str(w.message), w
+
+
+# -- closed without the hook -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_closed_without_hook_warns_once_then_reap_forces(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """close_hook=False: one UngracefulLoopWarning per loop; reap() forces each resource once."""
+    resourceloop.configure(close_hook=False)
+    first, second = rec.template("first"), rec.template("second")
+
+    async def main() -> tuple[Res, Res]:
+        a = await first.acquire()
+        b = await second.acquire()
+        await first.acquire()
+        return a, b
+
+    loops = [factory(), factory()]
+    with pytest.warns(UngracefulLoopWarning) as record:
+        results = [loop.run_until_complete(main()) for loop in loops]
+    assert [type(w.message) for w in record] == [UngracefulLoopWarning] * 2
+    for w, loop in zip(record, loops, strict=True):
+        assert f"{id(loop):#x}" in str(w.message)
+        assert "resource_manager" in str(w.message)
+    for loop in loops:
+        assert "close" not in vars(loop)
+        loop.close()
+    assert rec.graceful == []
+    assert rec.forced == []
+    assert stats().loops_tracked == 2
+
+    with pytest.warns(ForcedReleaseWarning) as record:
+        reap()
+    assert sorted(map(id, rec.forced)) == sorted(id(r) for pair in results for r in pair)
+    assert rec.graceful == []
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 4
+    for loop in loops:
+        mine = [m for m in messages if f"{id(loop):#x}" in m]
+        assert len(mine) == 2
+        assert any("'first'" in m for m in mine)
+        assert any("'second'" in m for m in mine)
+        assert all(type(loop).__name__ in m for m in mine)
+    snap = stats()
+    assert (snap.loops_tracked, snap.resources_live, snap.forced_releases) == (0, {}, 4)
+
+    reap()  # nothing left: a second pass releases nothing and warns nothing
+    assert len(rec.forced) == 4
+
+
+def test_hook_disabled_after_installation(rec: Recorder) -> None:
+    """A hook installed earlier stands down once close_hook=False; the reaper forces."""
+    t = rec.template("t")
+    loop = asyncio.new_event_loop()
+    r = loop.run_until_complete(t.acquire())
+    resourceloop.configure(close_hook=False)
+    loop.close()
+    assert rec.graceful == []
+    with pytest.warns(ForcedReleaseWarning, match="'t'"):
+        reap()
+    assert rec.forced == [r]
+
+
+def test_reaper_thread_finds_a_closed_loop_within_an_interval(rec: Recorder) -> None:
+    """The real thread, not reap(), releases a loop closed without the hook."""
+    resourceloop.configure(close_hook=False, reap_interval=0.05)
+    t = rec.template("t")
+
+    async def main() -> Res:
+        return await t.acquire()
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        r = asyncio.run(main())
+        assert rec.forced_event.wait(10), "the reaper thread never released the closed loop"
+        reap()  # waits for the thread's pass to finish (so it has warned), then finds nothing
+    assert rec.forced == [r]
+    assert rec.graceful == []
+    categories = [w.category for w in record]
+    assert categories == [UngracefulLoopWarning, ForcedReleaseWarning]
+    snap = stats()
+    assert snap.reaper_alive
+    assert snap.reaper_passes >= 2
+    assert (snap.loops_tracked, snap.forced_releases) == (0, 1)
+
+
+# -- abandoned ---------------------------------------------------------------------------------
+
+
+def _abandon(
+    t: ResourceTemplate[Res], factory: Callable[[], asyncio.AbstractEventLoop]
+) -> tuple[weakref.ReferenceType[asyncio.AbstractEventLoop], Res]:
+    """A thread creates a loop, acquires on it and ends without closing it."""
+    out: list[tuple[asyncio.AbstractEventLoop, Res]] = []
+
+    def owner() -> None:
+        loop = factory()
+        out.append((loop, loop.run_until_complete(t.acquire())))
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    thread.join()
+    [(loop, r)] = out
+    return weakref.ref(loop), r
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_abandoned_loop_released_gracefully_and_dropped(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder, quiet_unclosed: None
+) -> None:
+    """A dead thread's idle loop is released on that loop, then no longer kept alive."""
+    t = rec.template("t")
+    probe, r = _abandon(t, factory)
+    assert stats().resources_live == {"t": 1}
+    reap()
+    assert rec.graceful == [(r, True, False)]
+    assert rec.forced == []
+    snap = stats()
+    assert (snap.loops_tracked, snap.resources_live, snap.graceful_releases) == (0, {}, 1)
+    loop = probe()
+    assert loop is not None
+    assert not loop.is_closed()  # the reaper never closes a loop it does not own
+    assert not loop.is_running()
+    assert registry.get(loop) is None
+    assert READY_ATTR not in vars(loop)
+    if _is_uvloop(loop):
+        return  # an unclosed uvloop loop is never collected, with or without resourceloop
+    del loop, r
+    rec.clear()
+    _collect()
+    assert probe() is None
+
+
+def test_abandoned_loop_reaped_from_a_running_loop(rec: Recorder) -> None:
+    """purge() from a coroutine releases an abandoned loop gracefully, via a helper thread."""
+    t = rec.template("t")
+    _, r = _abandon(t, asyncio.new_event_loop)
+
+    async def main() -> None:
+        await t.purge()
+
+    asyncio.run(main())
+    assert rec.graceful == [(r, True, False)]
+    assert stats().loops_tracked == 0
+    assert r.loop is not None
+    r.loop.close()  # whoever owns it may still close it: nothing is released twice
+    assert len(rec.graceful) == 1
+    assert rec.forced == []
+
+
+def test_loop_running_in_another_thread_is_never_touched(rec: Recorder) -> None:
+    """A loop busy in its thread keeps its resources through reap(), then closes gracefully."""
+    t = rec.template("t")
+    loop = asyncio.new_event_loop()
+    acquired = threading.Event()
+    stop: list[asyncio.Future[None]] = []
+
+    def owner() -> None:
+        async def main() -> None:
+            await t.acquire()
+            stop.append(loop.create_future())
+            acquired.set()
+            await stop[0]
+
+        loop.run_until_complete(main())
+        loop.close()
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    try:
+        assert acquired.wait(10)
+        assert loop.is_running()
+        reap()
+        reap()
+        assert rec.graceful == []
+        assert rec.forced == []
+        assert stats().resources_live == {"t": 1}
+    finally:
+        loop.call_soon_threadsafe(stop[0].set_result, None)
+        thread.join()
+    assert [(on_loop, closed) for _, on_loop, closed in rec.graceful] == [(True, False)]
+    assert rec.forced == []
+
+
+def test_idle_loop_of_a_live_thread_is_never_touched(rec: Recorder) -> None:
+    """A loop not running right now, whose thread is alive, may run again: reap() leaves it."""
+    t = rec.template("t")
+    acquired, go = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def owner() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(t.acquire())
+        acquired.set()
+        go.wait(10)
+        seen.append(len(rec.graceful) + len(rec.forced))
+        loop.close()
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    assert acquired.wait(10)
+    reap()
+    go.set()
+    thread.join()
+    assert seen == [0]
+    assert [(on_loop, closed) for _, on_loop, closed in rec.graceful] == [(True, False)]
+
+
+# -- collected ---------------------------------------------------------------------------------
+
+
+def test_collected_loop_is_released_forcefully_by_the_next_pass(rec: Recorder) -> None:
+    """A never-closed loop that is garbage-collected: its entry goes, reap() forces once.
+
+    Default loop only: an unclosed uvloop loop is never collected, with or without us.
+    """
+    t = rec.template("t", hold_loop=False)
+    loop = asyncio.new_event_loop()
+    r = loop.run_until_complete(t.acquire())
+    probe = weakref.ref(loop)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # asyncio's "unclosed event loop"
+        del loop
+        _collect()
+    assert probe() is None
+    snap = stats()
+    assert snap.loops_tracked == 0  # the registry entry is gone with its key
+    assert snap.resources_live == {"t": 1}  # ... but the resource still waits for release
+    assert rec.forced == []
+    assert rec.graceful == []
+    with pytest.warns(ForcedReleaseWarning, match="garbage-collected") as record:
+        reap()
+    assert len(record) == 1
+    assert rec.forced == [r]
+    assert rec.graceful == []
+    assert stats().resources_live == {}
+    reap()
+    assert rec.forced == [r]
+
+
+def test_collected_loop_in_an_abandoned_thread(rec: Recorder) -> None:
+    """An abandoned loop collected before any pass is released once, forcefully."""
+    t = rec.template("t", hold_loop=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        probe, r = _abandon(t, asyncio.new_event_loop)
+        _collect()
+    assert probe() is None
+    with pytest.warns(ForcedReleaseWarning):
+        reap()
+    assert rec.forced == [r]
+    assert rec.graceful == []
+
+
+# -- robustness --------------------------------------------------------------------------------
+
+
+def test_reap_with_nothing_tracked() -> None:
+    """A pass over an empty registry is a no-op (and does not fail)."""
+    reap()
+    reap()
+    assert stats().reaper_passes == 2
+
+
+def test_failing_force_release_is_logged_and_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A force_release_func that raises never stops the pass or the other releases."""
+    resourceloop.configure(close_hook=False)
+    done: list[str] = []
+
+    def boom(r: object) -> None:
+        raise OSError("cannot close")
+
+    bad = ResourceTemplate(object, name="bad", force_release_func=boom)
+    good = ResourceTemplate(object, name="good", force_release_func=lambda r: done.append("good"))
+
+    async def main() -> None:
+        await good.acquire()
+        await bad.acquire()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        asyncio.run(main())
+        reap()
+    assert done == ["good"]
+    assert any("'bad'" in r.getMessage() for r in caplog.records if r.name == "resourceloop")
+    snap = stats()
+    assert (snap.release_failures, snap.forced_releases, snap.loops_tracked) == (1, 2, 0)
