@@ -56,9 +56,23 @@ Taken = list[tuple[Hashable, Any]]
 
 
 def warn(category: type[ResourceLoopWarning], message: str) -> None:
-    """Warn without ever raising: filters may turn warnings into errors on any thread."""
+    """Warn without ever raising: filters may turn warnings into errors on any thread.
+
+    Each message names a loop, so no two are alike; ``warnings.warn`` would remember every one
+    of them in the calling module's ``__warningregistry__`` under the "default" action (as with
+    ``-X dev`` or ``-W default``), a leak that grows with every loop. ``warn_explicit`` with no
+    registry shows each message the same way and remembers none.
+    """
+    caller = sys._getframe(1)
     try:
-        warnings.warn(message, category, stacklevel=2)
+        warnings.warn_explicit(
+            message,
+            category,
+            caller.f_code.co_filename,
+            caller.f_lineno,
+            module=caller.f_globals.get("__name__", "resourceloop"),
+            registry=None,
+        )
     except Exception:
         logger.warning("%s: %s", category.__name__, message)
 
