@@ -146,7 +146,7 @@ def test_warnings_shown_under_the_default_action_are_not_remembered(
 
     monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
     resourceloop.configure(close_hook=False)
-    template = ResourceTemplate(lambda: object(), lambda r: None, name="shown")
+    template = ResourceTemplate(object, lambda r: None, name="shown")
 
     async def main() -> None:
         await template.acquire()
