@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests`` (3.10 to 3.13), ``lint``, ``typecheck``, ``demo``.
+"""Developer sessions: ``nox -s tests`` (3.10 to 3.13), ``lint``, ``typecheck``, ``demo``, ``docs``,
+``bench``.
 
 ``nox`` with no arguments runs lint, typecheck and tests. CI (``.ci/run``) runs the same.
 """
@@ -30,9 +31,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package and the tests."""
-    session.install("-e", ".[test]", "mypy>=1.11")
-    session.run("mypy", "--strict", "resourceloop", "tests")
+    """mypy --strict on the package and the tests, for the oldest and newest Python."""
+    # exceptiongroup: the 3.10 branch of _compat imports the backport.
+    session.install("-e", ".[test]", "mypy>=1.11", "exceptiongroup>=1.1")
+    for version in (PYTHONS[0], PYTHONS[-1]):
+        session.run("mypy", "--strict", "--python-version", version, "resourceloop", "tests")
 
 
 @nox.session(python="3.11")
@@ -40,3 +43,17 @@ def demo(session: nox.Session) -> None:
     """Run ``python -m resourceloop demo`` (pass options after ``--``)."""
     session.install("-e", ".[aiohttp]")
     session.run("python", "-m", "resourceloop", "demo", *session.posargs)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (broken links and references fail)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against Pyot 6.0.9 and the floor: ``nox -s bench-3.11 [-- --quick]``."""
+    session.install("-e", ".[test]", "pyot==6.0.9", "matplotlib>=3.7")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -22,7 +22,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -84,10 +83,7 @@ def _run(func: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[
     async def call() -> R:
         return await func(*args, **kwargs)
 
-    if sys.version_info >= (3, 11):
-        with asyncio.Runner() as runner:
-            return runner.run(call())
-    return asyncio.run(call())  # pragma: no cover - the 3.10 nox session runs it
+    return asyncio.run(call())
 
 
 def _run_in_thread(
