@@ -20,6 +20,7 @@ import inspect
 import logging
 import sys
 import threading
+import types
 import warnings
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
@@ -55,26 +56,56 @@ class TemplateLike(Protocol):
 Taken = list[tuple[Hashable, Any]]
 
 
-def warn(category: type[ResourceLoopWarning], message: str) -> None:
-    """Warn without ever raising: filters may turn warnings into errors on any thread.
+#: Frames of these modules are skipped when a warning looks for the code to blame.
+_INTERNAL_MODULES = ("resourceloop", "asyncio", "threading", "concurrent", "weakref", "atexit")
+
+
+def _blamed_frame() -> types.FrameType:
+    """The innermost frame outside resourceloop and the standard machinery that runs it.
+
+    That is the user's coroutine for a warning raised while it acquires, their ``asyncio.run``
+    or ``loop.close()`` call for the close hook; the reaper thread has none, and then our own
+    caller is named.
+    """
+    caller = sys._getframe(2)
+    frame: types.FrameType | None = caller
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(_INTERNAL_MODULES):
+            return frame
+        frame = frame.f_back
+    return caller
+
+
+def warn(category: type[ResourceLoopWarning], message: str, *, may_raise: bool = False) -> None:
+    """Emit a warning that points at the user's code.
 
     Each message names a loop, so no two are alike; ``warnings.warn`` would remember every one
-    of them in the calling module's ``__warningregistry__`` under the "default" action (as with
-    ``-X dev`` or ``-W default``), a leak that grows with every loop. ``warn_explicit`` with no
-    registry shows each message the same way and remembers none.
+    of them in a ``__warningregistry__`` under the "default" action (as with ``-X dev`` or
+    ``-W default``), a leak that grows with every loop. ``warn_explicit`` with no registry
+    shows them the same way and remembers none.
+
+    A filter that turns the warning into an error (``-W error``, pytest's
+    ``filterwarnings = ["error"]``) raises it only where ``may_raise`` says the caller is the
+    user's own code path; from the close hook, the reaper or a release it would break the
+    cleanup itself, so there the message is logged on the ``resourceloop`` logger instead.
     """
-    caller = sys._getframe(1)
+    frame = _blamed_frame()
     try:
         warnings.warn_explicit(
             message,
             category,
-            caller.f_code.co_filename,
-            caller.f_lineno,
-            module=caller.f_globals.get("__name__", "resourceloop"),
+            frame.f_code.co_filename,
+            frame.f_lineno,
+            module=frame.f_globals.get("__name__", "resourceloop"),
             registry=None,
         )
     except Exception:
+        if may_raise:
+            raise
         logger.warning("%s: %s", category.__name__, message)
+    finally:
+        del frame
 
 
 def drop_ready(loop: asyncio.AbstractEventLoop | None, template: Hashable | None = None) -> None:
@@ -228,10 +259,16 @@ def _force_one(
     except Exception as exc:
         _failed(template, state, exc)
     registry.count("forced_releases")
-    advice = (
-        "Close the loop with asyncio.run()/asyncio.Runner or loop.close() while the close hook is "
-        "enabled, or wrap the work in `async with resource_manager():`"
-    )
+    if category is ReleaseTimeoutWarning:
+        advice = (
+            "Make the release function finish sooner (no unbounded waits), or raise the bound "
+            "with resourceloop.configure(release_timeout=...)"
+        )
+    else:
+        advice = (
+            "Close the loop with asyncio.run()/asyncio.Runner or loop.close() while the close "
+            "hook is enabled, or wrap the work in `async with resource_manager():`"
+        )
     if template.force_release_func is None and func is None:
         advice += "; pass force_release_func= so the template can close it without its loop"
     warn(

@@ -77,7 +77,6 @@ def warn_if_ungraceful(state: LoopState, name: str) -> None:
     close_hook = _config.current().close_hook
     if state.hook != "none" and close_hook:
         return
-    state.warned_ungraceful = True
     if not close_hook:  # whether it was disabled before or after this loop was tracked
         why = "disabled by configure(close_hook=False) or RESOURCELOOP_CLOSE_HOOK=0"
     else:
@@ -88,7 +87,9 @@ def warn_if_ungraceful(state: LoopState, name: str) -> None:
         f"({why}): "
         "they will be released forcefully after the loop closes. Wrap the work in "
         "`async with resource_manager():` to release them gracefully.",
+        may_raise=True,  # the user's acquisition: -W error makes it fail, before creating
     )
+    state.warned_ungraceful = True
 
 
 def _log_multithreaded() -> None:

@@ -448,3 +448,68 @@ def test_new_loop_per_request_emits_no_warning(
     assert stats.forced_releases == 0
     assert stats.loops_tracked == 0
     assert stats.resources_live == {}
+
+
+def test_ungraceful_loop_warning_points_at_the_acquiring_code(
+    record_warnings: list[warnings.WarningMessage], hook_disabled: None
+) -> None:
+    """The warning names the user's line, not resourceloop's, so filters by module work."""
+    template = ResourceTemplate(make, name="blamed")
+
+    async def main() -> None:
+        await template.acquire()
+
+    run(main)
+    (caught,) = [w for w in record_warnings if w.category is UngracefulLoopWarning]
+    assert caught.filename == __file__
+    resourceloop.reap()
+
+
+def test_error_filter_fails_the_acquisition_not_the_cleanup(
+    hook_disabled: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``-W error``: the user's acquisition raises; the reaper's forced release only logs.
+
+    Raising from the reaper or the close hook would break the cleanup itself, so there the
+    warning goes to the ``resourceloop`` logger instead.
+    """
+    created: list[object] = []
+
+    def create() -> object:
+        created.append(object())
+        return created[-1]
+
+    template = ResourceTemplate(create, lambda r: None, name="strict")
+
+    async def main() -> None:
+        with pytest.raises(UngracefulLoopWarning):
+            await template.acquire()
+        with pytest.raises(UngracefulLoopWarning):  # every unmanaged attempt, not only the first
+            await template.acquire()
+        assert created == []  # nothing was created, nothing is held
+        async with resourceloop.resource_manager():  # a managed loop has nothing at risk
+            await template.acquire()
+        assert len(created) == 1
+
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceLoopWarning)
+        loop.run_until_complete(main())
+        loop.close()
+        with caplog.at_level(logging.WARNING, logger="resourceloop"):
+            resourceloop.reap()  # nothing left to force: the manager released it
+    assert resourceloop.stats().graceful_releases == 1
+    assert resourceloop.stats().loops_tracked == 0
+
+    # A resource the reaper must force: the error filter is logged, never raised.
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceLoopWarning)
+        with caplog.at_level(logging.WARNING, logger="resourceloop"):
+            resourceloop.reap()
+    assert resourceloop.stats().forced_releases == 1
+    assert any("ForcedReleaseWarning" in r.getMessage() for r in caplog.records)
