@@ -54,7 +54,9 @@ def reap_once() -> None:
         registry.count("reaper_passes")
         for state in registry.drain_collected():
             taken = registry.take_all(state, closing=True)
-            release_forcefully(state, taken, why="its loop was garbage-collected unclosed")
+            release_forcefully(
+                state, taken, why="its loop was garbage-collected before anything released it"
+            )
         _reap_tracked()  # a function of its own: no loop stays bound here once it returns
 
 

@@ -47,7 +47,8 @@ import attrs
 
 __all__ = ["READY_ATTR", "LoopState", "Registry", "registry"]
 
-#: Name of the attribute that caches ``{template: done future}`` on a loop instance.
+#: Name of the attribute that caches the hot path's ``{template: done future or resource}`` on a
+#: loop instance. ``ResourceTemplate.acquire`` spells it out literally, for speed.
 READY_ATTR: Final = "_resourceloop_ready"
 
 

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence, Set
 from types import TracebackType
@@ -40,6 +41,10 @@ __all__ = [
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+#: The running loop or None, typed loosely: the hot path reads an attribute that only some
+#: loops have (mypy's view of ``_get_running_loop`` also differs between Python versions).
+_running_loop: Callable[[], Any] = get_running_loop_or_none
 
 #: How often a cross-thread acquisition checks that its target loop has not closed meanwhile
 #: (only matters for a loop closed without running our close hook; the hook fails waiters at once).
@@ -170,43 +175,82 @@ class ResourceTemplate(Generic[R]):
 
     # -- acquire ------------------------------------------------------------------------------
 
-    def acquire(self, loop: asyncio.AbstractEventLoop | None = None) -> Awaitable[R]:
-        """Return the resource of ``loop`` (default: the running loop), creating it once.
+    # The hot path: the running loop already holds the resource. Its cache lives on the loop
+    # instance (see ``_cache_ready``) and is read with one attribute and one dict lookup, no
+    # lock; the attribute is spelled out because a literal attribute lookup is the fastest
+    # (it is ``READY_ATTR``, which ``_registry`` defines and the rest of the code uses).
+    # Before 3.12 awaiting a completed future is cheaper than creating and running a
+    # coroutine, so ``acquire`` returns a cached one; from 3.12 on coroutines are the cheaper
+    # of the two, so ``acquire`` is a coroutine and the cache holds the resource itself.
+    if sys.version_info < (3, 12):
 
-        Concurrent first calls on one loop share a single creation; cancelling a waiter never
-        cancels it. If ``acquire_func`` raises, every waiter gets the error, nothing is stored
-        and the next call tries again. With an explicit ``loop`` running in another thread, the
-        resource is created (or found) there and the result awaited here.
+        def acquire(self, loop: asyncio.AbstractEventLoop | None = None) -> Awaitable[R]:
+            """Return the resource of ``loop`` (default: the running loop), creating it once.
 
-        Once the loop holds the resource, this returns an already-completed future cached on
-        the loop, so ``await`` costs no coroutine and takes no lock. It works with ``await``,
-        ``asyncio.gather``, ``asyncio.wait_for``, ``asyncio.shield`` and
-        ``asyncio.ensure_future``; ``asyncio.create_task`` and
-        ``asyncio.run_coroutine_threadsafe`` need a coroutine: wrap the call in
-        ``async def`` for those.
+            Concurrent first calls on one loop share a single creation; cancelling a waiter
+            never cancels it. If ``acquire_func`` raises, every waiter gets the error, nothing
+            is stored and the next call tries again. With an explicit ``loop`` running in
+            another thread, the resource is created (or found) there and the result awaited
+            here.
 
-        Raises:
-            TypeError: ``loop`` is not an event loop (raised by the call itself).
-            LoopClosedError: The loop is closed or closing.
-            RuntimeError: No loop is running, or ``loop`` is neither the running loop nor
-                running in another thread.
+            Returns an awaitable: use it with ``await``, ``asyncio.gather``,
+            ``asyncio.wait_for``, ``asyncio.shield`` or ``asyncio.ensure_future``. Before
+            Python 3.12, once the loop holds the resource it is an already-completed future
+            cached on the loop (cheaper to await than a coroutine there), which
+            ``asyncio.create_task`` and ``run_coroutine_threadsafe`` refuse: wrap the call in
+            an ``async def`` for those.
 
-        Call it from a coroutine; safe from any loop and any thread.
+            Raises:
+                TypeError: ``loop`` is not an event loop.
+                LoopClosedError: The loop is closed or closing.
+                RuntimeError: No loop is running, or ``loop`` is neither the running loop nor
+                    running in another thread.
 
-        .. versionadded:: 0.1.0
-        """
-        if loop is None:
-            running = get_running_loop_or_none()
-            if running is not None:
+            Call it from a coroutine; safe from any loop and any thread.
+
+            .. versionadded:: 0.1.0
+            """
+            if loop is None:
                 try:
-                    return running.__dict__[READY_ATTR][self]  # type: ignore[no-any-return]
-                except (KeyError, AttributeError):
+                    return _running_loop()._resourceloop_ready[self]  # type: ignore[no-any-return]
+                except (KeyError, AttributeError):  # not cached yet, or no running loop
                     pass
-        else:
-            _check_loop(loop, f"{self._name!r}.acquire")
-        return self._acquire(loop)
+            return self._acquire(loop)
+
+    else:
+
+        async def acquire(self, loop: asyncio.AbstractEventLoop | None = None) -> R:
+            """Return the resource of ``loop`` (default: the running loop), creating it once.
+
+            Concurrent first calls on one loop share a single creation; cancelling a waiter
+            never cancels it. If ``acquire_func`` raises, every waiter gets the error, nothing
+            is stored and the next call tries again. With an explicit ``loop`` running in
+            another thread, the resource is created (or found) there and the result awaited
+            here.
+
+            Returns an awaitable (a coroutine from Python 3.12 on; see the note on earlier
+            versions in the documentation): use it with ``await``, ``asyncio.gather``,
+            ``asyncio.wait_for``, ``asyncio.shield`` or ``asyncio.ensure_future``.
+
+            Raises:
+                TypeError: ``loop`` is not an event loop.
+                LoopClosedError: The loop is closed or closing.
+                RuntimeError: No loop is running, or ``loop`` is neither the running loop nor
+                    running in another thread.
+
+            Call it from a coroutine; safe from any loop and any thread.
+
+            .. versionadded:: 0.1.0
+            """
+            if loop is None:
+                try:
+                    return _running_loop()._resourceloop_ready[self]  # type: ignore[no-any-return]
+                except (KeyError, AttributeError):  # not cached yet, or no running loop
+                    pass
+            return await self._acquire(loop)
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop | None) -> R:
+        _check_loop(loop, f"{self._name!r}.acquire")
         running = asyncio.get_running_loop()
         target = running if loop is None else loop
         if target.is_closed():
@@ -360,18 +404,24 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 def _cache_ready(
     loop: asyncio.AbstractEventLoop, template: ResourceTemplate[Any], resource: Any
 ) -> None:
-    """Cache a completed future holding ``resource`` on the loop instance for the hot path.
+    """Cache ``resource`` on the loop instance for the hot path of ``acquire``.
 
-    It lives on the loop, not in the registry, because a future refers to its loop: stored in
-    the registry's ``WeakKeyDictionary`` it would keep its own key alive.
+    Before 3.12 the cache holds a completed future (what ``acquire`` returns), from 3.12 the
+    resource itself. It lives on the loop, not in the registry: a future refers to its loop,
+    and so may a resource, and stored in the registry's ``WeakKeyDictionary`` either would
+    keep its own key alive. A loop class without ``__dict__`` gets no cache, only a slower
+    ``acquire``.
     """
     try:
         cache = loop.__dict__.setdefault(READY_ATTR, {})
-    except AttributeError:  # a loop class without __dict__: no fast path, still correct
+    except AttributeError:
         return
-    ready = loop.create_future()
-    ready.set_result(resource)
-    cache[template] = ready
+    if sys.version_info < (3, 12):
+        ready = loop.create_future()
+        ready.set_result(resource)
+        cache[template] = ready
+    else:
+        cache[template] = resource
 
 
 async def _on_loop(

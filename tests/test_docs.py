@@ -672,14 +672,16 @@ def test_troubleshooting_quotes_the_warnings_as_emitted() -> None:
     api = resourceloop.ResourceTemplate(object, close, name="api-session")
     slow = resourceloop.ResourceTemplate(object, hang, name="slow-pool")
 
-    async def use(template: resourceloop.ResourceTemplate[object]) -> None:
+    async def use(template: resourceloop.ResourceTemplate[object]) -> asyncio.AbstractEventLoop:
         await template.acquire()
+        return asyncio.get_running_loop()
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         resourceloop.configure(close_hook=False)
-        asyncio.run(use(api))
+        closed_loop = asyncio.run(use(api))  # kept alive: the reaper finds it closed
         resourceloop.reap()
+        del closed_loop
         resourceloop.configure(close_hook=True, release_timeout=0.1)
         asyncio.run(use(slow))
     quoted += [f"{w.category.__name__}: {w.message}" for w in caught]

@@ -287,7 +287,8 @@ def test_it():
         (
             ["-W", "always::ResourceWarning"],
             "*ForcedReleaseWarning: resource 'forced' of *EventLoop 0x* (thread 'MainThread') "
-            "was released forcefully because its loop was closed without running the close hook*",
+            # closed and reaped, or (3.12+, where nothing cycles back to it) collected first
+            "was released forcefully because its loop was *",
         ),
         # Turned into an error: resourceloop logs it instead, and the checker names it from there.
         (

@@ -6,7 +6,9 @@ import asyncio
 import functools
 import gc
 import importlib.util
+import inspect
 import logging
+import sys
 import threading
 import warnings
 import weakref
@@ -703,35 +705,57 @@ def test_hot_path_works_with_common_asyncio_combinators(rec: Recorder) -> None:
         assert await asyncio.ensure_future(template.acquire()) is resource
         done, _ = await asyncio.wait([asyncio.ensure_future(template.acquire())])
         assert done.pop().result() is resource
-        # The cached awaitable cannot be cancelled by a caller, so it stays usable.
-        cached = template.acquire()
-        assert isinstance(cached, asyncio.Future)
-        assert not cached.cancel()
+        if sys.version_info < (3, 12):
+            # The cached awaitable cannot be cancelled by a caller, so it stays usable.
+            cached = template.acquire()
+            assert isinstance(cached, asyncio.Future)
+            assert not cached.cancel()
         assert await template.acquire() is resource
 
     run(main)
     assert len(rec.created) == 1
 
 
-def test_create_task_needs_a_coroutine_on_the_hot_path(rec: Recorder) -> None:
-    """create_task(acquire()) works for a first acquisition, and is a TypeError once cached.
+def test_create_task_needs_a_coroutine_on_the_hot_path_before_3_12(rec: Recorder) -> None:
+    """Before 3.12, create_task(acquire()) works for a first acquisition, not once cached.
 
-    This is the documented cost of returning a cached future: wrap the call in ``async def``.
+    This is the documented cost of returning a cached future there: wrap the call in
+    ``async def``. (Version checks in the body, not skipif, so mypy checks each branch
+    against the Python it targets.)
     """
-    template = ResourceTemplate(rec.make, rec.release)
+    if sys.version_info >= (3, 12):
+        pytest.skip("acquire() is a coroutine on 3.12+")
+    else:
+        template = ResourceTemplate(rec.make, rec.release)
 
-    async def wrapped() -> Fake:
-        return await template.acquire()
+        async def wrapped() -> Fake:
+            return await template.acquire()
 
-    async def main() -> None:
-        first: Fake = await asyncio.create_task(template.acquire())  # type: ignore[arg-type]
-        cached = template.acquire()
-        with pytest.raises(TypeError, match="coroutine"):
-            asyncio.create_task(cached)  # type: ignore[arg-type]  # noqa: RUF006
-        assert await asyncio.create_task(wrapped()) is first
+        async def main() -> None:
+            first: Fake = await asyncio.create_task(template.acquire())  # type: ignore[arg-type]
+            cached = template.acquire()
+            with pytest.raises(TypeError, match="coroutine"):
+                asyncio.create_task(cached)  # type: ignore[arg-type]  # noqa: RUF006
+            assert await asyncio.create_task(wrapped()) is first
 
-    run(main)
-    assert len(rec.created) == 1
+        run(main)
+        assert len(rec.created) == 1
+
+
+def test_acquire_is_a_coroutine_function_from_3_12(rec: Recorder) -> None:
+    """From 3.12 on acquire() is a coroutine on every path, so create_task takes it."""
+    if sys.version_info < (3, 12):
+        pytest.skip("acquire() returns a cached future before 3.12")
+    else:
+        template = ResourceTemplate(rec.make, rec.release)
+        assert inspect.iscoroutinefunction(template.acquire)
+
+        async def main() -> None:
+            first = await asyncio.create_task(template.acquire())
+            assert await asyncio.create_task(template.acquire()) is first
+
+        run(main)
+        assert len(rec.created) == 1
 
 
 def test_hot_path_forgets_a_released_resource(rec: Recorder) -> None:
