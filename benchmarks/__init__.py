@@ -1,0 +1,12 @@
+"""Benchmarks: resourceloop side by side with Pyot's ``pyot.core.resources`` and the floor.
+
+Run ``python -m benchmarks`` (the full run, results in ``benchmarks/results/``) or
+``python -m benchmarks --quick`` (every case at small counts, under a minute; what CI runs).
+Pyot (``pip install pyot==6.0.9``) and matplotlib are optional: without them the report says
+"not installed" and skips the plot. ``nox -s bench`` builds an environment with both.
+
+Layout: ``_harness`` holds the timing helpers, the sample resource and the run settings;
+``_cases`` the six cases of issue #4; ``_pyot_child`` runs Pyot's unmanaged churn in a
+subprocess, because it deadlocks; ``_report`` writes ``results.md``, ``results.json`` and
+``churn.png``; ``__main__`` is the command line.
+"""
