@@ -13,8 +13,8 @@ import sys
 import textwrap
 import threading
 import warnings
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import TypeVar
 
 import attrs
 import pytest
@@ -26,6 +26,7 @@ from resourceloop.warnings import (
     ResourceLoopWarning,
     UngracefulLoopWarning,
 )
+from tests._loops import run
 
 T = TypeVar("T")
 
@@ -50,18 +51,6 @@ def record_warnings() -> Iterator[list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield caught
-
-
-def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` on a fresh loop, then close it as asyncio.run does (on any Python)."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
 import inspect
 import logging
 import threading
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import attrs
@@ -24,39 +23,9 @@ from resourceloop import (
 )
 from resourceloop._compat import ExceptionGroup
 from resourceloop.warnings import ReleaseTimeoutWarning, UngracefulLoopWarning
+from tests._loops import LOOP_FACTORIES, LoopFactory, run
 
 T = TypeVar("T")
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-
-HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
-
-
-def new_uvloop() -> asyncio.AbstractEventLoop:
-    import uvloop
-
-    return uvloop.new_event_loop()
-
-
-LOOP_FACTORIES = [
-    pytest.param(asyncio.new_event_loop, id="asyncio"),
-    pytest.param(
-        new_uvloop,
-        id="uvloop",
-        marks=pytest.mark.skipif(not HAS_UVLOOP, reason="uvloop is not installed"),
-    ),
-]
-
-
-def run(main: Callable[[], Coroutine[Any, Any, T]], factory: LoopFactory | None = None) -> T:
-    """Run ``main()`` on a fresh loop made by ``factory``, then close it as asyncio.run does."""
-    loop = (factory or asyncio.new_event_loop)()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
 
 
 @attrs.define(eq=False)

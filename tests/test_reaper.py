@@ -25,22 +25,9 @@ from resourceloop.warnings import (
     ResourceLoopWarning,
     UngracefulLoopWarning,
 )
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop does not exist on Windows
-    uvloop = None  # type: ignore[assignment]
-
-needs_uvloop = pytest.mark.skipif(uvloop is None, reason="needs uvloop")
-
-
-def _new_uvloop() -> asyncio.AbstractEventLoop:
-    return uvloop.new_event_loop()
-
-
-def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
-    return uvloop is not None and isinstance(loop, uvloop.Loop)
-
+from tests._loops import is_uvloop as _is_uvloop
+from tests._loops import needs_uvloop
+from tests._loops import new_uvloop as _new_uvloop
 
 FACTORIES = [
     pytest.param(asyncio.new_event_loop, id="asyncio"),

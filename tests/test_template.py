@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import importlib.util
 import inspect
 import logging
 import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import attrs
@@ -21,39 +20,9 @@ import pytest
 import resourceloop
 from resourceloop import LoopClosedError, ResourceTemplate, _config, resource_templates
 from resourceloop.warnings import ForcedReleaseWarning, UngracefulLoopWarning
+from tests._loops import LOOP_FACTORIES, LoopFactory, run
 
 T = TypeVar("T")
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-
-HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
-
-
-def new_uvloop() -> asyncio.AbstractEventLoop:
-    import uvloop
-
-    return uvloop.new_event_loop()
-
-
-LOOP_FACTORIES = [
-    pytest.param(asyncio.new_event_loop, id="asyncio"),
-    pytest.param(
-        new_uvloop,
-        id="uvloop",
-        marks=pytest.mark.skipif(not HAS_UVLOOP, reason="uvloop is not installed"),
-    ),
-]
-
-
-def run(main: Callable[[], Coroutine[Any, Any, T]], factory: LoopFactory | None = None) -> T:
-    """Run ``main()`` on a fresh loop made by ``factory``, then close it as asyncio.run does."""
-    loop = (factory or asyncio.new_event_loop)()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
 
 
 def running_loop_or_none() -> asyncio.AbstractEventLoop | None:
