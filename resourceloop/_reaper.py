@@ -88,8 +88,6 @@ class Reaper:
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._kick = threading.Event()
-        self._passes = threading.Condition(threading.Lock())
-        self._pass_count = 0
 
     @property
     def alive(self) -> bool:
@@ -109,13 +107,6 @@ class Reaper:
     def kick(self) -> None:
         """Run a pass now rather than at the end of the interval (settings changed)."""
         self._kick.set()
-
-    def wait_for_pass(self, timeout: float) -> bool:
-        """Block until the thread completes a pass that starts after this call."""
-        with self._passes:
-            target = self._pass_count + 2  # the pass in progress may have snapshotted already
-            self._kick.set()
-            return self._passes.wait_for(lambda: self._pass_count >= target, timeout)
 
     def stop(self, timeout: float) -> None:
         self._stop.set()
@@ -139,6 +130,3 @@ class Reaper:
             except Exception:
                 logger.exception("resourceloop reaper pass failed; carrying on")
             registry.idle()
-            with self._passes:
-                self._pass_count += 1
-                self._passes.notify_all()
