@@ -277,7 +277,7 @@ class ResourceTemplate(Generic[R]):
                 warn_if_ungraceful(state, self._name)
             result = self._acquire_func()  # a synchronous factory finishes right here
             if not inspect.isawaitable(result):
-                return self._stored(loop, state, result)
+                return await self._stored(loop, state, result)
             pending = asyncio.ensure_future(self._finish_creation(loop, state, result))
             pending.add_done_callback(_retrieve)
             state.pending[self] = pending
@@ -291,14 +291,14 @@ class ResourceTemplate(Generic[R]):
             resource = await creation
         finally:
             state.pending.pop(self, None)
-        return self._stored(loop, state, resource)
+        return await self._stored(loop, state, resource)
 
-    def _stored(self, loop: asyncio.AbstractEventLoop, state: LoopState, resource: R) -> R:
+    async def _stored(self, loop: asyncio.AbstractEventLoop, state: LoopState, resource: R) -> R:
         if not registry.store(state, self, resource):
-            # The loop began closing while we were creating: nobody else will release it.
-            release_forcefully(
-                state, [(self, resource)], why="its loop closed while it was created"
-            )
+            # The loop began releasing everything (the async-generator hook runs during
+            # shutdown_asyncgens) while this was being created: release it too, here, on the
+            # loop, since nobody else will.
+            await release_gracefully(state, [(self, resource)])
             raise LoopClosedError(f"cannot acquire {self._name!r}: the event loop is closing")
         _cache_ready(loop, self, resource)
         return resource

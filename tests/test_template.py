@@ -1041,3 +1041,36 @@ def test_purge_leaves_running_and_live_loops_alone(rec: Recorder) -> None:
     # Both released by their close hooks: ours by run(), the remote one by LoopThread.
     assert {r.loop for r in rec.released} == {c.loop for c in rec.created}
     assert len(rec.released) == 2
+
+
+def test_creation_finishing_after_the_loop_began_releasing_is_released_on_the_loop(
+    rec: Recorder,
+) -> None:
+    """A creation that completes after its loop started releasing everything (as the
+    async-generator hook does in ``shutdown_asyncgens``) is released too, on the loop, and
+    the waiter is told the loop is closing."""
+    from resourceloop._registry import registry
+
+    go = asyncio.Event()
+
+    async def slow_make() -> Fake:
+        await go.wait()
+        return rec.make()
+
+    template = ResourceTemplate(slow_make, rec.arelease, force_release_func=rec.force)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        waiter = asyncio.ensure_future(template.acquire())
+        await asyncio.sleep(0)  # the creation is now in flight
+        state = registry.get(loop)
+        assert state is not None
+        assert registry.take_all(state, closing=True) == []  # the hook's first step
+        go.set()
+        with pytest.raises(resourceloop.LoopClosedError, match="closing"):
+            await waiter
+        assert [(r.resource, r.loop) for r in rec.released] == [(rec.created[0], loop)]
+
+    run(main)
+    assert rec.forced == []
+    assert resourceloop.stats().graceful_releases == 1
