@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ __all__ = [
     "HAS_UVLOOP",
     "LOOP_FACTORIES",
     "LoopFactory",
+    "abandon",
     "is_uvloop",
     "needs_uvloop",
     "new_uvloop",
@@ -60,3 +62,23 @@ def run(main: Callable[[], Coroutine[Any, Any, T]], factory: LoopFactory | None 
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+def abandon(
+    template: Any, factory: LoopFactory = asyncio.new_event_loop
+) -> tuple[asyncio.AbstractEventLoop, Any]:
+    """Acquire ``template`` on a new loop in a thread that then ends without closing the loop.
+
+    Returns the loop and the resource: the "abandoned loop" the reaper looks for.
+    """
+    out: list[tuple[asyncio.AbstractEventLoop, Any]] = []
+
+    def owner() -> None:
+        loop = factory()
+        out.append((loop, loop.run_until_complete(template.acquire())))
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    thread.join()
+    [(loop, resource)] = out
+    return loop, resource

@@ -28,8 +28,8 @@ from resourceloop.warnings import (
     ReleaseTimeoutWarning,
     ResourceLoopWarning,
 )
+from tests._loops import abandon, needs_uvloop, uvloop
 from tests._loops import is_uvloop as _is_uvloop
-from tests._loops import needs_uvloop, uvloop
 from tests._loops import new_uvloop as _new_uvloop
 
 
@@ -298,17 +298,7 @@ def test_never_wraps_twice(factory: Callable[[], asyncio.AbstractEventLoop], rec
 def test_never_wraps_twice_after_the_state_was_discarded(rec: Recorder) -> None:
     """A loop reaped as abandoned and then used again is tracked anew with the same wrapper."""
     t = rec.template("t")
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def owner() -> None:
-        loop = asyncio.new_event_loop()
-        loop.run_until_complete(t.acquire())
-        loops.append(loop)
-
-    thread = threading.Thread(target=owner)
-    thread.start()
-    thread.join()
-    [loop] = loops
+    loop, _ = abandon(t)
     hook = vars(loop)["close"]
     reap()  # abandoned: released on the loop, state discarded
     assert [(c.kind, c.on_own_loop) for c in rec.calls] == [("graceful", True)]
@@ -545,17 +535,7 @@ def test_failing_release_is_logged_and_others_still_run(
 def test_closed_from_inside_another_running_loop(rec: Recorder) -> None:
     """Closing an idle loop from a coroutine of another loop still releases, exactly once."""
     t = rec.template("t")
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def owner() -> None:
-        loop = asyncio.new_event_loop()
-        loop.run_until_complete(t.acquire())
-        loops.append(loop)
-
-    thread = threading.Thread(target=owner)
-    thread.start()
-    thread.join()
-    [other] = loops
+    other, _ = abandon(t)
 
     async def main() -> None:
         other.close()

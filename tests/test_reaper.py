@@ -25,8 +25,8 @@ from resourceloop.warnings import (
     ResourceLoopWarning,
     UngracefulLoopWarning,
 )
+from tests._loops import abandon, needs_uvloop
 from tests._loops import is_uvloop as _is_uvloop
-from tests._loops import needs_uvloop
 from tests._loops import new_uvloop as _new_uvloop
 
 FACTORIES = [
@@ -214,16 +214,7 @@ def _abandon(
     t: ResourceTemplate[Res], factory: Callable[[], asyncio.AbstractEventLoop]
 ) -> tuple[weakref.ReferenceType[asyncio.AbstractEventLoop], Res]:
     """A thread creates a loop, acquires on it and ends without closing it."""
-    out: list[tuple[asyncio.AbstractEventLoop, Res]] = []
-
-    def owner() -> None:
-        loop = factory()
-        out.append((loop, loop.run_until_complete(t.acquire())))
-
-    thread = threading.Thread(target=owner)
-    thread.start()
-    thread.join()
-    [(loop, r)] = out
+    loop, r = abandon(t, factory)
     return weakref.ref(loop), r
 
 
