@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import warnings
 from collections.abc import Iterator
 
 import pytest
 
-from resourceloop import _runtime
+from resourceloop import _config, _runtime
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +20,23 @@ def _clean_runtime() -> Iterator[None]:
     yield
     _runtime._reset_for_tests()
     gc.collect()
+
+
+@pytest.fixture
+def record_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record every warning, from any thread (warnings are process-global before 3.14)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+@pytest.fixture
+def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The close hook off and the reaper thread idle, set without waking the reaper thread.
+
+    ``configure()`` wakes the reaper for a pass, which could then race the test for a closed
+    loop; settings read from the environment do not, and an hour's interval keeps it asleep.
+    """
+    monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "0")
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+    _config.reset_for_tests()

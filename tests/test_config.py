@@ -13,7 +13,6 @@ import sys
 import textwrap
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import TypeVar
 
 import attrs
@@ -44,25 +43,6 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     _config.reset_for_tests()
     gc.collect()
-
-
-@pytest.fixture
-def record_warnings() -> Iterator[list[warnings.WarningMessage]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield caught
-
-
-@pytest.fixture
-def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The close hook off and the reaper thread idle, set without waking the reaper thread.
-
-    ``configure()`` wakes the reaper for a pass, which could then race the test for a closed
-    loop; settings read from the environment do not, and an hour's interval keeps it asleep.
-    """
-    monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "0")
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
-    _config.reset_for_tests()
 
 
 def reaper_threads() -> list[threading.Thread]:

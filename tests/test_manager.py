@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
 import threading
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -70,23 +69,9 @@ class Recorder:
         return [fake.name for fake, _ in self.released]
 
 
-@pytest.fixture(autouse=True)
-def _collect_earlier_templates() -> None:
-    # Templates of earlier tests may still sit in reference cycles (failures logged with their
-    # tracebacks); collect them so that managers here do not acquire them eagerly.
-    gc.collect()
-
-
 @pytest.fixture
 def rec() -> Recorder:
     return Recorder()
-
-
-@pytest.fixture
-def record_warnings() -> Iterator[list[warnings.WarningMessage]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield caught
 
 
 # -- the two forms -----------------------------------------------------------------------------

@@ -11,14 +11,14 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import attrs
 import pytest
 
 import resourceloop
-from resourceloop import LoopClosedError, ResourceTemplate, _config, resource_templates
+from resourceloop import LoopClosedError, ResourceTemplate, resource_templates
 from resourceloop.warnings import ForcedReleaseWarning, UngracefulLoopWarning
 from tests._loops import LOOP_FACTORIES, LoopFactory, run
 
@@ -78,36 +78,9 @@ class Recorder:
         self.forced.append(Released(fake, running_loop_or_none(), threading.current_thread()))
 
 
-@pytest.fixture(autouse=True)
-def _collect_earlier_templates() -> None:
-    # Templates of earlier tests may still sit in reference cycles (failures logged with their
-    # tracebacks); collect them so that managers here do not acquire them eagerly.
-    gc.collect()
-
-
 @pytest.fixture
 def rec() -> Recorder:
     return Recorder()
-
-
-@pytest.fixture
-def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The close hook off and the reaper thread idle, set without waking the reaper thread.
-
-    ``configure()`` wakes the reaper for a pass, which could then race the test for a closed
-    loop; settings read from the environment do not, and an hour's interval keeps it asleep.
-    """
-    monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "0")
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
-    _config.reset_for_tests()
-
-
-@pytest.fixture
-def record_warnings() -> Iterator[list[warnings.WarningMessage]]:
-    """Record every warning, from any thread (warnings are process-global before 3.14)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield caught
 
 
 class LoopThread:
