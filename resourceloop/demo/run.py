@@ -63,44 +63,36 @@ def _note_loop() -> None:
     _loops.append(asyncio.get_running_loop())  # list.append is atomic: no lock needed
 
 
-@async_to_sync
-async def average_managed(summoner_name: str, matches: int = 5) -> float:
-    """The seed's first example: ``async with resource_manager(), Queue() as queue``."""
+async def _average(summoner_name: str, matches: int) -> float:
+    """The body of the seed's example: average duration of a summoner's first matches."""
     _note_loop()
-    async with resource_manager(), Queue() as queue:
+    async with Queue() as queue:
         summoner = await lol.Summoner(name=summoner_name).get()
         history = await summoner.match_history.get()
         for match in history.matches[:matches]:
             await queue.put(match.get())
         first_matches: list[lol.Match] = await queue.join()
     return statistics.mean([match.info.duration_millis for match in first_matches] or [0])
+
+
+@async_to_sync
+async def average_managed(summoner_name: str, matches: int = 5) -> float:
+    """The seed's first example: the body inside ``async with resource_manager()``."""
+    async with resource_manager():
+        return await _average(summoner_name, matches)
 
 
 @async_to_sync
 @resource_manager.as_decorator
 async def average_decorated(summoner_name: str, matches: int = 5) -> float:
     """The seed's second example: ``@async_to_sync @resource_manager.as_decorator``."""
-    _note_loop()
-    async with Queue() as queue:
-        summoner = await lol.Summoner(name=summoner_name).get()
-        history = await summoner.match_history.get()
-        for match in history.matches[:matches]:
-            await queue.put(match.get())
-        first_matches: list[lol.Match] = await queue.join()
-    return statistics.mean([match.info.duration_millis for match in first_matches] or [0])
+    return await _average(summoner_name, matches)
 
 
 @async_to_sync
 async def average_unmanaged(summoner_name: str, matches: int = 5) -> float:
     """The example with no manager: what existing code looks like, unchanged."""
-    _note_loop()
-    async with Queue() as queue:
-        summoner = await lol.Summoner(name=summoner_name).get()
-        history = await summoner.match_history.get()
-        for match in history.matches[:matches]:
-            await queue.put(match.get())
-        first_matches: list[lol.Match] = await queue.join()
-    return statistics.mean([match.info.duration_millis for match in first_matches] or [0])
+    return await _average(summoner_name, matches)
 
 
 class BaselineSessions:
