@@ -356,12 +356,13 @@ def _run_threads(n_threads: int, per_thread: int, main: Callable[[], Any]) -> fl
     return elapsed
 
 
-def case_churn(settings: Settings, data: Data) -> list[Row]:
-    templates = [
-        resourceloop.ResourceTemplate(make_resource, close_resource, name=f"bench-churn-{i}")
-        for i in range(3)
-    ]
-    tables: list[dict[asyncio.AbstractEventLoop, Resource]] = [{}, {}, {}]
+def _three_resource_mains(
+    templates: list[resourceloop.ResourceTemplate[Resource]],
+    tables: list[dict[asyncio.AbstractEventLoop, Resource]],
+) -> tuple[Callable[[], Coroutine[Any, Any, None]], Callable[[], Coroutine[Any, Any, None]]]:
+    """One loop's work in the churn cases: resourceloop acquires the templates and leaves the
+    release to the close hook; the floor gets one resource per dict in ``tables`` and closes
+    them by hand."""
 
     async def rl_main() -> None:
         for template in templates:
@@ -373,6 +374,17 @@ def case_churn(settings: Settings, data: Data) -> list[Row]:
         loop = asyncio.get_running_loop()
         for table in tables:
             await table.pop(loop).aclose()
+
+    return rl_main, floor_main
+
+
+def case_churn(settings: Settings, data: Data) -> list[Row]:
+    templates = [
+        resourceloop.ResourceTemplate(make_resource, close_resource, name=f"bench-churn-{i}")
+        for i in range(3)
+    ]
+    tables: list[dict[asyncio.AbstractEventLoop, Resource]] = [{}, {}, {}]
+    rl_main, floor_main = _three_resource_mains(templates, tables)
 
     rows: list[Row] = []
     plot: dict[str, Any] = {"threads": list(settings.churn_threads), RL: [], FLOOR: []}
@@ -476,17 +488,7 @@ def case_unmanaged(settings: Settings, data: Data) -> list[Row]:
         for i in range(3)
     ]
     tables: list[dict[asyncio.AbstractEventLoop, Resource]] = [{}, {}, {}]
-
-    async def rl_main() -> None:
-        for template in templates:
-            await template.acquire()
-
-    async def floor_main() -> None:
-        for table in tables:
-            await _floor_acquire(table)
-        loop = asyncio.get_running_loop()
-        for table in tables:
-            await table.pop(loop).aclose()
+    rl_main, floor_main = _three_resource_mains(templates, tables)
 
     def one_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> float | None:
         """Run one loop; the seconds from ``close()`` to the last release, if it was released."""
