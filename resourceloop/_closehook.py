@@ -11,16 +11,27 @@ generators: ``loop.shutdown_asyncgens()``, which ``asyncio.run``, ``Runner`` and
 right before ``close()``, finalizes ours, and its ``finally`` clause releases. A loop closed
 without either is left to the reaper.
 
-Guarantees: the wrapper never releases when the loop is running (``close`` will raise) or
-already closed (``close`` is a no-op), never wraps a loop twice, and never raises out of
-``close`` on its own account.
+Guarantees
+    * The wrapper never releases when the loop is running (``close`` will raise) or already
+      closed (``close`` is a no-op), and never wraps a loop twice.
+    * The real ``close`` always runs, whatever happens in the releases; a ``BaseException``
+      (Ctrl-C during a slow release) propagates only after every resource taken is settled
+      (``_release``) and the loop is really closed.
+    * A ``stop()`` scheduled before ``close()`` does not cut the releases short.
+    * If the reaper is running this loop to release it (its thread ended), ``close`` waits
+      for that, bounded, instead of failing with "Cannot close a running event loop".
+    * When the garbage collector finalizes an unclosed loop that still holds resources, the
+      wrapper leaves it open: its store rescues the resources and the reaper releases them on
+      the loop, then closes it (see ``_registry``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Final
@@ -28,14 +39,27 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
-from ._registry import READY_ATTR, LoopState, registry
-from ._release import release_gracefully, release_on_idle_loop
+from ._registry import READY_ATTR, LoopState, Store, registry
+from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
 
-__all__ = ["fail_remote_waiters", "finish_closing", "install_asyncgen_hook", "install_close_hook"]
+__all__ = [
+    "fail_remote_waiters",
+    "finish_closing",
+    "install_asyncgen_hook",
+    "install_close_hook",
+    "release_bound",
+    "wait_for_guard",
+]
 
 logger = logging.getLogger("resourceloop")
 
 _MARK: Final = "__resourceloop_close_hook__"
+
+
+def release_bound(n: int) -> float:
+    """How long releasing ``n`` resources on a loop may take, at most."""
+    timeout = _config.current().release_timeout
+    return (n + 2) * (timeout + grace(timeout))
 
 
 def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
@@ -46,8 +70,7 @@ def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
         return False
     if getattr(existing, _MARK, False):
         return True
-    loop_ref = weakref.ref(loop)
-    close = _make_close(loop_ref, existing, type(loop).close)
+    close = _make_close(weakref.ref(loop), existing, type(loop).close)
     try:
         loop.close = close  # type: ignore[method-assign]
     except (AttributeError, TypeError):
@@ -62,45 +85,83 @@ def _make_close(
 ) -> Callable[[], None]:
     def close() -> None:
         loop = loop_ref()
-        if loop is not None:
-            _before_close(loop)
-        else:
-            # The garbage collector clears weak references before it runs finalizers, so
-            # when ``BaseEventLoop.__del__`` calls ``self.close()`` on a collected, unclosed
-            # loop, our reference is already dead. Find the loop as that caller's ``self``
-            # (checked by identity) so that its selector and self-pipe are still closed.
+        if loop is None:
+            # The collector clears weak references before it runs finalizers (plain ones too,
+            # up to 3.14), so when ``BaseEventLoop.__del__`` calls ``self.close()`` on a
+            # collected, unclosed loop our reference is dead. Find the loop as that caller's
+            # ``self`` (checked by identity) so that it is still handled.
             try:
                 caller = sys._getframe(1).f_locals.get("self")
             except ValueError:  # pragma: no cover - called with no Python frame above
                 caller = None
             if getattr(caller, "__dict__", {}).get("close") is close:
                 loop = caller
-        if bound_close is not None:
-            bound_close()  # someone else's wrapper, installed before ours: keep the chain
-        elif loop is not None:
-            class_close(loop)
+        try:
+            if loop is not None and not _before_close(loop):
+                return  # being collected with resources: the reaper closes it (see above)
+        finally:
+            # Always the real close, even when a BaseException is on its way out.
+            if bound_close is not None:
+                bound_close()  # someone else's wrapper, installed before ours: keep the chain
+            elif loop is not None:
+                class_close(loop)
 
     setattr(close, _MARK, True)
     close.__doc__ = "Release this loop's resourceloop resources, then close it."
     return close
 
 
-def _before_close(loop: asyncio.AbstractEventLoop) -> None:
+def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
+    """Release the loop's resources on it; False if the real close must not run now."""
+    if loop.is_running() or loop.is_closed():
+        return True
+    state = registry.get(loop)
+    if state is None:
+        return not _being_collected(loop)
+    if state.discarded:
+        return True
+    wait_for_guard(state)
+    if state.discarded or not _config.current().close_hook:
+        return True  # released meanwhile, or disabled: the reaper forces and warns
+    batch = registry.take_all(state, closing=True)
+    why = "it could not run before closing"
     try:
-        if loop.is_running() or loop.is_closed():
-            return
-        if not _config.current().close_hook:
-            return  # disabled after installation: the reaper releases, forcefully, and warns
-        state = registry.get(loop)
-        if state is None or state.discarded:
-            return
-        taken = registry.take_all(state, closing=True)
-        # Closed from a coroutine of another loop, this thread cannot run ``loop``; then a
-        # helper thread does, so the release is still graceful, on the loop.
-        release_on_idle_loop(loop, state, taken, why="it could not run before closing")
-        finish_closing(loop, state)
-    except Exception:  # pragma: no cover - never break loop.close() on our account
-        logger.exception("resourceloop close hook failed")
+        if get_running_loop_or_none() is None:
+            release_on_loop(loop, state, batch, why=why)
+        else:
+            # Closed from a coroutine of another loop: this thread cannot run ``loop``, a
+            # helper thread can, so the release is still graceful, on the loop.
+            run_elsewhere(
+                lambda: release_on_loop(loop, state, batch, why=why),
+                timeout=release_bound(len(batch.items) + len(state.pending)),
+            )
+    finally:
+        finish_closing(loop, state, why=why)
+    return True
+
+
+def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when an untracked loop still carries live resources of this process.
+
+    Then its state is gone because the collector found the loop unreachable, and this call
+    comes from the loop's ``__del__``; the store's own finalizer hands the resources over.
+    """
+    try:
+        store = vars(loop).get(READY_ATTR)
+    except TypeError:  # pragma: no cover - no __dict__, so no store either
+        return False
+    return (
+        isinstance(store, Store) and bool(store) and store.pid == os.getpid()
+    ) and not store.state.discarded
+
+
+def wait_for_guard(state: LoopState) -> None:
+    """Wait, bounded, while another thread runs this loop to release it."""
+    guard = state.guard
+    if not guard.locked():
+        return
+    if guard.acquire(timeout=min(release_bound(len(state.batches)), threading.TIMEOUT_MAX)):
+        guard.release()
 
 
 def fail_remote_waiters(state: LoopState) -> None:
@@ -114,16 +175,16 @@ def fail_remote_waiters(state: LoopState) -> None:
                 pass
 
 
-def finish_closing(loop: asyncio.AbstractEventLoop | None, state: LoopState) -> None:
-    """Untrack a loop whose resources are all released: it ends or is about to."""
+def finish_closing(
+    loop: asyncio.AbstractEventLoop | None, state: LoopState, *, why: str = "its loop closed"
+) -> None:
+    """Untrack a loop whose resources were taken: it ends, or is about to."""
+    for batch in registry.batches_of(state):  # anything a late creation left behind
+        force_batch(batch, why=why)
     fail_remote_waiters(state)
-    if loop is not None:
-        try:
-            vars(loop).pop(READY_ATTR, None)
-        except TypeError:
-            pass
     registry.discard(state)
     _close_asyncgen_hook(state)
+    del loop
 
 
 # -- fallback: a watcher finalized by loop.shutdown_asyncgens() --------------------------------
@@ -149,10 +210,12 @@ async def _watch(state_ref: weakref.ReferenceType[LoopState]) -> AsyncGenerator[
     finally:
         state = state_ref()
         if state is not None and not state.discarded:
-            taken = registry.take_all(state, closing=True)
-            await release_gracefully(state, taken)
-            state.asyncgen_hook = None
-            finish_closing(asyncio.get_running_loop(), state)
+            batch = registry.take_all(state, closing=True)
+            try:
+                await release_batch(batch)
+            finally:
+                state.asyncgen_hook = None
+                finish_closing(asyncio.get_running_loop(), state)
 
 
 def _close_asyncgen_hook(state: LoopState) -> None:

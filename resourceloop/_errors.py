@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LoopClosedError"]
+__all__ = ["AcquisitionCycleError", "LoopClosedError"]
 
 
 class LoopClosedError(RuntimeError):
@@ -17,4 +17,16 @@ class LoopClosedError(RuntimeError):
     ``RuntimeError("Event loop is closed")`` keeps working.
 
     .. versionadded:: 0.1.0
+    """
+
+
+class AcquisitionCycleError(RuntimeError):
+    """A template's ``acquire_func`` needs, directly or through others, its own resource.
+
+    Raised by ``ResourceTemplate.acquire()`` inside the creation that closes the cycle, so
+    every waiter of the first creation gets it instead of waiting forever. The message names
+    the templates in order (``'a' -> 'b' -> 'a'``). Break the cycle: create the shared part
+    in one template and acquire it from the others.
+
+    .. versionadded:: 0.2.0
     """

@@ -3,35 +3,54 @@
 Guarantees
     * One pass at a time (``_pass_lock``): ``reap()`` and ``purge()`` called while the thread is
       mid-pass wait for that pass, so when they return the work is done.
-    * A pass never runs a loop that is running, never closes a loop, and never touches a loop
-      whose owner thread is alive unless that loop is closed.
-    * An exception from user code (a release function, a warnings filter) is logged; the
-      thread carries on. ``BaseException`` is not swallowed.
-    * While nothing is tracked the thread blocks on ``registry.has_work``; it never polls.
+    * A pass never runs a loop that is running or whose owner thread is alive, never closes a
+      loop anybody else can reach, and runs an abandoned loop only under the loop's ``guard``
+      (the owner's ``close()`` and ``run_until_complete()`` wait for it instead of failing).
+    * A loop left unclosed by a thread that lives on (worker pools) is not kept alive by us
+      (its resources live on it, see ``_registry``). Once its thread has moved on to another
+      loop it is a suspect; a pass with suspects runs the garbage collector (at most every
+      ``COLLECT_INTERVAL`` seconds from the thread, always from ``reap()``), so that the ones
+      nobody refers to are rescued, released on their loop and closed, with one warning per
+      thread.
+    * The thread cannot die of anything a pass runs: every exception, ``BaseException``
+      included (a release function raising SystemExit), is logged and the thread carries on.
+      ``stats().reaper_alive`` says whether it runs.
+    * While nothing is tracked the thread blocks on a wake-up lock; it never polls.
 
 Races it accepts
-    A loop can close, or an abandoned loop can be picked up by another thread, between the
-    check and the release. Resources are taken out of the registry under its lock, so each is
-    still released exactly once; a loop that starts running elsewhere just makes the graceful
-    attempt fail, and the rest is released forcefully.
+    A loop can close, or an abandoned loop be picked up by another thread, between the check
+    and the release. Resources are taken under the registry lock and settled exactly once;
+    a loop that starts running elsewhere makes the graceful attempt end early, and the rest is
+    released forcefully.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 from . import _config
 from ._closehook import finish_closing
-from ._registry import registry
-from ._release import release_forcefully, release_on_idle_loop
+from ._registry import READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
+from ._release import force_batch, release_on_loop, warn
+from .warnings import UnclosedLoopWarning
 
-__all__ = ["Reaper", "pass_lock", "reap_once", "reset_after_fork"]
+__all__ = ["COLLECT_INTERVAL", "Reaper", "pass_lock", "reap_once", "reset_after_fork"]
 
 logger = logging.getLogger("resourceloop")
 
+#: Least time between two garbage collections the reaper thread runs for suspects.
+COLLECT_INTERVAL = 5.0
+
 #: Serializes passes. Reentrant, so a release function that calls ``reap()`` cannot deadlock.
 _pass_lock = threading.RLock()
+_last_collect = float("-inf")
+#: Threads already warned about unclosed loops (one warning per thread, not per loop).
+_warned_threads: set[int] = set()
 
 
 def pass_lock() -> threading.RLock:
@@ -41,43 +60,166 @@ def pass_lock() -> threading.RLock:
 
 def reset_after_fork() -> None:
     """Give a fork child a fresh pass lock: the parent's reaper may have held it mid-pass."""
-    global _pass_lock
+    global _pass_lock, _last_collect
     _pass_lock = threading.RLock()
+    _last_collect = float("-inf")
+    _warned_threads.clear()
 
 
-def reap_once() -> None:
+def reap_once(*, collect: bool = True) -> None:
     """Run one pass now, in this thread: closed, abandoned and collected loops.
 
-    Idle loops whose thread is still alive are left alone: their thread may run them again.
+    ``collect`` lets the pass run the garbage collector when suspects exist; the thread passes
+    False until ``COLLECT_INTERVAL`` has gone by since its last collection.
     """
+    global _last_collect
     with _pass_lock:
         registry.count("reaper_passes")
-        for state in registry.drain_collected():
-            taken = registry.take_all(state, closing=True)
-            release_forcefully(
-                state, taken, why="its loop was garbage-collected before anything released it"
-            )
-        _reap_tracked()  # a function of its own: no loop stays bound here once it returns
+        suspects = _reap_tracked()
+        if suspects and collect:
+            _last_collect = time.monotonic()
+            gc.collect()
+        _reap_rescued()
 
 
-def _reap_tracked() -> None:
-    """Closed and abandoned loops among the tracked ones; call with ``_pass_lock`` held."""
+def collect_due() -> bool:
+    return time.monotonic() - _last_collect >= COLLECT_INTERVAL
+
+
+def _reap_tracked() -> int:
+    """Closed and abandoned loops among the tracked ones; return the number of suspects."""
+    suspects = 0
     for loop, state in registry.snapshot():
         if state.discarded:
             continue
         if loop.is_closed():
-            taken = registry.take_all(state, closing=True)
-            release_forcefully(
-                state, taken, why="its loop was closed without running the close hook"
-            )
-        elif loop.is_running() or state.thread.is_alive():
+            batch = registry.take_all(state, closing=True)
+            why = "its loop was closed without running the close hook"
+            try:
+                force_batch(batch, why=why)
+            finally:
+                finish_closing(loop, state, why=why)
+        elif loop.is_running():
             continue
+        elif state.thread.is_alive():
+            suspects += registry.superseded(state)
         else:
-            taken = registry.take_all(state, closing=True)
-            release_on_idle_loop(
-                loop, state, taken, why="its thread ended and the loop could not run again"
-            )
-        finish_closing(loop, state)
+            _release_abandoned(loop, state)
+    return suspects
+
+
+def _release_abandoned(loop: asyncio.AbstractEventLoop, state: LoopState) -> None:
+    """Run an idle loop whose thread ended, to release its resources on it, under its guard."""
+    if not state.guard.acquire(blocking=False):
+        return  # the exit handler is on it
+    try:
+        undo = _hold_run_forever(loop, state)
+        try:
+            if loop.is_running() or loop.is_closed():
+                return  # its owner got there first; the next pass sees the new situation
+            batch = registry.take_all(state, closing=True)
+            why = "its thread ended and the loop could not run again"
+            try:
+                release_on_loop(loop, state, batch, why=why)
+            finally:
+                finish_closing(loop, state, why=why)
+        finally:
+            undo()
+    finally:
+        state.guard.release()
+
+
+def _hold_run_forever(loop: asyncio.AbstractEventLoop, state: LoopState) -> Callable[[], None]:
+    """Make the owner's ``run_forever`` (so ``run_until_complete``) wait while we run the loop.
+
+    Only for loops whose ``run_until_complete`` calls ``self.run_forever()`` (asyncio's);
+    uvloop's calls it internally and reports "already running" instead. Returns the undo.
+    """
+    try:
+        attrs = vars(loop)
+    except TypeError:
+        return lambda: None
+    if "run_forever" in attrs:
+        return lambda: None  # someone else's wrapper: leave it alone
+    me = threading.current_thread()
+    original = type(loop).run_forever
+
+    def run_forever() -> None:
+        waited = threading.current_thread() is not me and state.guard.acquire(
+            timeout=min(_bound(), threading.TIMEOUT_MAX)
+        )
+        if waited:
+            state.guard.release()
+        original(loop)
+
+    attrs["run_forever"] = run_forever
+
+    def undo() -> None:
+        if attrs.get("run_forever") is run_forever:
+            del attrs["run_forever"]
+
+    return undo
+
+
+def _bound() -> float:
+    timeout = _config.current().release_timeout
+    return 4 * timeout + 5
+
+
+def _reap_rescued() -> None:
+    """Release what collected loops still held, on the loop where it can run, then close it.
+
+    A loop that was closed (without the close hook) is released forcefully, with a warning per
+    resource, as on any closed loop. An unclosed one is released gracefully on it, forcefully
+    only for what that leaves, quietly: the one warning per thread says what to change.
+    """
+    for state, loop, batch in registry.drain_rescued():
+        closed = loop is None or loop.is_closed()
+        names = sorted({item.spec.name for item in batch.items})
+        try:
+            if closed:
+                why = "its loop was closed without running the close hook, then garbage-collected"
+                force_batch(batch, why=why)
+            else:
+                assert loop is not None
+                why = "its event loop was left unclosed and garbage-collected"
+                if not loop.is_running():
+                    release_on_loop(loop, state, batch, why=why)
+                force_batch(batch, why=why, quiet=True)
+        finally:
+            if loop is not None:
+                _close_unreachable(loop)
+            if not closed:
+                _warn_unclosed(state, names)
+        del loop
+
+
+def _close_unreachable(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a collected loop we rescued: nobody else can reach it, and its __del__ has run."""
+    try:
+        vars(loop).pop(READY_ATTR, None)
+    except TypeError:  # pragma: no cover - a loop without __dict__ has no store to rescue
+        pass
+    try:
+        if not loop.is_closed() and not loop.is_running():
+            loop.close()
+    except Exception:
+        logger.debug("could not close a collected loop", exc_info=True)
+
+
+def _warn_unclosed(state: LoopState, names: list[str]) -> None:
+    ident = state.thread.ident or 0
+    if ident in _warned_threads:
+        return
+    _warned_threads.add(ident)
+    warn(
+        UnclosedLoopWarning,
+        f"event loops created on thread {state.thread.name!r} were left unclosed and "
+        f"garbage-collected while holding resources ({', '.join(map(repr, names))}); "
+        "resourceloop released them. Close each loop when done with it (asyncio.run(), "
+        "asyncio.Runner, or loop.close()), or reuse one loop per thread. "
+        "This warning is shown once per thread.",
+    )
 
 
 class Reaper:
@@ -107,26 +249,33 @@ class Reaper:
     def kick(self) -> None:
         """Run a pass now rather than at the end of the interval (settings changed)."""
         self._kick.set()
+        wake_reaper()
 
     def stop(self, timeout: float) -> None:
         self._stop.set()
-        self._kick.set()
-        registry.has_work.set()
+        self.kick()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            thread.join(min(timeout, threading.TIMEOUT_MAX))
 
     def _run(self) -> None:
+        wakeup = wakeup_lock()
         while not self._stop.is_set():
-            registry.has_work.wait()
-            if self._stop.is_set():
-                break
-            self._kick.wait(_config.current().reap_interval)
+            if registry.idle():
+                wakeup.acquire()  # until a loop is tracked, a store rescued, or stop()
+                continue
+            interval = min(_config.current().reap_interval, threading.TIMEOUT_MAX)
+            self._kick.wait(interval)
             self._kick.clear()
             if self._stop.is_set():
                 break
-            try:
-                reap_once()
-            except Exception:
-                logger.exception("resourceloop reaper pass failed; carrying on")
-            registry.idle()
+            self._pass()
+
+    def _pass(self) -> None:
+        try:
+            reap_once(collect=collect_due())
+        except BaseException:  # the thread must not die: log, and carry on
+            logger.exception("resourceloop reaper pass failed; carrying on")
+
+    def __repr__(self) -> str:
+        return f"<Reaper alive={self.alive} stopping={self._stop.is_set()}>"

@@ -1,29 +1,43 @@
-"""The only shared mutable state: which loops hold which resources.
+"""The only shared mutable state: which loops hold which resources, and who holds them now.
 
 What it owns
-    ``Registry._states``, a ``WeakKeyDictionary`` from event loop to ``LoopState``, the live
-    templates, and the counters behind ``resourceloop.stats()``. It stores and hands back; it
-    never creates, releases or closes anything.
+    ``Registry._states``, a ``WeakKeyDictionary`` from event loop to ``LoopState``; the live
+    templates; the batches in custody; resources rescued from collected loops; and the
+    counters behind ``resourceloop.stats()``. It stores and hands back; it never creates,
+    releases or closes anything.
 
-Who may reference whom
-    A ``LoopState`` refers to its loop only weakly (``loop_ref``). The resources it holds may
-    refer to the loop strongly (an ``aiohttp.ClientSession`` does), and then the entry cannot die
-    by itself: the close hook, the reaper and explicit releases end entries, not the garbage
-    collector. Loops whose resources do not refer to them are still collected, and their
-    ``weakref.finalize`` hook hands the state to the reaper. The hot-path cache of ready futures
-    lives on the loop instance (``READY_ATTR``), never here, because a future refers to its loop.
+Who may reference whom (the anyio#1203 trap, and how it is avoided)
+    A resource usually refers to its loop strongly (``ClientSession._loop``). If the registry
+    held resources, it would keep every loop alive forever, including loops the user simply
+    dropped. So the resources live *on the loop*, in a ``Store`` kept in the loop's
+    ``__dict__`` (it doubles as the hot-path cache of ``acquire``), and the store refers back
+    to the loop: loop, store and resources form one cycle that nothing of ours reaches
+    strongly. ``LoopState`` refers to its loop and its store only weakly. A loop the user
+    drops therefore becomes cyclic garbage together with its resources, and the store's
+    ``__del__`` rescues them (PEP 442 resurrection) onto ``_rescued`` for the reaper, which
+    releases them and closes the loop. A loop class without ``__dict__`` cannot carry a store;
+    its state then holds the store strongly, as a plain registry would.
+
+Custody
+    A resource is in exactly one place at a time: a store (live on its loop), a ``Batch``
+    (taken for release, owned by whoever took it), or ``_rescued``. ``take``/``take_all``
+    move it from a store into a new batch under the lock; ``settle`` records each item's end
+    (graceful, forced or failed) exactly once, under the lock, so two owners racing to settle
+    the same item cannot both count it. Hence, at any moment::
+
+        acquisitions == graceful_releases + forced_releases + release_failures + live
+
+    where ``live`` counts stores, unsettled batch items and rescued resources.
 
 The lock
-    ``Registry._lock`` guards the structure: ``_states``, every ``LoopState.resources`` dict
-    (written on the loop's thread, taken by whichever thread releases), ``managed`` and
-    ``closing`` flags, and the counters. It is held for a few dictionary operations at a time:
-    never across an ``await``, never while calling user code (acquire and release functions,
-    ``__setattr__`` of a user's loop class, warning filters), never while joining a thread.
+    ``Registry._lock`` guards all of the above. It is held for a few dictionary operations at
+    a time: never across an ``await``, never while calling user code (acquire and release
+    functions, a user's loop class, warning filters), never while joining a thread.
 
-    Garbage-collector callbacks never take it. GC can run on any thread at any allocation,
-    including one that holds the lock, and a callback that took it would deadlock. Such
-    callbacks only append to ``_collected`` (a deque, whose ``append`` is atomic) and the next
-    reaper pass does the work.
+    Garbage-collector callbacks never take it: the collector runs on any thread at any
+    allocation, including one that holds the lock. ``Store.__del__`` only appends to
+    ``_rescued`` (a deque, whose ``append`` is atomic) and releases a raw wake-up lock (no
+    allocation, no other lock); the next reaper pass does the work.
 
 Races it accepts
     Reads of ``_states`` (``get``) take no lock: a dict lookup is atomic, and a caller that
@@ -34,51 +48,125 @@ Races it accepts
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
 import concurrent.futures
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Hashable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
 
-__all__ = ["READY_ATTR", "LoopState", "Registry", "registry"]
+__all__ = ["READY_ATTR", "Batch", "Item", "LoopState", "Registry", "Spec", "Store", "registry"]
 
-#: Name of the attribute that caches the hot path's ``{template: done future or resource}`` on a
-#: loop instance. ``ResourceTemplate.acquire`` spells it out literally, for speed.
+#: Name of the loop attribute that holds the loop's ``Store``. ``ResourceTemplate.acquire``
+#: spells it out literally, for speed.
 READY_ATTR: Final = "_resourceloop_ready"
+
+
+@attrs.define(eq=False, slots=True)
+class Spec:
+    """What releasing needs of a template, without the template itself.
+
+    Stores are keyed by the spec, not the template, so that a template nobody refers to any
+    more is collected (and leaves ``resource_templates`` and what managers acquire) while the
+    resources it made can still be released through their spec.
+    """
+
+    name: str
+    release_func: Callable[[Any], Any] | None
+    force_release_func: Callable[[Any], Any] | None
+
+
+class Store(dict[Spec, Any]):
+    """A loop's resources, ``{spec: resource}``, kept on the loop instance (see above)."""
+
+    __slots__ = ("__weakref__", "loop", "pid", "state")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, state: LoopState) -> None:
+        super().__init__()
+        self.loop = loop
+        self.state = state
+        self.pid = os.getpid()
+
+    def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
+        # Runs when the collector finds the loop, this store and the resources unreachable
+        # (or when an empty store is dropped). Appending ourselves resurrects the whole cycle;
+        # the reaper releases the resources and closes the loop. Nothing else is safe here.
+        if self and self.pid == _getpid() and not self.state.discarded:
+            _rescued.append(self)
+            wake_reaper()
+
+
+#: Statuses of an ``Item``.
+HELD: Final = 0  # taken, its release not begun
+RELEASING: Final = 1  # its graceful release is running
+SETTLED: Final = 2  # released, forced or failed: counted once
+
+
+@attrs.define(eq=False, slots=True)
+class Item:
+    """One resource in custody."""
+
+    spec: Spec
+    resource: Any
+    status: int = HELD
+    #: The release coroutine while ``RELEASING``, so an owner that abandons it can close it.
+    release: Any = None
+    timed_out: bool = False
+
+
+@attrs.define(eq=False, slots=True)
+class Batch:
+    """Resources taken out of a store together; owned by whoever took them until settled."""
+
+    state: LoopState
+    items: list[Item]
+
+    def unsettled(self) -> list[Item]:
+        return [item for item in self.items if item.status != SETTLED]
 
 
 @attrs.define(eq=False)
 class LoopState:
     """Everything resourceloop knows about one event loop.
 
-    ``resources`` is in acquisition order, which is the reverse of release order. ``pending``
-    holds creations in flight; it is touched only on the loop's own thread, so it needs no lock.
+    ``pending`` holds creations in flight; it is touched only on the loop's own thread, so it
+    needs no lock. ``batches`` (under the registry lock) are this loop's resources in custody.
     """
 
     loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop]
     origin: str
     thread: threading.Thread
     pid: int
-    resources: dict[Hashable, Any] = attrs.field(factory=dict)
-    pending: dict[Hashable, asyncio.Future[Any]] = attrs.field(factory=dict)
+    #: Order of tracking; a thread's newest loop has its thread's highest serial.
+    serial: int = 0
+    #: The store, weakly (it lives on the loop); ``strong_store`` for loops without __dict__.
+    store_ref: Callable[[], Store | None] = attrs.field(default=lambda: None)
+    strong_store: Store | None = None
+    pending: dict[Spec, asyncio.Future[Any]] = attrs.field(factory=dict)
     #: Cross-thread acquisitions waiting for this loop; failed if it closes without running them.
     remote: set[concurrent.futures.Future[Any]] = attrs.field(factory=set)
+    batches: set[Batch] = attrs.field(factory=set)
     managed: bool = False
     closing: bool = False
     discarded: bool = False
     hook: str = "none"  # "close", "asyncgen" or "none"
     warned_ungraceful: bool = False
-    finalizer: weakref.finalize[Any, Any] | None = None
     asyncgen_hook: AsyncGenerator[None, None] | None = None
+    #: Held by a thread other than the owner while it runs this loop to release it (the
+    #: reaper, the exit handler); the close hook waits on it rather than fail.
+    guard: threading.Lock = attrs.field(factory=threading.Lock)
 
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop, or ``None`` once it has been collected."""
         return self.loop_ref()
+
+    def store(self) -> Store | None:
+        return self.strong_store if self.strong_store is not None else self.store_ref()
 
 
 @attrs.frozen
@@ -91,8 +179,29 @@ class Counters:
     reaper_passes: int = 0
 
 
+#: Stores whose loop was collected with resources still in them (see ``Store.__del__``).
+_rescued: collections.deque[Store] = collections.deque()
+
+#: Released (unlocked) when the reaper has something to do. A raw lock, not an Event: it can
+#: be released from a garbage-collector callback, which must not take Python-level locks.
+_wakeup = _thread.allocate_lock()
+_wakeup.acquire()
+
+
+def wake_reaper() -> None:
+    """Wake the reaper thread; safe anywhere, even inside a garbage-collector callback."""
+    try:
+        _wakeup.release()
+    except RuntimeError:  # already awake
+        pass
+
+
+def wakeup_lock() -> Any:
+    return _wakeup
+
+
 class Registry:
-    """Loop -> ``LoopState``, the live templates, and the counters; see the module docstring."""
+    """Loop -> ``LoopState``, the live templates, custody and counters; see the module doc."""
 
     def __init__(self) -> None:
         self._reset()
@@ -104,27 +213,43 @@ class Registry:
         )
         self._templates: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self._template_serial = 0
-        self._collected: collections.deque[LoopState] = collections.deque()
-        self._threads: collections.Counter[threading.Thread] = collections.Counter()
+        self._batches: set[Batch] = set()
         self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(Counters), 0)
+        self._last_thread: threading.Thread | None = None
+        self._serial = 0
+        #: Per thread, the serial of the newest loop it tracked (see ``superseded``).
+        self._newest: weakref.WeakKeyDictionary[threading.Thread, int] = weakref.WeakKeyDictionary()
         self.multithreaded = False
-        #: Set while any loop is tracked or a collected state awaits the reaper.
-        self.has_work = threading.Event()
+        self.pid = os.getpid()
 
     # -- fork -------------------------------------------------------------------------------
 
     def forget_after_fork(self) -> None:
-        """Start empty in a fork child, keeping the parent's states referenced but inert.
+        """Start empty in a fork child, keeping the parent's resources referenced but inert.
 
-        Runs in ``os.register_at_fork(after_in_child=...)``, so it must be cheap: the old
-        structures are parked in a list, not walked. The parent's ``weakref.finalize`` hooks
-        still fire in the child when a parent loop dies; their states carry the parent's pid,
-        and ``drain_collected`` drops them unreleased.
+        Runs in ``os.register_at_fork(after_in_child=...)``. The parent's stores are taken off
+        the loops the child inherited (so ``acquire`` there creates the child's own resource)
+        and parked in ``_forgotten`` with everything else the parent held: never released,
+        never finalized here, since closing them could send data on the parent's sockets.
         """
-        _forgotten.append(
-            (self._states, self._collected, self._templates)
-        )  # keep the parent's resources alive: never release them here
+        inherited = list(self._states.items())
+        _forgotten.append((inherited, list(self._batches), list(_rescued)))
+        _rescued.clear()
+        for loop, _state in inherited:
+            try:
+                store = vars(loop).pop(READY_ATTR, None)
+            except TypeError:
+                continue
+            _forgotten.append(store)
         templates = list(self._templates.values())  # templates are process-wide, keep them
+        self._reset()
+        for template in templates:
+            self.add_template(template)
+
+    def clear_for_tests(self) -> None:
+        """Start empty, keeping the templates (the test suite's reset, not a fork's)."""
+        templates = list(self._templates.values())
+        _rescued.clear()
         self._reset()
         for template in templates:
             self.add_template(template)
@@ -148,27 +273,37 @@ class Registry:
         return self._states.get(loop)
 
     def add(self, loop: asyncio.AbstractEventLoop, origin: str) -> tuple[LoopState, bool]:
-        """Return the loop's state, creating it if needed; the flag says it was created."""
+        """Return the loop's state, creating it (and its store) if needed; flag: created."""
         with self._lock:
             state = self._states.get(loop)
             if state is not None:
                 return state, False
             thread = threading.current_thread()
+            self._serial += 1
             state = LoopState(
-                loop_ref=weakref.ref(loop), origin=origin, thread=thread, pid=os.getpid()
+                loop_ref=weakref.ref(loop),
+                origin=origin,
+                thread=thread,
+                pid=self.pid,
+                serial=self._serial,
             )
+            self._newest[thread] = self._serial
+            store = Store(loop, state)
+            try:
+                vars(loop)[READY_ATTR] = store
+                state.store_ref = weakref.ref(store)
+            except TypeError:  # no instance __dict__: the state holds it, and so the loop
+                store.loop = None
+                state.strong_store = store
             self._states[loop] = state
-            self._threads[thread] += 1
-            if len(self._threads) > 1:
-                self.multithreaded = True
-            finalizer = weakref.finalize(loop, self._collected.append, state)
-            finalizer.atexit = False  # the exit hook decides what happens at exit
-            state.finalizer = finalizer
-            self.has_work.set()
-            return state, True
+            if thread is not self._last_thread and not self.multithreaded:
+                self._last_thread = thread
+                self.multithreaded = any(s.thread is not thread for s in self._states.values())
+        wake_reaper()
+        return state, True
 
     def discard(self, state: LoopState) -> None:
-        """Stop tracking a loop. Idempotent; the state's resources must already be taken."""
+        """Stop tracking a loop. Idempotent; what it held must already be in custody."""
         with self._lock:
             if state.discarded:
                 return
@@ -176,79 +311,135 @@ class Registry:
             loop = state.loop_ref()
             if loop is not None and self._states.get(loop) is state:
                 del self._states[loop]
-            self._forget_thread(state)
-            if state.finalizer is not None:
-                state.finalizer.detach()
-                state.finalizer = None
+            store = state.store()
+            state.strong_store = None
+        if store is not None:
+            store.loop = None  # break the loop <-> store cycle: refcounting frees the loop
+        if loop is not None:
+            try:
+                if vars(loop).get(READY_ATTR) is store:
+                    del vars(loop)[READY_ATTR]
+            except TypeError:
+                pass
 
-    def _forget_thread(self, state: LoopState) -> None:
-        self._threads[state.thread] -= 1
-        if self._threads[state.thread] <= 0:
-            del self._threads[state.thread]
+    def superseded(self, state: LoopState) -> bool:
+        """True if the loop's thread has tracked a newer loop since: it may be done with it."""
+        with self._lock:
+            return self._newest.get(state.thread, 0) > state.serial
 
     def snapshot(self) -> list[tuple[asyncio.AbstractEventLoop, LoopState]]:
         """Every tracked loop and its state, copied under the lock."""
         with self._lock:
             return list(self._states.items())
 
-    def drain_collected(self) -> list[LoopState]:
-        """States whose loop was garbage-collected since the last call, now untracked."""
-        drained: list[LoopState] = []
-        pid = os.getpid()
+    def drain_rescued(self) -> list[tuple[LoopState, asyncio.AbstractEventLoop | None, Batch]]:
+        """Stores of collected loops, each taken into a batch; their states now untracked."""
+        drained = []
         while True:
             try:
-                state = self._collected.popleft()
+                store = _rescued.popleft()
             except IndexError:
                 break
-            if state.pid != pid:
-                continue  # a parent's loop died in a fork child: never release it here
             with self._lock:
-                if state.discarded:
+                state = store.state
+                if state.discarded or store.pid != self.pid:
                     continue
                 state.discarded = True
-                state.finalizer = None
-                self._forget_thread(state)
-            drained.append(state)
+                state.closing = True
+                batch = self._batch_locked(state, store)
+                loop, store.loop = store.loop, None
+            drained.append((state, loop, batch))
         return drained
 
     def idle(self) -> bool:
-        """True when nothing is tracked; clears ``has_work`` if so."""
+        """True when nothing is tracked, in custody or rescued."""
         with self._lock:
-            if self._states or self._collected:
-                return False
-            self.has_work.clear()
-            return True
+            return not (self._states or self._batches or _rescued)
 
     def __len__(self) -> int:
         return len(self._states)
 
-    # -- resources of one loop --------------------------------------------------------------
+    # -- custody ----------------------------------------------------------------------------
 
-    def store(self, state: LoopState, template: Hashable, resource: Any) -> bool:
+    def store(self, state: LoopState, spec: Spec, resource: Any) -> bool:
         """Record a created resource; False if the loop began closing meanwhile."""
         with self._lock:
-            if state.closing or state.discarded:
+            store = state.store()
+            if state.closing or state.discarded or store is None:
                 return False
-            state.resources[template] = resource
+            store[spec] = resource
             self._counts["acquisitions"] += 1
             return True
 
-    def take(self, state: LoopState, template: Hashable) -> tuple[bool, Any]:
-        """Take one resource out of the state: whoever takes it releases it, exactly once."""
+    def adopt(self, state: LoopState, spec: Spec, resource: Any) -> Batch:
+        """Count a resource created too late to store (its loop is closing) and take it."""
         with self._lock:
-            if template in state.resources:
-                return True, state.resources.pop(template)
-            return False, None
+            self._counts["acquisitions"] += 1
+            batch = Batch(state, [Item(spec, resource)])
+            state.batches.add(batch)
+            self._batches.add(batch)
+            return batch
 
-    def take_all(self, state: LoopState, *, closing: bool) -> list[tuple[Hashable, Any]]:
+    def _batch_locked(self, state: LoopState, store: Store, only: Spec | None = None) -> Batch:
+        if only is None:
+            items = [Item(spec, resource) for spec, resource in reversed(store.items())]
+            store.clear()
+        else:
+            items = [Item(only, store.pop(only))] if only in store else []
+        batch = Batch(state, items)
+        if items:
+            state.batches.add(batch)
+            self._batches.add(batch)
+        return batch
+
+    def take(self, state: LoopState, spec: Spec) -> Batch:
+        """Take one resource into a new batch (empty if the loop does not hold it)."""
+        with self._lock:
+            store = state.store()
+            if store is None:
+                return Batch(state, [])
+            return self._batch_locked(state, store, spec)
+
+    def take_all(self, state: LoopState, *, closing: bool) -> Batch:
         """Take every resource, newest first. ``closing`` refuses later acquisitions."""
         with self._lock:
             if closing:
                 state.closing = True
-            taken = list(state.resources.items())
-            state.resources.clear()
-        taken.reverse()
-        return taken
+            store = state.store()
+            if store is None:
+                return Batch(state, [])
+            return self._batch_locked(state, store)
+
+    def settle(self, batch: Batch, item: Item, outcome: str) -> bool:
+        """Count ``item``'s end once; False if another owner settled it first."""
+        with self._lock:
+            if item.status == SETTLED:
+                return False
+            item.status = SETTLED
+            self._counts[outcome] += 1
+            if all(i.status == SETTLED for i in batch.items):
+                batch.state.batches.discard(batch)
+                self._batches.discard(batch)
+            return True
+
+    def claim(self, batch: Batch, item: Item) -> bool:
+        """Mark ``item`` settled without counting it yet; False if it was settled already.
+
+        For forced releases: the claimant calls the force function, then ``count``s the
+        outcome, so no other owner can call it a second time meanwhile.
+        """
+        with self._lock:
+            if item.status == SETTLED:
+                return False
+            item.status = SETTLED
+            if all(i.status == SETTLED for i in batch.items):
+                batch.state.batches.discard(batch)
+                self._batches.discard(batch)
+            return True
+
+    def batches_of(self, state: LoopState) -> list[Batch]:
+        with self._lock:
+            return list(state.batches)
 
     def set_managed(self, state: LoopState, managed: bool) -> bool:
         """Mark or unmark a managed loop; False if it was already in the requested state."""
@@ -272,34 +463,37 @@ class Registry:
         with self._lock:
             return Counters(**self._counts)
 
-    def live_by_template(self) -> Mapping[str, int]:
-        """Live resources per template name, over tracked and collected-but-unreaped loops."""
-        live: collections.Counter[str] = collections.Counter()
+    def live_entries(self) -> list[tuple[Spec, LoopState]]:
+        """Every live resource as (spec, its loop's state): stores, custody, rescued."""
         with self._lock:
-            states = [*self._states.values(), *self._collected]
-            for state in states:
-                for template in state.resources:
-                    live[getattr(template, "name", repr(template))] += 1
-        return dict(live)
+            found = [
+                (spec, state) for state in self._states.values() for spec in (state.store() or ())
+            ]
+            found += [
+                (item.spec, batch.state)
+                for batch in self._batches
+                for item in batch.items
+                if item.status != SETTLED
+            ]
+            found += [(spec, store.state) for store in list(_rescued) for spec in store]
+            return found
 
-    def live_entries(self) -> list[tuple[Hashable, LoopState]]:
-        """Every live resource as (template, its loop's state), same scope as above (a snapshot)."""
-        with self._lock:
-            states = [*self._states.values(), *self._collected]
-            return [(template, state) for state in states for template in state.resources]
+    def live_by_template(self) -> Mapping[str, int]:
+        """Live resources per template name (same scope as ``live_entries``)."""
+        return dict(collections.Counter(spec.name for spec, _ in self.live_entries()))
 
     def __repr__(self) -> str:
         with self._lock:
             loops = len(self._states)
-            live = sum(len(s.resources) for s in self._states.values())
-            pending = len(self._collected)
-        return f"<Registry loops={loops} resources={live} collected_pending={pending}>"
+            custody = sum(len(b.unsettled()) for b in self._batches)
+        live = len(self.live_entries())
+        return f"<Registry loops={loops} live={live} in_custody={custody} rescued={len(_rescued)}>"
 
     def __iter__(self) -> Iterator[asyncio.AbstractEventLoop]:
         return iter([loop for loop, _ in self.snapshot()])
 
 
-#: Structures a fork child inherited from its parent: referenced forever, never released.
+#: Everything a fork child inherited from its parent: referenced forever, never released.
 _forgotten: list[object] = []
 
 registry: Final = Registry()

@@ -1,16 +1,31 @@
-"""Releasing one loop's resources: gracefully on the loop, or forcefully off it.
+"""Releasing resources in custody: gracefully on their loop, or forcefully without it.
 
-Whoever takes a resource out of the registry (``Registry.take``/``take_all``) owns its release
-and calls exactly one of the functions here for it, so each resource is released exactly once.
+Custody
+    Whoever takes resources out of the registry (``Registry.take``/``take_all``/``adopt``)
+    gets a ``Batch`` and must see every item settled: by ``release_batch`` (on the running
+    loop), ``release_on_loop`` (running an idle loop here) or ``force_batch``. Each item is
+    settled exactly once, under the registry lock (``Registry.settle``); an owner that loses
+    that race simply does not count the item. Every function here ends with the batch fully
+    settled, whatever happens inside: a failing release is counted and logged, a release that
+    overruns ``release_timeout`` is cancelled and, if it ignores the cancellation, closed; a
+    ``BaseException`` (KeyboardInterrupt, SystemExit, a cancellation from outside) forces what
+    is left *before* it propagates. So ``acquisitions == graceful + forced + failures + live``
+    holds whenever no release is midway.
 
-Graceful means the template's ``release_func`` runs on the resource's own loop and is awaited
-there, bounded by ``release_timeout``. Forced means the loop can no longer run (closed,
-collected, or the release timed out): the template's ``force_release_func`` runs, synchronously,
-in whatever thread noticed; a synchronous ``release_func`` stands in for it; an ``async``
-release function is never called, because its coroutine could not run anywhere.
+Graceful
+    ``release_func`` runs on the resource's own loop, in the calling task (no task per
+    release), bounded by a timer: after ``release_timeout`` the task is cancelled; a release
+    still running ``grace`` later has its coroutine closed, which ends it for good, and the
+    resource is forced. The bound is hard: nothing of ours stays pending on the loop.
 
-Nothing here raises a release function's failure: failures are logged on the ``resourceloop``
-logger, counted, and returned to the caller (the manager raises them together).
+Forced
+    The loop can no longer run (closed, collected, or the release overran): the template's
+    ``force_release_func`` runs, synchronously, in whatever thread noticed; a synchronous
+    ``release_func`` stands in for it. An awaitable that cannot run is closed, never dropped,
+    and the warning says so.
+
+Nothing here raises a release function's ``Exception``: failures are logged on the
+``resourceloop`` logger, counted, and returned to the caller (the manager raises them).
 """
 
 from __future__ import annotations
@@ -20,53 +35,48 @@ import inspect
 import logging
 import sys
 import threading
+import time
 import types
 import warnings
-from collections.abc import Callable, Hashable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Final
 
 from . import _config
-from ._compat import get_running_loop_or_none, iscoroutinefunction
-from ._registry import READY_ATTR, LoopState, registry
-from .warnings import ForcedReleaseWarning, ReleaseTimeoutWarning, ResourceLoopWarning
+from ._compat import iscoroutinefunction
+from ._registry import HELD, RELEASING, SETTLED, Batch, Item, LoopState, registry
+from .warnings import (
+    BlockingReleaseWarning,
+    ForcedReleaseWarning,
+    ReleaseTimeoutWarning,
+    ResourceLoopWarning,
+)
 
 __all__ = [
-    "TemplateLike",
-    "drop_ready",
-    "release_forcefully",
-    "release_gracefully",
-    "release_on_idle_loop",
+    "force_batch",
+    "grace",
+    "release_batch",
+    "release_on_loop",
     "warn",
 ]
 
 logger = logging.getLogger("resourceloop")
 
-
-class TemplateLike(Protocol):
-    """What releasing needs from a ``ResourceTemplate`` (this module never imports it)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def release_func(self) -> Callable[[Any], Any] | None: ...
-    @property
-    def force_release_func(self) -> Callable[[Any], Any] | None: ...
-
-
-Taken = list[tuple[Hashable, Any]]
-
-
 #: Frames of these modules are skipped when a warning looks for the code to blame.
 _INTERNAL_MODULES = ("resourceloop", "asyncio", "threading", "concurrent", "weakref", "atexit")
 
+#: A release that ignores its cancellation is closed this long after it was cancelled, as a
+#: fraction of ``release_timeout`` and at most ``_MAX_GRACE`` seconds.
+_GRACE_FRACTION: Final = 0.25
+_MAX_GRACE: Final = 1.0
+
+
+def grace(timeout: float) -> float:
+    """How long a cancelled release may take to end before it is closed."""
+    return min(timeout * _GRACE_FRACTION, _MAX_GRACE)
+
 
 def _blamed_frame() -> types.FrameType:
-    """The innermost frame outside resourceloop and the standard machinery that runs it.
-
-    That is the user's coroutine for a warning raised while it acquires, their ``asyncio.run``
-    or ``loop.close()`` call for the close hook; the reaper thread has none, and then our own
-    caller is named.
-    """
+    """The innermost frame outside resourceloop and the standard machinery that runs it."""
     caller = sys._getframe(2)
     frame: types.FrameType | None = caller
     while frame is not None:
@@ -81,14 +91,12 @@ def warn(category: type[ResourceLoopWarning], message: str, *, may_raise: bool =
     """Emit a warning that points at the user's code.
 
     Each message names a loop, so no two are alike; ``warnings.warn`` would remember every one
-    of them in a ``__warningregistry__`` under the "default" action (as with ``-X dev`` or
-    ``-W default``), a leak that grows with every loop. ``warn_explicit`` with no registry
-    shows them the same way and remembers none.
+    of them in a ``__warningregistry__`` under the "default" action (as with ``-X dev``), a
+    leak that grows with every loop. ``warn_explicit`` with no registry remembers none.
 
-    A filter that turns the warning into an error (``-W error``, pytest's
-    ``filterwarnings = ["error"]``) raises it only where ``may_raise`` says the caller is the
-    user's own code path; from the close hook, the reaper or a release it would break the
-    cleanup itself, so there the message is logged on the ``resourceloop`` logger instead.
+    A filter that turns the warning into an error raises it only where ``may_raise`` says the
+    caller is the user's own code path; from the close hook, the reaper or a release it would
+    break the cleanup itself, so there the message is logged on the ``resourceloop`` logger.
     """
     frame = _blamed_frame()
     try:
@@ -108,157 +116,110 @@ def warn(category: type[ResourceLoopWarning], message: str, *, may_raise: bool =
         del frame
 
 
-def drop_ready(loop: asyncio.AbstractEventLoop | None, template: Hashable | None = None) -> None:
-    """Forget the loop's cached ready future for one template (or all of them)."""
-    if loop is None:
-        return
-    try:
-        ready = vars(loop).get(READY_ATTR)
-    except TypeError:  # a loop class without __dict__ has no cache
-        return
-    if ready is None:
-        return
-    if template is None:
-        ready.clear()
-    else:
-        ready.pop(template, None)
-
-
-def _failed(template: TemplateLike, state: LoopState, exc: BaseException) -> None:
-    registry.count("release_failures")
+def _failed(item: Item, state: LoopState, exc: BaseException) -> None:
     logger.error(
-        "release of %r on %s failed", template.name, state.origin, exc_info=(type(exc), exc, None)
+        "release of %r on %s failed",
+        item.spec.name,
+        state.origin,
+        exc_info=(type(exc), exc, exc.__traceback__),
     )
 
 
-async def _release_one(
-    template: TemplateLike, resource: Any, state: LoopState, timeout: float
-) -> Exception | None:
-    """Release one resource on the running loop; return its failure, if any."""
-    func = template.release_func
-    if func is None:
-        registry.count("graceful_releases")
-        return None
-    try:
-        result = func(resource)
-    except Exception as exc:
-        _failed(template, state, exc)
-        return exc
-    if not inspect.isawaitable(result):
-        registry.count("graceful_releases")
-        return None
-    # A task, not a plain await: the bound must hold even if the release ignores cancellation.
-    # One task from the release's first step to its last: code bound to its task (anyio's
-    # cancel scopes in httpx's aclose(), asyncio.timeout) fails if its steps change task. On
-    # 3.12+ the task starts eagerly, so a release that never suspends finishes right here.
-    task: asyncio.Future[Any]
-    if sys.version_info >= (3, 12) and inspect.iscoroutine(result):
-        task = asyncio.Task(result, loop=asyncio.get_running_loop(), eager_start=True)
-    else:
-        task = asyncio.ensure_future(result)
-    try:
-        if not task.done():
-            # Its first step was scheduled before our wake-up, so one trip around the loop
-            # runs it: enough for most releases, with no waiter and no timer.
-            await asyncio.sleep(0)
-        if task.done():
-            return _account(template, state, task)
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except asyncio.CancelledError:
-        # The caller is cancelled, the release is not: account for it when it ends.
-        task.add_done_callback(lambda t: _account(template, state, t))
-        raise
-    if done:
-        return _account(template, state, task)
-    task.cancel()
-    task.add_done_callback(_swallow)
-    _log_destroy_pending(task)
-    registry.count("release_timeouts")
-    _force_one(
-        template,
-        resource,
-        state,
-        why=f"its release function ran longer than release_timeout={timeout}s",
-        category=ReleaseTimeoutWarning,
-    )
-    return None
+def _settle_failed(batch: Batch, item: Item, exc: BaseException) -> None:
+    if registry.settle(batch, item, "release_failures"):
+        _failed(item, batch.state, exc)
 
 
-def _account(
-    template: TemplateLike, state: LoopState, task: asyncio.Future[Any]
-) -> Exception | None:
-    if task.cancelled():
-        exc: Exception = RuntimeError(f"the release of {template.name!r} was cancelled")
-        _failed(template, state, exc)
-        return exc
-    failure = task.exception()
-    if failure is None:
-        registry.count("graceful_releases")
-        return None
-    if not isinstance(failure, Exception):  # pragma: no cover - KeyboardInterrupt and kin
-        raise failure
-    _failed(template, state, failure)
-    return failure
-
-
-def _swallow(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-def _log_destroy_pending(task: asyncio.Future[Any]) -> None:
-    # An abandoned release may still be pending when its loop closes; asyncio would then log
-    # "Task was destroyed but it is pending!" although we already warned about it.
-    try:
-        task._log_destroy_pending = False  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - a Task implementation without the flag
-        pass
-
-
-async def release_gracefully(state: LoopState, taken: Taken) -> list[Exception]:
-    """Release ``taken`` (consumed from the front) on the running loop, all of them.
-
-    A failing release never stops the others. If the calling task is cancelled meanwhile,
-    the remaining releases still run, then the cancellation is re-raised.
-    """
-    loop = asyncio.get_running_loop()
+def _check_blocking(item: Item, state: LoopState, started: float, what: str) -> None:
+    """Report a user call that held its thread past ``release_timeout`` (nothing can stop it)."""
+    elapsed = time.monotonic() - started
     timeout = _config.current().release_timeout
-    failures: list[Exception] = []
-    cancelled: asyncio.CancelledError | None = None
-    while taken:
-        template, resource = taken.pop(0)
-        drop_ready(loop, template)
-        try:
-            failure = await _release_one(template, resource, state, timeout)  # type: ignore[arg-type]
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-            continue
-        if failure is not None:
-            failures.append(failure)
-    if cancelled is not None:
-        raise cancelled
-    return failures
+    if elapsed > timeout:
+        warn(
+            BlockingReleaseWarning,
+            f"the {what} of {item.spec.name!r} on {state.origin} blocked its thread for "
+            f"{elapsed:.2f}s, longer than release_timeout={timeout}s, which cannot interrupt "
+            "blocking code. Make it async (await the blocking work in a thread with "
+            "asyncio.to_thread) or make it return sooner.",
+        )
 
 
-def _force_one(
-    template: TemplateLike,
-    resource: Any,
-    state: LoopState,
+# -- forced -------------------------------------------------------------------------------------
+
+
+def force_batch(
+    batch: Batch,
     *,
     why: str,
     category: type[ResourceLoopWarning] = ForcedReleaseWarning,
+    quiet: bool = False,
 ) -> None:
-    func = template.force_release_func
-    if func is None and not iscoroutinefunction(template.release_func):
-        func = template.release_func
+    """Force every unsettled item of ``batch``, from any thread.
+
+    A ``BaseException`` from a force function does not stop the others; the first one is
+    re-raised once every item is settled.
+    """
+    interrupted: BaseException | None = None
+    for item in batch.items:
+        if item.status == SETTLED:
+            continue
+        try:
+            force_item(batch, item, why=why, category=category, quiet=quiet)
+        except BaseException as exc:  # settled already; finish the others first
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
+
+
+def force_item(
+    batch: Batch,
+    item: Item,
+    *,
+    why: str,
+    category: type[ResourceLoopWarning] = ForcedReleaseWarning,
+    quiet: bool = False,
+) -> None:
+    """Force one item, unless another owner settled it first."""
+    if item.status == RELEASING:
+        _stop_release(item)
+    spec = item.spec
+    func = spec.force_release_func
+    if func is None and not iscoroutinefunction(spec.release_func):
+        func = spec.release_func
+    if not registry.claim(batch, item):
+        return  # another owner settled it first
+    # From here this owner alone calls the force function; the count follows it, so the books
+    # are off by one only while that function runs.
+    outcome = "forced_releases"
+    not_done = False
+    started = time.monotonic()
     try:
         if func is not None:
-            result = func(resource)
-            if inspect.iscoroutine(result):
-                result.close()  # it could not run anywhere: say so quietly, not "never awaited"
+            result = func(item.resource)
+            if inspect.isawaitable(result):
+                _close_awaitable(result)
+                not_done = True
     except Exception as exc:
-        _failed(template, state, exc)
-    registry.count("forced_releases")
+        outcome = "release_failures"
+        _failed(item, batch.state, exc)
+    finally:
+        registry.count(outcome)
+        _check_blocking(item, batch.state, started, "forced release")
+    if category is ReleaseTimeoutWarning:
+        registry.count("release_timeouts")
+    if not quiet:
+        _warn_forced(item, batch.state, why, category, func=func, not_done=not_done)
+
+
+def _warn_forced(
+    item: Item,
+    state: LoopState,
+    why: str,
+    category: type[ResourceLoopWarning],
+    *,
+    func: Callable[[Any], Any] | None,
+    not_done: bool,
+) -> None:
     if category is ReleaseTimeoutWarning:
         advice = (
             "Make the release function finish sooner (no unbounded waits), or raise the bound "
@@ -269,48 +230,291 @@ def _force_one(
             "Close the loop with asyncio.run()/asyncio.Runner or loop.close() while the close "
             "hook is enabled, or wrap the work in `async with resource_manager():`"
         )
-    if template.force_release_func is None and func is None:
+    what = ""
+    if not_done:
+        what = (
+            " Its release function returned an awaitable, which cannot run without the loop: "
+            "it was closed, and nothing was released."
+        )
+    elif func is None:
+        what = " The template has no synchronous release, so nothing was released."
+    if item.spec.force_release_func is None and (not_done or func is None):
         advice += "; pass force_release_func= so the template can close it without its loop"
     warn(
         category,
-        f"resource {template.name!r} of {state.origin} was released forcefully because {why}. "
-        f"{advice}.",
+        f"resource {item.spec.name!r} of {state.origin} was released forcefully because "
+        f"{why}.{what} {advice}.",
     )
 
 
-def release_forcefully(state: LoopState, taken: Taken, *, why: str) -> None:
-    """Release ``taken`` without its loop, from any thread; never raises."""
-    while taken:
-        template, resource = taken.pop(0)
-        _force_one(template, resource, state, why=why)  # type: ignore[arg-type]
+def _close_awaitable(awaitable: Any) -> None:
+    """Dispose of an awaitable that can never run, without a "never awaited" warning."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+    elif asyncio.isfuture(awaitable):
+        loop = awaitable.get_loop()
+        if not loop.is_closed() and not loop.is_running():
+            awaitable.cancel()
+    else:
+        close = getattr(awaitable, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # pragma: no cover - a foreign close() failed: nothing to do
+                logger.debug("could not close %r", awaitable, exc_info=True)
 
 
-def release_on_idle_loop(
-    loop: asyncio.AbstractEventLoop, state: LoopState, taken: Taken, *, why: str
-) -> None:
-    """Release gracefully on a loop that is neither running nor closed, by running it here.
-
-    The loop must be one nobody else will run meanwhile (its thread is gone, or the interpreter
-    is exiting). A thread that runs a loop of its own cannot run another one, so from there the
-    work moves to a short-lived helper thread. What could not be released on the loop (it
-    started running elsewhere, or closed, in between) is released forcefully.
-    """
-    if not taken:
-        return
-    if get_running_loop_or_none() is not None:
-        helper = threading.Thread(
-            target=release_on_idle_loop,
-            args=(loop, state, taken),
-            kwargs={"why": why},
-            name="resourceloop-release",
-            daemon=True,
-        )
-        helper.start()
-        helper.join(_config.current().release_timeout * (len(taken) + 1))
+def _stop_release(item: Item) -> None:
+    """End a graceful release that another owner is abandoning: close its coroutine."""
+    release, item.release = item.release, None
+    if release is None or not inspect.iscoroutine(release):
         return
     try:
-        loop.run_until_complete(release_gracefully(state, taken))
+        release.close()
+    except RuntimeError:  # it ignored GeneratorExit and awaits again: nothing can stop it
+        logger.error(
+            "the release of %r ignored GeneratorExit; it cannot be stopped", item.spec.name
+        )
+    except Exception:  # it raised from a finally clause: it is over all the same
+        logger.debug("abandoned release of %r raised on close", item.spec.name, exc_info=True)
+
+
+# -- graceful -----------------------------------------------------------------------------------
+
+
+async def release_batch(batch: Batch) -> list[Exception]:
+    """Release every unsettled item of ``batch`` on the running loop, newest first.
+
+    Runs in the calling task. Failures are returned (and logged). If the task is cancelled
+    from outside, the release in progress is forced (it was cut short) and the ones not begun
+    stay in custody on the loop's state, for its close hook or the reaper to release; any
+    other ``BaseException`` forces them all. Either way the interruption then propagates at
+    once.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    timeout = _config.current().release_timeout
+    failures: list[Exception] = []
+    try:
+        for item in batch.items:
+            if item.status != HELD:
+                continue
+            failure = await _release_item(batch, item, loop, task, timeout)
+            if failure is not None:
+                failures.append(failure)
+    except asyncio.CancelledError:
+        _interrupted(batch, [i for i in batch.items if i.status == RELEASING])
+        raise
+    except BaseException:
+        _interrupted(batch, batch.unsettled())
+        raise
+    return failures
+
+
+def _interrupted(batch: Batch, items: list[Item]) -> None:
+    why = "its release was interrupted"
+    for item in items:
+        force_item(batch, item, why=why)
+
+
+async def _release_item(  # noqa: PLR0911 - one exit per way a release can end
+    batch: Batch,
+    item: Item,
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[Any] | None,
+    timeout: float,
+) -> Exception | None:
+    func = item.spec.release_func
+    item.status = RELEASING
+    if func is None:
+        registry.settle(batch, item, "graceful_releases")
+        return None
+    started = time.monotonic()
+    try:
+        result = func(item.resource)
     except Exception as exc:
-        logger.debug("could not run %s to release its resources: %r", state.origin, exc)
+        _settle_failed(batch, item, exc)
+        return exc
     finally:
-        release_forcefully(state, taken, why=why)
+        _check_blocking(item, batch.state, started, "release function")
+    if not inspect.isawaitable(result):
+        registry.settle(batch, item, "graceful_releases")
+        return None
+    if task is None:  # pragma: no cover - a coroutine always runs in a task here
+        raise RuntimeError("release_batch() must run in a task")
+    item.release = result
+    timer = _Deadline(loop, task, item, timeout)
+    try:
+        await result
+    except asyncio.CancelledError as exc:
+        if not timer.fired:
+            if not _own_cancellation(task):
+                raise
+            # Nobody cancelled the task: the release itself ended cancelled.
+            failure = RuntimeError(f"the release of {item.spec.name!r} was cancelled")
+            failure.__cause__ = exc
+            _settle_failed(batch, item, failure)
+            return failure
+        if timer.external_cancel():
+            raise
+        _overran(batch, item, timeout)
+        return None
+    except Exception as exc:
+        if not timer.fired:
+            _settle_failed(batch, item, exc)
+            return exc
+        _overran(batch, item, timeout)  # closed by the deadline: "cannot reuse ... coroutine"
+        return None
+    finally:
+        timer.cancel()
+        item.release = None
+    registry.settle(batch, item, "graceful_releases")
+    return None
+
+
+def _overran(batch: Batch, item: Item, timeout: float) -> None:
+    force_item(
+        batch,
+        item,
+        why=f"its release function ran longer than release_timeout={timeout}s",
+        category=ReleaseTimeoutWarning,
+    )
+
+
+def _own_cancellation(task: asyncio.Task[Any]) -> bool:
+    """True if a CancelledError came from the release itself, not a cancelled task (3.11+).
+
+    Python 3.10 cannot tell the two apart; there it counts as the task's cancellation.
+    """
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is not None and not cancelling()
+
+
+class _Deadline:
+    """The bound on one release: cancel the task at the deadline, close the release after grace.
+
+    Runs on the loop's own thread (timer callbacks). The cancellations it makes are undone
+    with ``uncancel()`` (3.11+) once the release is over, so the caller's own cancel scopes
+    (``asyncio.timeout``) are not confused by ours.
+    """
+
+    __slots__ = ("_cancels", "_handle", "_item", "_loop", "_task", "_timeout", "fired")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+        item: Item,
+        timeout: float,
+    ) -> None:
+        self._loop = loop
+        self._task = task
+        self._item = item
+        self._timeout = timeout
+        self._cancels = 0
+        self.fired = False
+        self._handle: asyncio.TimerHandle | None = loop.call_later(timeout, self._expire)
+
+    def _expire(self) -> None:
+        if self._item.status != RELEASING:
+            return
+        self.fired = True
+        self._cancels += 1
+        self._task.cancel()
+        self._handle = self._loop.call_later(grace(self._timeout), self._abandon)
+
+    def _abandon(self) -> None:
+        self._handle = None
+        if self._item.status != RELEASING:
+            return
+        _stop_release(self._item)
+        self._cancels += 1
+        self._task.cancel()  # wake the task: the closed release raises at its await
+
+    def external_cancel(self) -> bool:
+        """Undo our cancellations; True if someone else's is pending as well (3.11+)."""
+        uncancel = getattr(self._task, "uncancel", None)
+        if uncancel is None:
+            return False
+        while self._cancels:
+            self._cancels -= 1
+            uncancel()
+        return bool(self._task.cancelling())  # type: ignore[attr-defined, unused-ignore]
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._cancels:
+            self.external_cancel()
+
+
+# -- running an idle loop to release --------------------------------------------------------------
+
+
+def release_on_loop(
+    loop: asyncio.AbstractEventLoop, state: LoopState, batch: Batch, *, why: str
+) -> None:
+    """Release ``batch`` gracefully by running ``loop``, idle, in this thread; then settle all.
+
+    Also waits for creations still in flight on the loop (their late resources are released
+    on the loop by the creation itself). Handles a ``stop()`` scheduled before the run by
+    running again, bounded in time. Whatever is not released when this ends, for any reason
+    (the loop started running elsewhere, closed, the bound passed, a ``BaseException``), is
+    forced before this returns or raises.
+
+    The caller guarantees that nobody else runs the loop meanwhile and that this thread runs
+    no loop of its own.
+    """
+    timeout = _config.current().release_timeout
+    creations = list(state.pending.values())
+    # Resources a cancelled manager exit left in custody are released here too.
+    batches = [batch, *(b for b in registry.batches_of(state) if b is not batch)]
+    held = sum(1 for b in batches for i in b.items if i.status == HELD)
+    if not held and not creations:
+        for leftover in batches:
+            force_batch(leftover, why=why)
+        return
+    deadline = time.monotonic() + (held + len(creations) + 1) * (timeout + grace(timeout))
+    runner: asyncio.Future[Any] | None = None
+    try:
+        runner = asyncio.ensure_future(_release_then_wait(batches, creations, timeout), loop=loop)
+        while not runner.done() and time.monotonic() < deadline:
+            try:
+                loop.run_until_complete(runner)
+            except RuntimeError:
+                if loop.is_closed() or loop.is_running():
+                    break
+                # "Event loop stopped before Future completed": a stop() was pending; run on.
+            except Exception:
+                break  # the runner's own failure: nothing of it is left to wait for
+    finally:
+        if runner is not None and not runner.done():
+            runner.cancel()
+            runner._log_destroy_pending = False  # type: ignore[attr-defined]
+        for leftover in (*batches, *registry.batches_of(state)):
+            force_batch(leftover, why=why)
+
+
+async def _release_then_wait(
+    batches: list[Batch], creations: list[asyncio.Future[Any]], timeout: float
+) -> None:
+    # Creations in flight cannot hand their resource to anyone now: cancel them, and wait
+    # (bounded) for them to end; one that finishes all the same releases its late resource
+    # on the loop itself (``ResourceTemplate._stored``), and that is waited for here too.
+    for creation in creations:
+        creation.cancel()
+    for batch in batches:
+        await release_batch(batch)
+    if creations:
+        await asyncio.wait(creations, timeout=timeout + grace(timeout))
+
+
+def run_elsewhere(target: Callable[[], None], *, timeout: float) -> None:
+    """Run ``target`` in a short-lived helper thread and wait for it at most ``timeout``.
+
+    For a thread that runs a loop of its own and so cannot run another one.
+    """
+    helper = threading.Thread(target=target, name="resourceloop-release", daemon=True)
+    helper.start()
+    helper.join(min(timeout, threading.TIMEOUT_MAX))

@@ -17,11 +17,11 @@ from typing import Literal
 import attrs
 
 from . import _config
-from ._closehook import install_asyncgen_hook, install_close_hook
+from ._closehook import finish_closing, install_asyncgen_hook, install_close_hook
 from ._compat import get_running_loop_or_none
 from ._reaper import Reaper, pass_lock, reap_once, reset_after_fork
 from ._registry import LoopState, registry
-from ._release import release_forcefully, release_on_idle_loop, warn
+from ._release import force_batch, release_on_loop, warn
 from .warnings import UngracefulLoopWarning
 
 __all__ = [
@@ -142,7 +142,10 @@ def reap() -> None:
 
     Releases the resources of loops that were closed without the close hook (forcefully), of
     loops whose thread ended without closing them (gracefully where the loop can still run), and
-    of loops that were garbage-collected (forcefully). If the reaper thread is mid-pass, this
+    of loops that were left unclosed and garbage-collected (gracefully on the loop, which is
+    then closed; forcefully if it was closed). When a thread that lives on has left loops
+    unclosed and moved on to a new one, the pass runs the garbage collector first, so that the
+    ones nobody refers to any more are found. If the reaper thread is mid-pass, this
     waits for it first. Meant for tests and for programs that want the work done at a point of
     their choosing; from async code prefer ``await ResourceTemplate.purge()``, which does not
     block the loop.
@@ -151,22 +154,31 @@ def reap() -> None:
 
     .. versionadded:: 0.1.0
     """
-    reap_once()
-    registry.idle()
+    reap_once(collect=True)
 
 
 @attrs.frozen
 class Stats:
     """A snapshot of the runtime, returned by :func:`resourceloop.stats`.
 
+    The books balance: every resource ever created is either still live or ended exactly one
+    way, so whenever no release is midway::
+
+        acquisitions == graceful_releases + forced_releases + release_failures
+                        + sum(resources_live.values())
+
+    (``release_timeouts`` is the part of ``forced_releases`` that overran its bound.)
+
     Attributes:
         loops_tracked: Loops with state in the registry (holding resources, or hooked).
         loops_managed: Loops inside a ``ResourceManager`` right now.
-        resources_live: Live resources per template name.
+        resources_live: Live resources per template name: held by a loop, being released, or
+            rescued from a collected loop and awaiting the reaper.
         acquisitions: Resources created since start (or since fork).
         graceful_releases: Releases that ran on their own loop and succeeded.
         forced_releases: Releases done without the loop (closed, collected, timed out).
-        release_failures: Release functions that raised (logged on ``resourceloop``).
+        release_failures: Release (or force release) functions that raised (logged on
+            ``resourceloop``).
         release_timeouts: Release functions abandoned after ``release_timeout``.
         reaper_passes: Reaper passes run, by the thread or by ``reap()``.
         multithreaded: Loops of more than one thread have held resources at the same time.
@@ -238,7 +250,7 @@ def live_resources() -> list[LiveResource]:
     .. versionadded:: 0.1.0
     """
     found: list[LiveResource] = []
-    for template, state in registry.live_entries():
+    for spec, state in registry.live_entries():
         loop = state.loop()
         status: Literal["running", "idle", "closed", "collected"]
         if loop is None:
@@ -250,8 +262,7 @@ def live_resources() -> list[LiveResource]:
         else:
             status = "idle"
         del loop
-        name = getattr(template, "name", repr(template))
-        found.append(LiveResource(name, state.origin, status, state.managed))
+        found.append(LiveResource(spec.name, state.origin, status, state.managed))
     return found
 
 
@@ -283,23 +294,32 @@ def _at_exit() -> None:
     """Release what can be released at interpreter exit; never touch a running loop."""
     try:
         reaper.stop(timeout=1.0)
-        timeout = _config.current().release_timeout
+        timeout = min(_config.current().release_timeout, threading.TIMEOUT_MAX)
         lock = pass_lock()
         if not lock.acquire(timeout=timeout):
             return  # a pass is stuck in user code: exiting beats waiting
         try:
-            reap_once()
+            reap_once(collect=False)
             if get_running_loop_or_none() is not None:
-                return
+                return  # exit from inside a running loop: this thread cannot run another
             for loop, state in registry.snapshot():
-                if loop.is_running() or loop.is_closed():
+                if state.discarded or loop.is_running() or loop.is_closed():
                     continue
-                taken = registry.take_all(state, closing=True)
-                release_on_idle_loop(loop, state, taken, why="the interpreter is exiting")
+                if not state.guard.acquire(blocking=False):
+                    continue
+                try:
+                    batch = registry.take_all(state, closing=True)
+                    why = "the interpreter is exiting"
+                    try:
+                        release_on_loop(loop, state, batch, why=why)
+                    finally:
+                        finish_closing(loop, state, why=why)
+                finally:
+                    state.guard.release()
         finally:
             lock.release()
     except Exception:  # pragma: no cover - never print a traceback at exit
-        pass
+        logger.debug("exit handler failed", exc_info=True)
 
 
 def _reset_for_tests() -> None:
@@ -307,10 +327,13 @@ def _reset_for_tests() -> None:
     global reaper, _multithreaded_logged
     reaper.stop(timeout=5.0)
     for loop, state in registry.snapshot():
-        taken = registry.take_all(state, closing=True)
-        release_forcefully(state, taken, why="the test runtime was reset")
+        force_batch(registry.take_all(state, closing=True), why="the test runtime was reset")
+        finish_closing(loop, state)
         del loop
-    registry.forget_after_fork()
+    for _state, _loop, batch in registry.drain_rescued():
+        force_batch(batch, why="the test runtime was reset", quiet=True)
+    registry.clear_for_tests()
     reaper = Reaper()
+    reset_after_fork()
     _multithreaded_logged = False  # as in a fork child: each test sees the debug line once
     _config.reset_for_tests()

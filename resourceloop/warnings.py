@@ -19,9 +19,11 @@ and the debug log instead).
 from __future__ import annotations
 
 __all__ = [
+    "BlockingReleaseWarning",
     "ForcedReleaseWarning",
     "ReleaseTimeoutWarning",
     "ResourceLoopWarning",
+    "UnclosedLoopWarning",
     "UngracefulLoopWarning",
 ]
 
@@ -81,4 +83,35 @@ class ReleaseTimeoutWarning(ResourceLoopWarning):
     ``resourceloop.configure(release_timeout=...)`` or ``RESOURCELOOP_RELEASE_TIMEOUT``.
 
     .. versionadded:: 0.1.0
+    """
+
+
+class BlockingReleaseWarning(ResourceLoopWarning):
+    """A release function blocked its thread for longer than ``release_timeout``.
+
+    ``release_timeout`` bounds the time a release may *await*: a release that overruns it is
+    cancelled, and closed if it ignores the cancellation. Synchronous code (``time.sleep``, a
+    blocking ``close()``) cannot be interrupted at all; it holds the loop's thread, and so the
+    loop's close, for as long as it runs. resourceloop cannot shorten that, but it reports it,
+    with the template's name and how long the call blocked.
+
+    What to do: make the release asynchronous, moving the blocking part to a thread
+    (``await asyncio.to_thread(...)``), or make it return sooner.
+
+    .. versionadded:: 0.2.0
+    """
+
+
+class UnclosedLoopWarning(ResourceLoopWarning):
+    """Event loops were left unclosed and garbage-collected while holding resources.
+
+    Typical of worker threads that create a loop per task and never close it
+    (``loop = asyncio.new_event_loop(); loop.run_until_complete(...)``). resourceloop does not
+    keep such loops alive: once nothing else refers to one, the reaper releases its resources
+    on it, gracefully where it can still run, and closes it. Emitted once per thread.
+
+    What to do: close each loop when done with it (``asyncio.run()``, ``asyncio.Runner``,
+    ``loop.close()``), or keep one loop per worker thread.
+
+    .. versionadded:: 0.2.0
     """

@@ -400,4 +400,5 @@ def test_failing_force_release_is_logged_and_others_still_run(
     assert done == ["good"]
     assert any("'bad'" in r.getMessage() for r in caplog.records if r.name == "resourceloop")
     snap = stats()
-    assert (snap.release_failures, snap.forced_releases, snap.loops_tracked) == (1, 2, 0)
+    # A force function that raises counts as a failure, not also as forced: one end each.
+    assert (snap.release_failures, snap.forced_releases, snap.loops_tracked) == (1, 1, 0)

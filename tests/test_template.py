@@ -647,57 +647,26 @@ def test_hot_path_works_with_common_asyncio_combinators(rec: Recorder) -> None:
         assert await asyncio.ensure_future(template.acquire()) is resource
         done, _ = await asyncio.wait([asyncio.ensure_future(template.acquire())])
         assert done.pop().result() is resource
-        if sys.version_info < (3, 12):
-            # The cached awaitable cannot be cancelled by a caller, so it stays usable.
-            cached = template.acquire()
-            assert isinstance(cached, asyncio.Future)
-            assert not cached.cancel()
         assert await template.acquire() is resource
 
     run(main)
     assert len(rec.created) == 1
 
 
-def test_create_task_needs_a_coroutine_on_the_hot_path_before_3_12(rec: Recorder) -> None:
-    """Before 3.12, create_task(acquire()) works for a first acquisition, not once cached.
+def test_acquire_is_a_coroutine_function_on_every_python(rec: Recorder) -> None:
+    """acquire() is a coroutine on every path and every Python, so create_task takes it."""
+    template = ResourceTemplate(rec.make, rec.release)
+    assert inspect.iscoroutinefunction(template.acquire)
 
-    This is the documented cost of returning a cached future there: wrap the call in
-    ``async def``. (Version checks in the body, not skipif, so mypy checks each branch
-    against the Python it targets.)
-    """
-    if sys.version_info >= (3, 12):
-        pytest.skip("acquire() is a coroutine on 3.12+")
-    else:
-        template = ResourceTemplate(rec.make, rec.release)
+    async def main() -> None:
+        first = await asyncio.create_task(template.acquire())
+        assert await asyncio.create_task(template.acquire()) is first  # the hot path
+        forgotten = template.acquire()  # a forgotten await names acquire, not a private
+        assert forgotten.__qualname__ == "ResourceTemplate.acquire"
+        forgotten.close()
 
-        async def wrapped() -> Fake:
-            return await template.acquire()
-
-        async def main() -> None:
-            first: Fake = await asyncio.create_task(template.acquire())  # type: ignore[arg-type]
-            cached = template.acquire()
-            with pytest.raises(TypeError, match="coroutine"):
-                asyncio.create_task(cached)  # type: ignore[arg-type]  # noqa: RUF006
-            assert await asyncio.create_task(wrapped()) is first
-
-        run(main)
-        assert len(rec.created) == 1
-
-
-def test_acquire_is_a_coroutine_function_from_3_12(rec: Recorder) -> None:
-    """From 3.12 on acquire() is a coroutine on every path, so create_task takes it."""
-    if sys.version_info < (3, 12):
-        pytest.skip("acquire() returns a cached future before 3.12")
-    else:
-        template = ResourceTemplate(rec.make, rec.release)
-        assert inspect.iscoroutinefunction(template.acquire)
-
-        async def main() -> None:
-            first = await asyncio.create_task(template.acquire())
-            assert await asyncio.create_task(template.acquire()) is first
-
-        run(main)
-        assert len(rec.created) == 1
+    run(main)
+    assert len(rec.created) == 1
 
 
 def test_hot_path_forgets_a_released_resource(rec: Recorder) -> None:
@@ -1038,7 +1007,7 @@ def test_creation_finishing_after_the_loop_began_releasing_is_released_on_the_lo
         await asyncio.sleep(0)  # the creation is now in flight
         state = registry.get(loop)
         assert state is not None
-        assert registry.take_all(state, closing=True) == []  # the hook's first step
+        assert registry.take_all(state, closing=True).items == []  # the hook's first step
         go.set()
         with pytest.raises(resourceloop.LoopClosedError, match="closing"):
             await waiter

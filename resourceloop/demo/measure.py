@@ -140,7 +140,7 @@ class _ListHandler(logging.Handler):
             self._capture.warnings.append(message)
 
 
-def summarize(messages: Sequence[str], limit: int = 5) -> list[str]:
+def summarize(messages: Sequence[str], limit: int = 8) -> list[str]:
     """The most frequent messages, addresses masked, as ``"<count> x <message>"``."""
     counts = Counter(_ADDRESS.sub("...", m.splitlines()[0] if m else m)[:120] for m in messages)
     return [f"{n} x {text}" for text, n in counts.most_common(limit)]

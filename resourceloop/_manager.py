@@ -1,0 +1,190 @@
+"""``ResourceManager``: say where a loop's resources live and die, with ``async with``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, TypeVar, final
+
+from ._compat import ExceptionGroup, iscoroutinefunction
+from ._errors import LoopClosedError
+from ._registry import LoopState, registry
+from ._release import release_batch
+from ._runtime import track
+
+__all__ = ["ResourceManager"]
+
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+@final
+class ResourceManager:
+    """Acquire every template's resource for the running loop on entry; release them on exit.
+
+    Use as ``async with ResourceManager():`` or decorate a coroutine function with
+    :meth:`as_decorator`. Entering marks the loop in ``resource_managed_loops`` and acquires
+    every registered template except the ``lazy`` ones; leaving releases everything the loop
+    acquired meanwhile (lazy ones included), newest first, on the loop.
+
+    Args:
+        exist_ok: If another manager is already active on this loop, do nothing on entry and
+            exit instead of raising.
+
+    Raises:
+        RuntimeError: On entry, when another manager is active on the loop and ``exist_ok`` is
+            false, or when no loop is running.
+
+    A failing release never stops the others: all are attempted, then the failures are raised
+    together as an ``ExceptionGroup``, unless the body raised, in which case they are logged and
+    the body's exception propagates. Each release is bounded by ``release_timeout``. If the
+    task leaving the manager is cancelled, or a ``KeyboardInterrupt`` or ``SystemExit`` arrives
+    meanwhile, the release in progress ends there and the rest are released forcefully at
+    once, so that the interruption is prompt; then it propagates.
+
+    An instance belongs to the loop it is entered on and may be entered again after it exits.
+    "Every registered template" means every live template in the process, including those
+    other modules declared: libraries should mark optional templates ``lazy=True``.
+
+    Construct it anywhere: the loop is looked up on entry, not at construction. Enter and leave
+    it from coroutines running on the loop it manages.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_active", "_exist_ok", "_loop", "_state")
+
+    def __init__(self, exist_ok: bool = False) -> None:
+        self._exist_ok = bool(exist_ok)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state: LoopState | None = None
+        self._active = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop this manager was entered on.
+
+        Raises:
+            RuntimeError: The manager has never been entered.
+        """
+        if self._loop is None:
+            raise RuntimeError("this ResourceManager has not been entered yet, so it has no loop")
+        return self._loop
+
+    @property
+    def exist_ok(self) -> bool:
+        """Whether entering on a loop that already has an active manager is a no-op."""
+        return self._exist_ok
+
+    def __repr__(self) -> str:
+        where = "" if self._loop is None else f" loop={self._loop!r}"
+        return f"<ResourceManager active={self._active} exist_ok={self._exist_ok}{where}>"
+
+    async def __aenter__(self) -> ResourceManager:
+        loop = asyncio.get_running_loop()
+        if self._active:
+            raise RuntimeError("this ResourceManager is already active; create another one")
+        if loop.is_closed():  # pragma: no cover - a running loop is never closed
+            raise LoopClosedError("cannot manage a closed event loop")
+        state = track(loop)
+        if state.closing:
+            raise LoopClosedError("cannot manage resources of a closing event loop")
+        self._loop = loop
+        if not registry.set_managed(state, True):
+            if self._exist_ok:
+                self._state = None
+                return self
+            raise RuntimeError(
+                "another ResourceManager is already active on this event loop; nest it with "
+                "ResourceManager(exist_ok=True) or leave the outer one first"
+            )
+        self._state = state
+        self._active = True
+        try:
+            for template in registry.templates():
+                if not template.lazy:
+                    await template.acquire()
+        except BaseException:
+            await self._release_all(loop, state, body_failed=True)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        state = self._state
+        if state is None:
+            return  # exist_ok on an already-managed loop: the outer manager owns the work
+        await self._release_all(self.loop, state, body_failed=exc is not None)
+
+    async def _release_all(
+        self, loop: asyncio.AbstractEventLoop, state: LoopState, *, body_failed: bool
+    ) -> None:
+        self._state = None
+        self._active = False
+        try:
+            failures = await release_batch(registry.take_all(state, closing=False))
+        finally:
+            registry.set_managed(state, False)
+        if failures and not body_failed:
+            raise ExceptionGroup(
+                f"{len(failures)} resource release(s) failed on leaving the ResourceManager",
+                failures,
+            )
+
+    async def acquire(self) -> ResourceManager:
+        """Enter the manager: the explicit form of ``async with manager:``.
+
+        Returns:
+            The manager itself.
+
+        Raises:
+            RuntimeError: Another manager is active on the loop (and ``exist_ok`` is false),
+                or this one is already active.
+            LoopClosedError: The loop is closing.
+
+        Call it from a coroutine on the loop whose resources it should manage.
+        """
+        return await self.__aenter__()
+
+    async def release(self) -> None:
+        """Leave the manager: release what the loop acquired, as a body that did not raise.
+
+        Raises:
+            ExceptionGroup: One or more release functions raised; every release was attempted.
+
+        Call it from a coroutine on the loop the manager was entered on.
+        """
+        await self.__aexit__(None, None, None)
+
+    @classmethod
+    def as_decorator(cls, func: F) -> F:
+        """Run each call of the coroutine function ``func`` inside a fresh manager.
+
+        Keeps the name, docstring and signature (``functools.wraps``).
+
+        Raises:
+            TypeError: ``func`` is not a coroutine function.
+
+        .. versionadded:: 0.1.0
+        """
+        if not iscoroutinefunction(func):
+            raise TypeError(
+                f"ResourceManager.as_decorator needs an async def function, got {func!r}; "
+                "for a synchronous function use `async with resource_manager():` inside it"
+            )
+
+        @functools.wraps(func)
+        async def managed(*args: Any, **kwargs: Any) -> Any:
+            async with cls():
+                return await func(*args, **kwargs)
+
+        return managed  # type: ignore[return-value]
+
+
+resource_manager = ResourceManager
+"""Alias of :class:`ResourceManager`, as on Pyot's page."""
