@@ -10,6 +10,7 @@ gathers the public names.
 from __future__ import annotations
 
 from ._config import Config as Config
+from ._errors import AcquisitionCycleError as AcquisitionCycleError
 from ._errors import LoopClosedError as LoopClosedError
 from ._runtime import LiveResource as LiveResource
 from ._runtime import Stats as Stats
@@ -26,6 +27,7 @@ from .resources import resource_templates as resource_templates
 __version__ = "0.1.0"
 
 __all__ = (
+    "AcquisitionCycleError",
     "Config",
     "LiveResource",
     "LoopClosedError",
@@ -43,6 +45,7 @@ __all__ = (
 )
 
 for _name in (
+    "AcquisitionCycleError",
     "Config",
     "LiveResource",
     "LoopClosedError",

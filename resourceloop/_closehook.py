@@ -96,12 +96,15 @@ def _make_close(
                 caller = None
             if getattr(caller, "__dict__", {}).get("close") is close:
                 loop = caller
+        proceed = True
         try:
-            if loop is not None and not _before_close(loop):
-                return  # being collected with resources: the reaper closes it (see above)
+            # False while being collected with resources: the reaper closes it (see above).
+            proceed = loop is None or _before_close(loop)
         finally:
-            # Always the real close, even when a BaseException is on its way out.
-            if bound_close is not None:
+            # The real close, even when a BaseException is on its way out.
+            if not proceed:
+                pass
+            elif bound_close is not None:
                 bound_close()  # someone else's wrapper, installed before ours: keep the chain
             elif loop is not None:
                 class_close(loop)
@@ -113,14 +116,13 @@ def _make_close(
 
 def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
     """Release the loop's resources on it; False if the real close must not run now."""
+    state = registry.get(loop)
+    if state is not None:
+        wait_for_guard(state)  # the reaper may be running it: wait rather than fail
     if loop.is_running() or loop.is_closed():
         return True
-    state = registry.get(loop)
     if state is None:
         return not _being_collected(loop)
-    if state.discarded:
-        return True
-    wait_for_guard(state)
     if state.discarded or not _config.current().close_hook:
         return True  # released meanwhile, or disabled: the reaper forces and warns
     batch = registry.take_all(state, closing=True)

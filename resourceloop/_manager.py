@@ -8,10 +8,10 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar, final
 
-from ._compat import ExceptionGroup, iscoroutinefunction
+from ._compat import ExceptionGroup, get_running_loop_or_none, iscoroutinefunction
 from ._errors import LoopClosedError
 from ._registry import LoopState, registry
-from ._release import release_batch
+from ._release import force_batch, release_batch
 from ._runtime import track
 
 __all__ = ["ResourceManager"]
@@ -126,8 +126,14 @@ class ResourceManager:
     ) -> None:
         self._state = None
         self._active = False
+        batch = registry.take_all(state, closing=False)
         try:
-            failures = await release_batch(registry.take_all(state, closing=False))
+            if get_running_loop_or_none() is not loop:
+                # The coroutine is being closed (GeneratorExit, by the collector or a loop
+                # that is gone): nothing can be awaited here, so release without the loop.
+                force_batch(batch, why="the coroutine leaving the manager was closed")
+                return
+            failures = await release_batch(batch)
         finally:
             registry.set_managed(state, False)
         if failures and not body_failed:

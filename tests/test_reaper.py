@@ -23,6 +23,7 @@ from resourceloop._registry import READY_ATTR, registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
     ResourceLoopWarning,
+    UnclosedLoopWarning,
     UngracefulLoopWarning,
 )
 from tests._loops import abandon, needs_uvloop
@@ -323,8 +324,8 @@ def test_idle_loop_of_a_live_thread_is_never_touched(rec: Recorder) -> None:
 # -- collected ---------------------------------------------------------------------------------
 
 
-def test_collected_loop_is_released_forcefully_by_the_next_pass(rec: Recorder) -> None:
-    """A never-closed loop that is garbage-collected: its entry goes, reap() forces once.
+def test_collected_unclosed_loop_is_released_on_it_by_the_next_pass(rec: Recorder) -> None:
+    """A never-closed loop that is garbage-collected: its entry goes, reap() releases on it.
 
     Default loop only: an unclosed uvloop loop is never collected, with or without us.
     """
@@ -342,28 +343,31 @@ def test_collected_loop_is_released_forcefully_by_the_next_pass(rec: Recorder) -
     assert snap.resources_live == {"t": 1}  # ... but the resource still waits for release
     assert rec.forced == []
     assert rec.graceful == []
-    with pytest.warns(ForcedReleaseWarning, match="garbage-collected") as record:
+    # Left unclosed, so the reaper releases it on the loop (then closes the loop), and says so
+    # once for the thread.
+    with pytest.warns(UnclosedLoopWarning, match="left unclosed") as record:
         reap()
     assert len(record) == 1
-    assert rec.forced == [r]
-    assert rec.graceful == []
+    assert rec.forced == []
+    # On the still-open loop (the resource's own weak reference to it died with the collection).
+    assert rec.graceful == [(r, False, False)]
     assert stats().resources_live == {}
     reap()
-    assert rec.forced == [r]
+    assert len(rec.graceful) == 1
 
 
 def test_collected_loop_in_an_abandoned_thread(rec: Recorder) -> None:
-    """An abandoned loop collected before any pass is released once, forcefully."""
+    """An abandoned loop collected before any pass is released once, on its loop."""
     t = rec.template("t", hold_loop=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         probe, r = _abandon(t, asyncio.new_event_loop)
         _collect()
     assert probe() is None
-    with pytest.warns(ForcedReleaseWarning):
+    with pytest.warns(UnclosedLoopWarning):
         reap()
-    assert rec.forced == [r]
-    assert rec.graceful == []
+    assert rec.forced == []
+    assert rec.graceful == [(r, False, False)]  # on the open loop; see the test above
 
 
 # -- robustness --------------------------------------------------------------------------------

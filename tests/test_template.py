@@ -7,7 +7,6 @@ import functools
 import gc
 import inspect
 import logging
-import sys
 import threading
 import warnings
 import weakref
@@ -662,7 +661,7 @@ def test_acquire_is_a_coroutine_function_on_every_python(rec: Recorder) -> None:
         first = await asyncio.create_task(template.acquire())
         assert await asyncio.create_task(template.acquire()) is first  # the hot path
         forgotten = template.acquire()  # a forgotten await names acquire, not a private
-        assert forgotten.__qualname__ == "ResourceTemplate.acquire"
+        assert forgotten.__qualname__ == "ResourceTemplate.acquire"  # type: ignore[attr-defined]
         forgotten.close()
 
     run(main)

@@ -1,0 +1,523 @@
+"""Tests for custody (``resourceloop._release``): exactly once at every edge.
+
+The first part injects KeyboardInterrupt, SystemExit and CancelledError at every call into
+user code and at every await of a release, on every way a loop ends, and checks that each
+resource is released exactly once and that the books balance. The rest covers the edges one
+by one: ``stop(); close()``, creations in flight, fork, worker threads that never close their
+loops, the reaper racing the owner, acquisition cycles, blocking releases, dropped templates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import resourceloop
+from resourceloop import (
+    AcquisitionCycleError,
+    ResourceTemplate,
+    reap,
+    resource_manager,
+    stats,
+)
+from resourceloop.warnings import BlockingReleaseWarning, UnclosedLoopWarning
+
+from ._loops import LOOP_FACTORIES, LoopFactory, abandon
+
+INJECTED = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
+
+
+class Fault(Exception):
+    pass
+
+
+class Plan:
+    """Raise ``exc`` at the ``at``-th injection point reached (0: never)."""
+
+    def __init__(self, exc: type[BaseException], at: int) -> None:
+        self.exc = exc
+        self.at = at
+        self.points = 0
+        self.fired = False
+
+    def point(self) -> None:
+        self.points += 1
+        if self.points == self.at:
+            self.fired = True
+            raise self.exc
+
+
+class Res:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ends: list[str] = []
+
+
+class Faulty:
+    """Two templates whose acquire and release functions pass through injection points."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.made: list[Res] = []
+        self.templates = [
+            ResourceTemplate(
+                self._acquire("a"), self._release, name="a", force_release_func=self._force
+            ),
+            ResourceTemplate(
+                self._acquire("b"), self._release, name="b", force_release_func=self._force
+            ),
+        ]
+
+    def _acquire(self, name: str) -> Callable[[], Any]:
+        async def acquire() -> Res:
+            self.plan.point()
+            await asyncio.sleep(0)
+            self.plan.point()
+            res = Res(name)
+            self.made.append(res)
+            return res
+
+        return acquire
+
+    async def _release(self, res: Res) -> None:
+        self.plan.point()
+        await asyncio.sleep(0)
+        self.plan.point()
+        await asyncio.sleep(0)
+        self.plan.point()
+        res.ends.append("released")
+
+    def _force(self, res: Res) -> None:
+        res.ends.append("forced")
+
+    async def use(self) -> None:
+        for template in self.templates:
+            await template.acquire()
+
+
+def _books_balance() -> None:
+    s = stats()
+    live = sum(s.resources_live.values())
+    assert s.acquisitions == s.graceful_releases + s.forced_releases + s.release_failures + live
+
+
+def _run_path(path: str, faulty: Faulty) -> None:
+    """End a loop that acquired both templates in the way ``path`` names."""
+    if path == "manager":
+
+        async def managed() -> None:
+            async with resource_manager():
+                await faulty.use()
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(managed())
+        finally:
+            loop.close()
+    elif path == "asyncio.run":
+        asyncio.run(faulty.use())
+    elif path in ("close", "stop-close"):
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(faulty.use())
+        finally:
+            if path == "stop-close":
+                loop.stop()
+            loop.close()
+    elif path == "reaper-closed":
+        resourceloop.configure(close_hook=False)
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(faulty.use())
+        finally:
+            loop.close()
+            reap()
+    elif path == "reaper-abandoned":
+        out: list[BaseException] = []
+
+        def owner() -> None:
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(faulty.use())
+            except BaseException as exc:
+                out.append(exc)
+            loops.append(loop)
+
+        loops: list[asyncio.AbstractEventLoop] = []
+        thread = threading.Thread(target=owner)
+        thread.start()
+        thread.join()
+        try:
+            if out:
+                raise out[0]
+        finally:
+            reap()
+            for loop in loops:
+                loop.close()
+    else:  # pragma: no cover
+        raise AssertionError(path)
+
+
+PATHS = ["manager", "asyncio.run", "close", "stop-close", "reaper-closed", "reaper-abandoned"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("exc", INJECTED, ids=lambda e: e.__name__)
+def test_fault_injection_every_point_every_path(path: str, exc: type[BaseException]) -> None:
+    """Whatever is raised at whichever point, each resource ends exactly once, books balanced."""
+    at = 1
+    while True:
+        resourceloop._runtime._reset_for_tests()
+        plan = Plan(exc, at)
+        faulty = Faulty(plan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                _run_path(path, faulty)
+            except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+                assert plan.fired
+            except Exception:  # a release that raised CancelledError itself: a failure
+                assert plan.fired
+                assert stats().release_failures == 1
+            _books_balance()
+            reap()  # whatever is left on an idle loop
+            gc.collect()
+            reap()
+        _books_balance()
+        for res in faulty.made:
+            assert len(res.ends) <= 1, (path, at, res.name, res.ends)
+        if not plan.fired:
+            end = "forced" if path == "reaper-closed" else "released"
+            assert [res.ends for res in faulty.made] == [[end], [end]], path
+            assert at > 4  # the plan went past every point
+            break
+        at += 1
+        assert at < 40, "more injection points than expected"
+
+
+# -- the edges one by one ----------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.released: list[tuple[str, asyncio.AbstractEventLoop]] = []
+
+    def template(self, name: str, **kwargs: Any) -> ResourceTemplate[Any]:
+        async def release(res: Any) -> None:
+            await asyncio.sleep(0)
+            self.released.append((name, asyncio.get_running_loop()))
+
+        return ResourceTemplate(object, release, name=name, **kwargs)
+
+
+@pytest.mark.parametrize("factory", LOOP_FACTORIES)
+def test_stop_then_close_releases_everything_on_the_loop(factory: LoopFactory) -> None:
+    """``loop.stop(); loop.close()`` on an idle loop: every resource released, gracefully."""
+    rec = Recorder()
+    templates = [rec.template("one"), rec.template("two")]
+    loop = factory()
+
+    async def use() -> None:
+        for t in templates:
+            await t.acquire()
+
+    loop.run_until_complete(use())
+    loop.stop()
+    loop.close()
+    assert sorted(name for name, _ in rec.released) == ["one", "two"]
+    assert all(where is loop for _, where in rec.released)
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.resources_live) == (2, 0, {})
+
+
+def test_ctrl_c_during_close_hook_closes_the_loop_and_settles_all() -> None:
+    """KeyboardInterrupt while the close hook awaits a release: loop closed, nothing lost."""
+    forced: list[Any] = []
+    started: list[Any] = []
+
+    async def slow(res: Any) -> None:
+        started.append(res)
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt
+
+    first: ResourceTemplate[Any] = ResourceTemplate(
+        object, slow, name="first", force_release_func=forced.append
+    )
+    second: ResourceTemplate[Any] = ResourceTemplate(
+        object, slow, name="second", force_release_func=forced.append
+    )
+    loop = asyncio.new_event_loop()
+
+    async def use() -> None:
+        await first.acquire()
+        await second.acquire()
+
+    loop.run_until_complete(use())
+    with pytest.raises(KeyboardInterrupt):
+        loop.close()
+    assert loop.is_closed()
+    assert len(started) == 1  # the newest was interrupted, the other forced without starting
+    s = stats()
+    assert (s.forced_releases, s.loops_tracked, s.resources_live) == (2, 0, {})
+    _books_balance()
+
+
+def test_keyboard_interrupt_in_manager_exit_forces_the_rest() -> None:
+    """A sync release raising KeyboardInterrupt: later resources are forced, none vanish."""
+    forced: list[Any] = []
+
+    def interrupt(res: Any) -> None:
+        raise KeyboardInterrupt
+
+    older = ResourceTemplate(object, forced.append, name="older")
+    newer = ResourceTemplate(object, interrupt, name="newer", force_release_func=forced.append)
+
+    async def main() -> None:
+        async with resource_manager():
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    s = stats()
+    assert s.resources_live == {}
+    assert s.acquisitions == 2
+    assert len(forced) == 2  # the interrupted one and the one after it
+    del older, newer
+    _books_balance()
+
+
+def test_creation_in_flight_at_close_is_released_before_the_loop_closes() -> None:
+    """A creation still running when close() starts ends before the loop closes."""
+    released: list[asyncio.AbstractEventLoop] = []
+    gate: list[asyncio.Future[None]] = []
+
+    async def create() -> str:
+        fut = asyncio.get_running_loop().create_future()
+        gate.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            pass  # finishes all the same: the resource must still be released
+        return "late"
+
+    async def release(res: str) -> None:
+        await asyncio.sleep(0)
+        released.append(asyncio.get_running_loop())
+
+    template = ResourceTemplate(create, release, name="late")
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(template.acquire())
+    loop.run_until_complete(asyncio.sleep(0))
+    assert gate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loop.close()
+    assert released == [loop]
+    assert task.done()
+    assert stats().resources_live == {}
+    _books_balance()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_does_not_inherit_the_hot_path_cache() -> None:
+    """A loop inherited through fork gives the child its own resource, not the parent's."""
+    template = ResourceTemplate(os.getpid, name="pid")
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(template.acquire()) == os.getpid()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                got = loop.run_until_complete(template.acquire())
+                code = 0 if got == os.getpid() and stats().acquisitions == 1 else 2
+            finally:
+                os.write(write, bytes([code]))
+                os._exit(0)
+        os.close(write)
+        result = os.read(read, 1)
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert result == b"\x00"
+    finally:
+        loop.close()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_worker_thread_loops_are_not_kept_alive() -> None:
+    """A thread that lives on and leaves loops unclosed: resources released, loops collected.
+
+    While the thread is still alive. One warning for the thread, not one per loop.
+    """
+    released: list[str] = []
+
+    async def release(res: Any) -> None:
+        released.append("ok")
+
+    template = ResourceTemplate(object, release, name="per-task")
+    probes: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    go, done = threading.Event(), threading.Event()
+
+    def task_body() -> None:
+        loop = asyncio.new_event_loop()  # never closed, as in many task bodies
+        loop.run_until_complete(template.acquire())
+        probes.append(weakref.ref(loop))
+
+    def worker() -> None:
+        for _ in range(20):
+            task_body()
+        done.set()
+        go.wait(30)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert done.wait(30)
+        with warnings.catch_warnings(record=True) as caught:
+            # Not asyncio's own "unclosed event loop" warnings: they hold on to their loop.
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", UnclosedLoopWarning)
+            reap()  # runs the collector: the thread moved on from 19 of them
+            gc.collect()
+            reap()  # and releases what that collection rescued
+        assert thread.is_alive()
+        # Every loop the thread has moved on from is released and collected; its newest one
+        # is a suspect only once the thread moves on again (or ends): it may run it again.
+        assert len(released) >= 19
+        assert sum(stats().resources_live.values()) == 20 - len(released)
+        assert [w.category for w in caught] == [UnclosedLoopWarning]
+    finally:
+        go.set()
+        thread.join(30)
+    reap()
+    assert len(released) == 20
+    assert stats().resources_live == {}
+    _books_balance()
+
+
+def test_owner_close_waits_for_the_reaper_instead_of_failing() -> None:
+    """While the reaper runs an abandoned loop, the owner's close() waits, then closes it."""
+    entered, gate = threading.Event(), threading.Event()
+    released: list[str] = []
+
+    async def release(res: Any) -> None:
+        entered.set()
+        await asyncio.to_thread(gate.wait, 30)
+        released.append("graceful")
+
+    template = ResourceTemplate(object, release, name="slow")
+    loop, _ = abandon(template)
+    reaper = threading.Thread(target=reap)
+    reaper.start()
+    assert entered.wait(30)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            loop.close()
+        except BaseException as exc:  # pragma: no cover - the failure this test guards against
+            errors.append(exc)
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    gate.set()
+    closer.join(30)
+    reaper.join(30)
+    assert errors == []
+    assert loop.is_closed()
+    assert released == ["graceful"]
+
+
+def test_acquisition_cycles_raise_instead_of_hanging() -> None:
+    """A needs A, and A needs B needs A: a typed error naming the templates."""
+    selfish: ResourceTemplate[Any]
+    a: ResourceTemplate[Any]
+    b: ResourceTemplate[Any]
+
+    async def needs_itself() -> Any:
+        return await selfish.acquire()
+
+    async def needs_b() -> Any:
+        return await b.acquire()
+
+    async def needs_a() -> Any:
+        return await a.acquire()
+
+    selfish = ResourceTemplate(needs_itself, name="selfish")
+    a = ResourceTemplate(needs_b, name="a")
+    b = ResourceTemplate(needs_a, name="b")
+
+    async def main() -> None:
+        with pytest.raises(AcquisitionCycleError, match="'selfish' -> 'selfish'"):
+            await asyncio.wait_for(selfish.acquire(), 10)
+        with pytest.raises(AcquisitionCycleError, match="'a' -> 'b' -> 'a'"):
+            await asyncio.wait_for(a.acquire(), 10)
+
+    asyncio.run(main())
+    assert stats().resources_live == {}
+
+
+def test_blocking_sync_release_is_reported() -> None:
+    """A sync release that blocks past release_timeout is named, with how long it blocked."""
+    resourceloop.configure(release_timeout=0.05)
+    template = ResourceTemplate(object, lambda r: time.sleep(0.1), name="blocker")
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+
+    with pytest.warns(BlockingReleaseWarning, match=r"'blocker'.*blocked its thread for 0\.1"):
+        asyncio.run(main())
+
+
+def test_dropped_template_leaves_managers_but_its_resource_is_released() -> None:
+    """A template nobody refers to is not acquired by managers; what it made is released."""
+    released: list[Any] = []
+    template: ResourceTemplate[Any] = ResourceTemplate(object, released.append, name="dropped")
+    probe = weakref.ref(template)
+    holder = asyncio.new_event_loop()
+    holder.run_until_complete(template.acquire())  # one live resource keeps a reference
+    del template
+    gc.collect()
+    assert probe() is None
+
+    async def managed() -> dict[str, int]:
+        async with resource_manager():
+            return dict(stats().resources_live)
+
+    assert asyncio.run(managed()) == {"dropped": 1}  # only the holder's, none acquired anew
+    holder.close()
+    assert len(released) == 1
+    assert stats().resources_live == {}
+
+
+def test_stats_report_the_reaper_thread() -> None:
+    """stats().reaper_alive is true once a loop was tracked, and the thread survives failures."""
+
+    def boom(res: Any) -> None:
+        raise SystemExit("from a release function")
+
+    template = ResourceTemplate(object, boom, name="exits")
+    resourceloop.configure(close_hook=False)
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    assert stats().reaper_alive
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resourceloop._runtime.reaper._pass()  # a pass raising SystemExit inside the thread
+    assert stats().reaper_alive
+    _books_balance()
