@@ -171,7 +171,8 @@ def _reap_rescued() -> None:
 
     A loop that was closed (without the close hook) is released forcefully, with a warning per
     resource, as on any closed loop. An unclosed one is released gracefully on it, forcefully
-    only for what that leaves, quietly: the one warning per thread says what to change.
+    only for what that leaves, quietly: if its thread lives on, one warning per thread says
+    what to change.
     """
     for state, loop, batch in registry.drain_rescued():
         closed = loop is None or loop.is_closed()
@@ -189,7 +190,9 @@ def _reap_rescued() -> None:
         finally:
             if loop is not None:
                 _close_unreachable(loop)
-            if not closed:
+            if not closed and state.thread.is_alive():
+                # A thread that ended is the abandoned case, released as quietly as ever; one
+                # that lives on keeps leaving loops behind: say so, once.
                 _warn_unclosed(state, names)
         del loop
 

@@ -492,6 +492,8 @@ def release_on_loop(
         if runner is not None and not runner.done():
             runner.cancel()
             runner._log_destroy_pending = False  # type: ignore[attr-defined]
+        elif runner is not None and not runner.cancelled():
+            runner.exception()  # raised here already (a KeyboardInterrupt): mark it seen
         for leftover in (*batches, *registry.batches_of(state)):
             force_batch(leftover, why=why)
 

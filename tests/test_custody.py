@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -31,7 +34,7 @@ from resourceloop import (
 )
 from resourceloop.warnings import BlockingReleaseWarning, UnclosedLoopWarning
 
-from ._loops import LOOP_FACTORIES, LoopFactory, abandon
+from ._loops import LOOP_FACTORIES, LoopFactory, abandon, uvloop
 
 INJECTED = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
 
@@ -110,9 +113,42 @@ def _books_balance() -> None:
     assert s.acquisitions == s.graceful_releases + s.forced_releases + s.release_failures + live
 
 
+class RefusingLoop(asyncio.SelectorEventLoop):
+    """A loop whose ``close`` cannot be wrapped: the async-generator hook stands in."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "close":
+            raise AttributeError("close is read-only on this loop")
+        super().__setattr__(name, value)
+
+
+def _run_like_runner(main: Callable[[], Any], factory: LoopFactory) -> None:
+    """What asyncio.Runner does (by hand on 3.10, which has no Runner)."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
+        return
+    loop = factory()  # pragma: no cover - 3.10
+    try:
+        loop.run_until_complete(main())
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
 def _run_path(path: str, faulty: Faulty) -> None:
     """End a loop that acquired both templates in the way ``path`` names."""
-    if path == "manager":
+    if path == "runner":
+        _run_like_runner(faulty.use, asyncio.new_event_loop)
+    elif path == "asyncgen-fallback":
+        _run_like_runner(faulty.use, RefusingLoop)
+    elif path == "uvloop":
+        if uvloop is None:  # pragma: no cover - no uvloop on this platform
+            pytest.skip("uvloop is not installed")
+        _run_like_runner(faulty.use, uvloop.new_event_loop)
+    elif path == "manager":
 
         async def managed() -> None:
             async with resource_manager():
@@ -167,7 +203,17 @@ def _run_path(path: str, faulty: Faulty) -> None:
         raise AssertionError(path)
 
 
-PATHS = ["manager", "asyncio.run", "close", "stop-close", "reaper-closed", "reaper-abandoned"]
+PATHS = [
+    "manager",
+    "asyncio.run",
+    "runner",
+    "close",
+    "stop-close",
+    "asyncgen-fallback",
+    "uvloop",
+    "reaper-closed",
+    "reaper-abandoned",
+]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -202,6 +248,76 @@ def test_fault_injection_every_point_every_path(path: str, exc: type[BaseExcepti
             break
         at += 1
         assert at < 40, "more injection points than expected"
+
+
+EXIT_SCRIPT = """
+import asyncio, os, sys, threading, warnings
+warnings.simplefilter("ignore")
+from resourceloop import ResourceTemplate, stats
+exc = {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit,
+       "CancelledError": asyncio.CancelledError}[sys.argv[1]]
+at = int(sys.argv[2])
+points = 0
+ends = []
+
+def point():
+    global points
+    points += 1
+    if points == at:
+        raise exc
+
+async def release(res):
+    point()
+    await asyncio.sleep(0)
+    point()
+    ends.append(res)
+
+def force(res):
+    ends.append(res)
+
+def report():
+    s = stats()
+    live = sum(s.resources_live.values())
+    ended = s.graceful_releases + s.forced_releases + s.release_failures
+    once = len(ends) == len({id(e) for e in ends})
+    line = f"points={points} ends={len(ends)} live={live} "
+    line += f"balanced={s.acquisitions == ended + live} once={once}"
+    os.write(1, (line + "\\n").encode())
+
+import atexit
+atexit.register(report)  # before resourceloop registers its handler: so it runs after it
+
+templates = [ResourceTemplate(object, release, name=n, force_release_func=force) for n in "ab"]
+idle = asyncio.new_event_loop()  # left idle: the exit handler releases on it
+for t in templates:
+    idle.run_until_complete(t.acquire())
+"""
+
+
+@pytest.mark.parametrize("exc", INJECTED, ids=lambda e: e.__name__)
+def test_fault_injection_at_interpreter_exit(exc: type[BaseException]) -> None:
+    """The exit handler releases idle loops; a fault at any point still balances the books."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)}
+    at = 1
+    while True:
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(EXIT_SCRIPT), exc.__name__, str(at)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+        line = result.stdout.strip().splitlines()[-1]
+        fields = dict(f.split("=") for f in line.split())
+        assert fields["balanced"] == "True", (at, line, result.stderr)
+        assert fields["once"] == "True", (at, line)
+        assert fields["live"] == "0", (at, line)
+        if int(fields["points"]) < at:  # the plan went past every point: all graceful
+            assert fields["ends"] == "2", line
+            break
+        at += 1
+        assert at < 20
 
 
 # -- the edges one by one ----------------------------------------------------------------------

@@ -364,7 +364,8 @@ def test_collected_loop_in_an_abandoned_thread(rec: Recorder) -> None:
         probe, r = _abandon(t, asyncio.new_event_loop)
         _collect()
     assert probe() is None
-    with pytest.warns(UnclosedLoopWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its thread ended: as quiet as any abandoned loop
         reap()
     assert rec.forced == []
     assert rec.graceful == [(r, False, False)]  # on the open loop; see the test above
