@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import threading
 import weakref
@@ -153,7 +152,7 @@ def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
     except TypeError:  # pragma: no cover - no __dict__, so no store either
         return False
     return (
-        isinstance(store, Store) and bool(store) and store.pid == os.getpid()
+        isinstance(store, Store) and bool(store) and store.current()
     ) and not store.state.discarded
 
 

@@ -32,6 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from . import _config
 from ._closehook import finish_closing
@@ -130,35 +131,49 @@ def _release_abandoned(loop: asyncio.AbstractEventLoop, state: LoopState) -> Non
 
 
 def _hold_run_forever(loop: asyncio.AbstractEventLoop, state: LoopState) -> Callable[[], None]:
-    """Make the owner's ``run_forever`` (so ``run_until_complete``) wait while we run the loop.
+    """Make the owner's ``run_forever``/``run_until_complete`` wait while we run the loop.
 
-    Only for loops whose ``run_until_complete`` calls ``self.run_forever()`` (asyncio's);
-    uvloop's calls it internally and reports "already running" instead. Returns the undo.
+    Instance attributes, as for the close hook; calls from this thread pass straight through.
+    uvloop's ``run_until_complete`` is a builtin that the instance cannot override: there the
+    owner gets uvloop's "already running" error instead. Returns the undo.
     """
     try:
         attrs = vars(loop)
     except TypeError:
         return lambda: None
-    if "run_forever" in attrs:
-        return lambda: None  # someone else's wrapper: leave it alone
+    names = [n for n in ("run_forever", "run_until_complete") if n not in attrs]
     me = threading.current_thread()
-    original = type(loop).run_forever
+    installed: dict[str, Callable[..., Any]] = {}
+    for name in names:
+        installed[name] = _waiting(getattr(type(loop), name), loop, state, me)
+    try:
+        attrs.update(installed)
+    except Exception:  # pragma: no cover - a loop class that refuses: no guard then
+        return lambda: None
 
-    def run_forever() -> None:
+    def undo() -> None:
+        for name, wrapper in installed.items():
+            if attrs.get(name) is wrapper:
+                del attrs[name]
+
+    return undo
+
+
+def _waiting(
+    original: Callable[..., Any],
+    loop: asyncio.AbstractEventLoop,
+    state: LoopState,
+    me: threading.Thread,
+) -> Callable[..., Any]:
+    def wait_then_run(*args: Any, **kwargs: Any) -> Any:
         waited = threading.current_thread() is not me and state.guard.acquire(
             timeout=min(_bound(), threading.TIMEOUT_MAX)
         )
         if waited:
             state.guard.release()
-        original(loop)
+        return original(loop, *args, **kwargs)
 
-    attrs["run_forever"] = run_forever
-
-    def undo() -> None:
-        if attrs.get("run_forever") is run_forever:
-            del attrs["run_forever"]
-
-    return undo
+    return wait_then_run
 
 
 def _bound() -> float:

@@ -81,22 +81,31 @@ class Spec:
     force_release_func: Callable[[Any], Any] | None
 
 
+#: Bumped whenever the registry starts empty (a fork child, the test suite's reset): stores of
+#: an earlier generation belong to a registry that forgot them, and are never rescued.
+_generation: list[int] = [0]
+
+
 class Store(dict[Spec, Any]):
     """A loop's resources, ``{spec: resource}``, kept on the loop instance (see above)."""
 
-    __slots__ = ("__weakref__", "loop", "pid", "state")
+    __slots__ = ("__weakref__", "generation", "loop", "state")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None, state: LoopState) -> None:
         super().__init__()
         self.loop = loop
         self.state = state
-        self.pid = os.getpid()
+        self.generation = _generation[0]
 
-    def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
+    def current(self) -> bool:
+        """True if this store belongs to the registry in force (not a forgotten one)."""
+        return self.generation == _generation[0]
+
+    def __del__(self, _current: list[int] = _generation) -> None:
         # Runs when the collector finds the loop, this store and the resources unreachable
         # (or when an empty store is dropped). Appending ourselves resurrects the whole cycle;
         # the reaper releases the resources and closes the loop. Nothing else is safe here.
-        if self and self.pid == _getpid() and not self.state.discarded:
+        if self and self.generation == _current[0] and not self.state.discarded:
             _rescued.append(self)
             wake_reaper()
 
@@ -207,6 +216,7 @@ class Registry:
         self._reset()
 
     def _reset(self) -> None:
+        _generation[0] += 1
         self._lock = threading.Lock()
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
             weakref.WeakKeyDictionary()
@@ -342,7 +352,7 @@ class Registry:
                 break
             with self._lock:
                 state = store.state
-                if state.discarded or store.pid != self.pid:
+                if state.discarded or store.generation != _generation[0]:
                     continue
                 state.discarded = True
                 state.closing = True

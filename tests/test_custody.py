@@ -555,6 +555,39 @@ def test_owner_close_waits_for_the_reaper_instead_of_failing() -> None:
     assert released == ["graceful"]
 
 
+def test_owner_run_until_complete_waits_for_the_reaper() -> None:
+    """While the reaper runs an abandoned loop, the owner's run_until_complete() waits for it."""
+    entered, gate = threading.Event(), threading.Event()
+
+    async def release(res: Any) -> None:
+        entered.set()
+        await asyncio.to_thread(gate.wait, 30)
+
+    template = ResourceTemplate(object, release, name="slow")
+    loop, _ = abandon(template)
+    reaper = threading.Thread(target=reap)
+    reaper.start()
+    assert entered.wait(30)
+    results: list[object] = []
+
+    def use_again() -> None:
+        async def work() -> str:
+            return "ran after the reaper"
+
+        try:
+            results.append(loop.run_until_complete(work()))
+        except BaseException as exc:  # pragma: no cover - the failure this test guards against
+            results.append(exc)
+
+    owner = threading.Thread(target=use_again)
+    owner.start()
+    gate.set()
+    owner.join(30)
+    reaper.join(30)
+    loop.close()
+    assert results == ["ran after the reaper"]
+
+
 def test_acquisition_cycles_raise_instead_of_hanging() -> None:
     """A needs A, and A needs B needs A: a typed error naming the templates."""
     selfish: ResourceTemplate[Any]
