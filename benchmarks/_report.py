@@ -105,7 +105,7 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
     ]
     if wall:
         lines += [
-            "## Wall time",
+            "### Wall time",
             "",
             "Medians over interleaved rounds (the order of the implementations rotates each "
             "round). Lower is better; ratios are resourceloop's value divided by the other's. "
@@ -117,7 +117,7 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
         ]
     if instructions:
         lines += [
-            "## Instructions",
+            "### Instructions",
             "",
             "Instructions executed (callgrind's `Ir`, every thread) per operation, counted "
             "between two marks in a child process, so interpreter start-up, imports and "
