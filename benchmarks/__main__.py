@@ -64,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         help="callgrind children run side by side (default 2; counts do not depend on load)",
     )
     parser.add_argument(
+        "--callgrind-dir",
+        type=Path,
+        default=None,
+        help="keep every callgrind file there (one directory per run of a workload), "
+        "for callgrind_annotate",
+    )
+    parser.add_argument(
         "--require-clean",
         action="store_true",
         help="refuse to run when the code differs from the commit it would name in results.md",
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.quick_() if args.quick else Settings.full()
     if args.jobs is not None:
         settings = dataclasses.replace(settings, cg_jobs=max(1, args.jobs))
+    if args.callgrind_dir is not None:
+        settings = dataclasses.replace(settings, cg_keep=args.callgrind_dir.resolve())
     if args.cases is None:
         chosen = list(CASES) + (list(INSTRUCTION_CASES) if args.instructions else [])
     else:

@@ -97,6 +97,7 @@ class Settings:
     cg_warmup_hits: int = 2_000
     cg_rounds: int = 2
     cg_jobs: int = 2
+    cg_keep: Path | None = None  # where to keep the callgrind files (``--callgrind-dir``)
 
     @classmethod
     def full(cls) -> Settings:

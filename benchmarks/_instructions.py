@@ -75,8 +75,14 @@ def _summary(path: Path) -> int:
     raise RuntimeError(f"no summary line in callgrind output {path}")
 
 
-def _run_child(workload: str, impl: str, n: int, warmup: int) -> dict[str, int]:
-    """Instructions per label, summed over the parts the child labelled so."""
+def _run_child(
+    workload: str, impl: str, n: int, warmup: int, keep: Path | None = None
+) -> dict[str, int]:
+    """Instructions per label, summed over the parts the child labelled so.
+
+    With ``keep``, the callgrind files are copied there (with ``labels.json``), for
+    ``callgrind_annotate --inclusive=yes`` to show which functions the instructions went to.
+    """
     with tempfile.TemporaryDirectory(prefix="resourceloop-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         env = dict(os.environ)
@@ -123,6 +129,9 @@ def _run_child(workload: str, impl: str, n: int, warmup: int) -> dict[str, int]:
         totals: dict[str, int] = {}
         for label, dump in zip(labels, dumps, strict=True):
             totals[label] = totals.get(label, 0) + _summary(dump)
+        if keep is not None:
+            (out.parent / "labels.json").write_text(json.dumps(labels) + "\n")
+            shutil.copytree(tmp, keep, dirs_exist_ok=True)
         return totals
 
 
@@ -153,17 +162,29 @@ class Count:
 
 
 def count(
-    jobs: Sequence[tuple[str, str, int, int]], rounds: int, parallel: int
+    jobs: Sequence[tuple[str, str, int, int]],
+    rounds: int,
+    parallel: int,
+    keep: Path | None = None,
 ) -> dict[tuple[str, str], Count]:
     """Run every ``(workload, impl, n, warmup)`` ``rounds`` times, ``parallel`` at a time.
 
-    Instruction counts do not depend on the load, so children may run side by side.
+    Instruction counts do not depend on the load, so children may run side by side. With
+    ``keep``, each run's callgrind files go to ``keep/WORKLOAD-IMPL-runK/``.
     """
-    runs = [job for _ in range(rounds) for job in jobs]
+    runs = [(index, job) for index in range(rounds) for job in jobs]
+
+    def run(item: tuple[int, tuple[str, str, int, int]]) -> dict[str, int]:
+        index, (workload, impl, n, warmup) = item
+        where = None
+        if keep is not None:
+            where = keep / f"{workload}-{impl.replace(' ', '_')}-run{index + 1}"
+        return _run_child(workload, impl, n, warmup, where)
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        results = list(pool.map(lambda job: _run_child(*job), runs))
+        results = list(pool.map(run, runs))
     counts: dict[tuple[str, str], Count] = {}
-    for (workload, impl, n, _), totals in zip(runs, results, strict=True):
+    for (_, (workload, impl, n, _)), totals in zip(runs, results, strict=True):
         entry = counts.setdefault((workload, impl), Count(workload, impl, n, []))
         entry.rounds.append({label: total / n for label, total in totals.items()})
     return counts
@@ -202,6 +223,7 @@ def _comparison(
         [(workload, impl, n, warmup) for impl in impls],
         settings.cg_rounds,
         settings.cg_jobs,
+        settings.cg_keep,
     )
     _record(data, counts)
     values: dict[str, Any] = {impl: counts[workload, impl].per_op() for impl in (RL, FLOOR)}
@@ -289,7 +311,7 @@ def case_phases(settings: Settings, data: Data) -> list[Row]:
         ("phases", BARE, n, warmup),
         ("phases1", RL, n, warmup),
     ]
-    counts = count(jobs, settings.cg_rounds, settings.cg_jobs)
+    counts = count(jobs, settings.cg_rounds, settings.cg_jobs, settings.cg_keep)
     for label in PHASES:
         _record(data, {("phases", RL): counts["phases", RL]}, label)
     rl, floor, bare = counts["phases", RL], counts["phases", FLOOR], counts["phases", BARE]
