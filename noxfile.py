@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -54,6 +58,16 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against Pyot 6.0.9 and the floor: ``nox -s bench-3.11 [-- --quick]``."""
+    """Benchmarks against Pyot 6.0.9 and the floor: ``nox -s bench-3.11 [-- --quick]``.
+
+    ``-- --instructions`` (or ``--cases i1,...``) also counts instructions with callgrind;
+    valgrind is installed with apt-get when missing and this runs as root.
+    """
     session.install("-e", ".[test]", "pyot==6.0.9", "matplotlib>=3.7")
+    counts = any(arg == "--instructions" or re.search(r"(^|,)i\d", arg) for arg in session.posargs)
+    if counts and shutil.which("valgrind") is None:
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            session.error("instruction counts need valgrind: sudo apt-get install -y valgrind")
+        session.run("apt-get", "update", "-q", external=True)
+        session.run("apt-get", "install", "-y", "-q", "valgrind", external=True)
     session.run("python", "-m", "benchmarks", *session.posargs)

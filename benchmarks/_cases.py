@@ -1,4 +1,9 @@
-"""The six cases of issue #4, each returning rows for the report (and data for the plot).
+"""The six wall-time cases of issue #4, each returning rows for the report (and data for the plot).
+
+Their targets are issue #11's where it sets one (it replaced #4's: the hit <= 1.0x floor became
+<= 1.10x; threaded churn overhead <= 10% became <= 50%; the managed cycle's <= 1.15x floor in
+wall time became <= 1.25x floor in instructions, case ``i2`` in ``_instructions``), and #4's
+otherwise. Each target names its issue.
 
 resourceloop and the floor always run in this process, interleaved round by round. Pyot runs
 here too where it cannot hang (cases 1, 2, 3 and 6: every loop it touches is released before
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import json
 import os
 import subprocess
@@ -150,18 +156,36 @@ def case_hit(settings: Settings, data: Data) -> list[Row]:
                 settings.rounds,
             )
         )
+        coroutine_function: dict[str, Any] = {
+            RL: inspect.iscoroutinefunction(rl.acquire),
+            FLOOR: True,  # an ``async def``
+            PYOT: inspect.iscoroutinefunction(pyot.templates[0].acquire) if pyot else None,
+        }
     values = _values(samples, pyot is not None)
     data["hit"] = samples
     ratio = values[RL] / values[FLOOR]
+    cells: dict[str, Any] = {
+        name: pyot_missing() if value is None else ("yes" if value else "no")
+        for name, value in coroutine_function.items()
+    }
     return [
         Row(
             "1. hit",
             "`await t.acquire()`, resource held",
             "ns",
             values,
-            target="<= 1.0x floor",
-            holds=ratio <= 1.0,
-        )
+            target="<= 1.10x floor (#11)",
+            holds=ratio <= 1.10,
+        ),
+        Row(
+            "1. hit",
+            "acquire is a coroutine function (`inspect.iscoroutinefunction(t.acquire)`)",
+            "",
+            cells,
+            target="yes (#11)",
+            holds=coroutine_function[RL],
+            ratios=False,
+        ),
     ]
 
 
@@ -267,16 +291,19 @@ def case_managed(settings: Settings, data: Data) -> list[Row]:
         samples = interleave(runners, settings.rounds)
     values = _values(samples, pyot is not None)
     data["managed"] = samples
-    holds = values[RL] <= 1.15 * values[FLOOR]
-    if pyot is not None:
-        holds = holds and values[RL] <= 0.25 * values[PYOT]
+    # Issue #4 also asked for <= 1.15x the floor here, in wall time; #11 replaced that with
+    # <= 1.25x the floor in instructions (case i2), which a busy machine cannot move.
+    holds = values[RL] <= 0.25 * values[PYOT] if pyot is not None else None
+    note = "; ".join(
+        filter(None, [note, "against the floor, the target is in instructions: I2 (#11)"])
+    )
     return [
         Row(
             "3. managed cycle",
             "`asyncio.run`: enter manager, acquire, exit",
             "us",
             values,
-            target="<= 0.25x Pyot, <= 1.15x floor",
+            target="<= 0.25x Pyot (#4)",
             holds=holds,
             note=note,
         )
@@ -409,8 +436,8 @@ def case_churn(settings: Settings, data: Data) -> list[Row]:
                 f"T={n_threads}: per `asyncio.run` acquiring 3 templates ({loops} loops)",
                 "us",
                 values,
-                target="overhead <= 10%",
-                holds=overhead <= 0.10,
+                target="overhead <= 50% (#11)",
+                holds=overhead <= 0.50,
                 note=(
                     f"overhead {overhead * 100:+.1f}% "
                     f"({values[RL] - values[FLOOR]:+.1f} us per loop)"
@@ -599,12 +626,15 @@ def case_unmanaged(settings: Settings, data: Data) -> list[Row]:
         "not_released_at_close": missed[0],
     }
     label = f"{n:,} loops"
+    per_loop = {k: median(v) for k, v in samples.items()}
     return [
         Row(
             "5. unmanaged churn",
             f"per loop, 3 templates, no manager ({label})",
             "us",
-            {**{k: median(v) for k, v in samples.items()}, PYOT: pyot_value("time")},
+            {**per_loop, PYOT: pyot_value("time")},
+            target="<= 1.6x floor (#11)",
+            holds=per_loop[RL] <= 1.6 * per_loop[FLOOR],
         ),
         Row(
             "5. unmanaged churn",
@@ -791,8 +821,8 @@ def case_scale(settings: Settings, data: Data) -> list[Row]:
             f"hit with {n:,} other loops holding the resource",
             "ns",
             hit_values,
-            target="unchanged (<= 1.0x floor)",
-            holds=hit_ratio <= 1.0,
+            target="unchanged (<= 1.10x floor, #11)",
+            holds=hit_ratio <= 1.10,
             note=hit_note + (f"; {after} still tracked after close + reap" if after else ""),
         ),
     ]

@@ -32,6 +32,7 @@ __all__ = [
     "Row",
     "Settings",
     "environment",
+    "git_state",
     "interleave",
     "median",
     "pyot_module",
@@ -87,6 +88,16 @@ class Settings:
     scale_loops: int
     scale_rounds: int
     pyot_stall: float  # seconds without progress that count as a deadlock
+    # Instruction counts (``--instructions``): operations per callgrind child, runs per
+    # measurement (2 checks repeatability), children side by side.
+    cg_loops: int = 200
+    cg_phase_loops: int = 60
+    cg_warmup_loops: int = 30
+    cg_hits: int = 50_000
+    cg_warmup_hits: int = 2_000
+    cg_rounds: int = 2
+    cg_jobs: int = 2
+    cg_keep: Path | None = None  # where to keep the callgrind files (``--callgrind-dir``)
 
     @classmethod
     def full(cls) -> Settings:
@@ -120,6 +131,12 @@ class Settings:
             scale_loops=100,
             scale_rounds=3,
             pyot_stall=1.5,
+            cg_loops=30,
+            cg_phase_loops=10,
+            cg_warmup_loops=15,
+            cg_hits=5_000,
+            cg_warmup_hits=1_000,
+            cg_rounds=1,
         )
 
 
@@ -135,6 +152,7 @@ class Row:
     holds: bool | None = None
     note: str = ""
     ratios: bool = True  # whether resourceloop/floor and resourceloop/Pyot make sense here
+    kind: str = "wall"  # "wall" (times), "instructions" (callgrind) or "phases" (callgrind)
 
     def ratio(self, other: str) -> float | None:
         mine, theirs = self.values.get(RL), self.values.get(other)
@@ -242,24 +260,39 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> str:
+def _git(*args: str) -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(root), *args],
             capture_output=True,
             text=True,
-            timeout=5,
+            timeout=10,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_state() -> tuple[str, list[str]]:
+    """The commit checked out, and the files that differ from it (results excluded).
+
+    The results directory is left out: a run rewrites it, and it says nothing about the code
+    that was measured.
+    """
+    commit = (_git("rev-parse", "HEAD") or "").strip() or "unknown"
+    status = _git(
+        "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"
+    )
+    changed = [line[3:] for line in (status or "").splitlines() if line.strip()]
+    return commit, changed
 
 
 def environment() -> dict[str, Any]:
     import resourceloop
 
+    commit, changed = git_state()
     try:
         load: Any = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -272,7 +305,8 @@ def environment() -> dict[str, Any]:
         "load_average": load,
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "resourceloop": resourceloop.__version__,
-        "commit": _git_commit(),
+        "commit": commit,
+        "dirty": changed,
         "pyot": _version("pyot") if pyot_module() is not None else pyot_missing(),
         "matplotlib": _version("matplotlib"),
         "argv": " ".join(sys.argv[1:]),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ._callgrind_child import BARE
 from ._harness import FLOOR, PYOT, RL, Row
 
 __all__ = ["markdown", "write"]
@@ -14,7 +15,13 @@ __all__ = ["markdown", "write"]
 _COLUMNS = (RL, PYOT, FLOOR)
 
 
-_FORMATS = {"ns": "{:,.0f} ns", "ms": "{:,.3f} ms", "KiB": "{:,.1f} KiB"}
+_FORMATS = {
+    "ns": "{:,.0f} ns",
+    "ms": "{:,.3f} ms",
+    "KiB": "{:,.1f} KiB",
+    "instr": "{:,.0f}",
+    "%": "{:.3f}%",
+}
 
 
 def _number(value: Any, unit: str) -> str:
@@ -37,23 +44,16 @@ def _holds(row: Row) -> str:
     return "yes" if row.holds else "**no**"
 
 
-def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
+def _commit(env: dict[str, Any]) -> str:
+    dirty = env.get("dirty") or []
+    if not dirty:
+        return f"commit {env['commit']}, no uncommitted changes"
+    shown = ", ".join(f"`{path}`" for path in dirty[:8]) + (", ..." if len(dirty) > 8 else "")
+    return f"commit {env['commit']} **plus uncommitted changes** to {shown}"
+
+
+def _table(rows: list[Row], env: dict[str, Any]) -> list[str]:
     lines = [
-        "# resourceloop benchmarks"
-        + (" (quick run: small counts, not for quoting)" if quick else ""),
-        "",
-        f"- date: {env['date']}",
-        f"- machine: {env['machine']}, {env['cpu']}, {env['cpus']} CPUs"
-        f" (load average at start {env['load_average']})",
-        f"- Python: {env['python']}",
-        f"- resourceloop {env['resourceloop']} (commit {env['commit']}), "
-        f"Pyot {env['pyot']}, matplotlib {env['matplotlib']}",
-        "- command: `" + f"python -m benchmarks {env['argv']}".strip() + "`",
-        "",
-        "Medians over interleaved rounds (the order of the implementations rotates each round). "
-        "Lower is better; ratios are resourceloop's value divided by the other's. "
-        "The floor is the hand-written per-loop dict each case names in `benchmarks/_cases.py`.",
-        "",
         f"| case | metric | resourceloop | Pyot {env['pyot']} | floor | rl / floor | rl / Pyot "
         "| target | holds |",
         "|---|---|--:|--:|--:|--:|--:|---|---|",
@@ -66,10 +66,83 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
             + f" | {_ratio(row.ratio(FLOOR))} | {_ratio(row.ratio(PYOT))}"
             + f" | {row.target} | {_holds(row)} |"
         )
+    return lines
+
+
+def _phase_table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| phase (I1, per lifetime) | resourceloop | floor | bare `asyncio.run` | rl - floor |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for row in rows:
+        rl, floor, bare = (row.values.get(name) for name in (RL, FLOOR, BARE))
+        diff = f"{rl - floor:+,.0f}" if isinstance(rl, float) and isinstance(floor, float) else ""
+        cells = [_number(v, row.unit) if v is not None else "" for v in (rl, floor, bare)]
+        lines.append(f"| {row.metric} | " + " | ".join(cells) + f" | {diff} |")
+    return lines
+
+
+def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
+    wall = [row for row in rows if row.kind == "wall"]
+    instructions = [row for row in rows if row.kind == "instructions"]
+    phases = [row for row in rows if row.kind == "phases"]
+    lines = [
+        "# resourceloop benchmarks"
+        + (" (quick run: small counts, not for quoting)" if quick else ""),
+        "",
+        f"- date: {env['date']}",
+        f"- machine: {env['machine']}, {env['cpu']}, {env['cpus']} CPUs"
+        f" (load average at start {env['load_average']})",
+        f"- Python: {env['python']}",
+        f"- resourceloop {env['resourceloop']} ({_commit(env)}), "
+        f"Pyot {env['pyot']}, matplotlib {env['matplotlib']}",
+    ]
+    if "valgrind" in env:
+        lines.append(f"- instruction counts: {env['valgrind']} (callgrind)")
+    lines += [
+        "- command: `" + f"python -m benchmarks {env['argv']}".strip() + "`",
+        "",
+    ]
+    if wall:
+        lines += [
+            "### Wall time",
+            "",
+            "Medians over interleaved rounds (the order of the implementations rotates each "
+            "round). Lower is better; ratios are resourceloop's value divided by the other's. "
+            "The floor is the hand-written per-loop dict each case names in "
+            "`benchmarks/_cases.py`.",
+            "",
+            *_table(wall, env),
+            "",
+        ]
+    if instructions:
+        lines += [
+            "### Instructions",
+            "",
+            "Instructions executed (callgrind's `Ir`, every thread) per operation, counted "
+            "between two marks in a child process, so interpreter start-up, imports and "
+            "warm-up are left out; the mean of the runs each note lists. These do not move "
+            "with the load on the machine. The floor is the hand-written per-loop dict each "
+            "workload names in `benchmarks/_callgrind_child.py`.",
+            "",
+            *_table(instructions, env),
+            "",
+        ]
+    if phases:
+        lines += [
+            "Where I1's instructions go, per lifetime: each phase ends at a mark "
+            "(`PHASES` in `benchmarks/_callgrind_child.py`). Every phase includes its mark, "
+            "about 2,200 instructions, the same in every column: an empty phase (resourceloop's "
+            "releases by hand) shows it. Under the table, differences that split a phase: "
+            "3 templates against 1 for `loop.close()`, the first acquisition against a later "
+            "one.",
+            "",
+            *_phase_table(phases),
+            "",
+        ]
     notes = [f"- {row.case}, {row.metric}: {row.note}" for row in rows if row.note]
     if notes:
-        lines += ["", "Notes:", "", *notes]
-    lines.append("")
+        lines += ["Notes:", "", *notes, ""]
     return "\n".join(lines)
 
 

@@ -1,0 +1,421 @@
+"""Instruction counts with callgrind: the per-loop and hit cases, in figures a busy machine
+cannot move.
+
+Each measurement is a child process, ``valgrind --tool=callgrind ... python -m
+benchmarks._callgrind_child WORKLOAD IMPL N WARMUP``; the child marks where the counted work
+starts and ends, and callgrind writes one file per part (see ``_callgrind_child``). Start-up,
+imports, set-up and warm-up fall outside the counted part, so the figure is instructions per
+loop lifetime, or per hit, of the work alone. Every thread of the child is counted. The
+reaper's periodic pass is kept out (``RESOURCELOOP_REAP_INTERVAL=3600`` in the child): it comes
+once a second of *time*, not once per loop, and under callgrind a second holds fifty times
+less work, so it would add a random few hundredths of a percent that the native program does
+not pay per loop. ``PYTHONHASHSEED=0`` and a ``gc.collect()`` before the counted part keep runs
+alike; each measurement runs ``rounds`` times and the rows report the spread.
+
+Cases form a registry, ``INSTRUCTION_CASES`` (``i1``...), next to the wall-time ``CASES``; a
+case is a function ``(settings, data) -> rows`` like those, built on ``count``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._callgrind_child import BARE, PHASES
+from ._harness import FLOOR, PYOT, RL, Row, Settings, pyot_missing, pyot_module
+
+__all__ = ["INSTRUCTION_CASES", "InstructionsUnavailable", "count", "repeatability", "valgrind"]
+
+Data = dict[str, Any]
+
+_ROOT = Path(__file__).resolve().parent.parent
+_MARKER = "getppid"  # the libc function the child calls at each boundary
+
+
+class InstructionsUnavailable(RuntimeError):
+    """valgrind is missing or does not work here; the message says how to get it."""
+
+
+def valgrind() -> str:
+    """The path of a working valgrind with callgrind, or raise ``InstructionsUnavailable``."""
+    path = shutil.which("valgrind")
+    if path is None:
+        raise InstructionsUnavailable(
+            "valgrind is not installed: instruction counts need callgrind "
+            "(`apt-get install -y valgrind` on Debian or Ubuntu; `nox -s bench` does it as root)"
+        )
+    return path
+
+
+def valgrind_version() -> str:
+    try:
+        out = subprocess.run(
+            [valgrind(), "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (InstructionsUnavailable, OSError, subprocess.SubprocessError):
+        return "not installed"
+    return out.stdout.strip() or "unknown"
+
+
+def _summary(path: Path) -> int:
+    """The total instruction count of one callgrind dump."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no summary line in callgrind output {path}")
+
+
+def _run_child(
+    workload: str, impl: str, n: int, warmup: int, keep: Path | None = None
+) -> dict[str, int]:
+    """Instructions per label, summed over the parts the child labelled so.
+
+    With ``keep``, the callgrind files are copied there (with ``labels.json``), for
+    ``callgrind_annotate --inclusive=yes`` to show which functions the instructions went to.
+    """
+    with tempfile.TemporaryDirectory(prefix="resourceloop-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONHASHSEED"] = "0"
+        env.pop("PYTHONMALLOC", None)
+        for name in [n for n in env if n.startswith("RESOURCELOOP_")]:
+            del env[name]
+        # The reaper's pass comes once per interval of *time*, and callgrind runs the program
+        # about fifty times slower: left at 1 s, passes would land in the counted part at
+        # random, fifty times as often as they would natively. An hour keeps them out.
+        env["RESOURCELOOP_REAP_INTERVAL"] = "3600"
+        cmd = [
+            valgrind(),
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            f"--dump-before={_MARKER}",
+            "--dump-instr=no",
+            "--dump-line=no",
+            sys.executable,
+            "-m",
+            "benchmarks._callgrind_child",
+            workload,
+            impl,
+            str(n),
+            str(warmup),
+        ]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, cwd=_ROOT, timeout=1800, check=False
+        )
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+            raise RuntimeError(f"{workload}/{impl} under callgrind failed:\n{tail}")
+        labels: list[str] = json.loads(proc.stdout.strip().splitlines()[-1])["labels"]
+        dumps = sorted(
+            (p for p in Path(tmp).glob("callgrind.out.*") if p.suffix[1:].isdigit()),
+            key=lambda p: int(p.suffix[1:]),
+        )
+        if len(dumps) != len(labels):
+            raise RuntimeError(
+                f"{workload}/{impl}: {len(dumps)} callgrind dumps for {len(labels)} boundaries; "
+                f"something else called {_MARKER}()"
+            )
+        totals: dict[str, int] = {}
+        for label, dump in zip(labels, dumps, strict=True):
+            totals[label] = totals.get(label, 0) + _summary(dump)
+        if keep is not None:
+            (out.parent / "labels.json").write_text(json.dumps(labels) + "\n")
+            shutil.copytree(tmp, keep, dirs_exist_ok=True)
+        return totals
+
+
+@dataclasses.dataclass
+class Count:
+    """One measurement, repeated: instructions per operation for each label, each round."""
+
+    workload: str
+    impl: str
+    n: int
+    rounds: list[dict[str, float]]
+
+    def per_op(self, label: str = "op") -> float:
+        values = [r[label] for r in self.rounds]
+        return sum(values) / len(values)
+
+    def spread(self, label: str = "op") -> float:
+        """Largest relative difference between two rounds (0 with one round)."""
+        values = [r[label] for r in self.rounds]
+        mean = sum(values) / len(values)
+        return (max(values) - min(values)) / mean if mean else 0.0
+
+    def describe(self, label: str = "op") -> str:
+        runs = " and ".join(f"{r[label]:,.0f}" for r in self.rounds)
+        if len(self.rounds) == 1:
+            return f"1 run: {runs} (repeatability not checked)"
+        return f"{len(self.rounds)} runs: {runs} (spread {self.spread(label) * 100:.3f}%)"
+
+
+def count(
+    jobs: Sequence[tuple[str, str, int, int]],
+    rounds: int,
+    parallel: int,
+    keep: Path | None = None,
+) -> dict[tuple[str, str], Count]:
+    """Run every ``(workload, impl, n, warmup)`` ``rounds`` times, ``parallel`` at a time.
+
+    Instruction counts do not depend on the load, so children may run side by side. With
+    ``keep``, each run's callgrind files go to ``keep/WORKLOAD-IMPL-runK/``.
+    """
+    runs = [(index, job) for index in range(rounds) for job in jobs]
+
+    def run(item: tuple[int, tuple[str, str, int, int]]) -> dict[str, int]:
+        index, (workload, impl, n, warmup) = item
+        where = None
+        if keep is not None:
+            where = keep / f"{workload}-{impl.replace(' ', '_')}-run{index + 1}"
+        return _run_child(workload, impl, n, warmup, where)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        results = list(pool.map(run, runs))
+    counts: dict[tuple[str, str], Count] = {}
+    for (_, (workload, impl, n, _)), totals in zip(runs, results, strict=True):
+        entry = counts.setdefault((workload, impl), Count(workload, impl, n, []))
+        entry.rounds.append({label: total / n for label, total in totals.items()})
+    return counts
+
+
+def _pyot_impls() -> list[str]:
+    return [PYOT] if pyot_module() is not None else []
+
+
+def _record(data: Data, counts: dict[tuple[str, str], Count], label: str = "op") -> None:
+    spreads: list[tuple[str, str, str, float]] = data.setdefault("instruction_spreads", [])
+    for (workload, impl), entry in counts.items():
+        if len(entry.rounds) > 1:
+            spreads.append((impl, f"{workload}/{impl}", label, entry.spread(label)))
+    stored: dict[str, Any] = data.setdefault("instructions", {})
+    for (workload, impl), entry in counts.items():
+        stored[f"{workload}/{impl}"] = {"n": entry.n, "per_op_rounds": entry.rounds}
+
+
+def _comparison(
+    settings: Settings,
+    data: Data,
+    *,
+    workload: str,
+    n: int,
+    warmup: int,
+    case: str,
+    metric: str,
+    target: float,
+    issue: str,
+    extra: Sequence[str] = (),
+    pyot_note: str = "",
+) -> tuple[Row, dict[tuple[str, str], Count]]:
+    impls = [RL, FLOOR, *_pyot_impls(), *extra]
+    counts = count(
+        [(workload, impl, n, warmup) for impl in impls],
+        settings.cg_rounds,
+        settings.cg_jobs,
+        settings.cg_keep,
+    )
+    _record(data, counts)
+    values: dict[str, Any] = {impl: counts[workload, impl].per_op() for impl in (RL, FLOOR)}
+    values[PYOT] = counts[workload, PYOT].per_op() if _pyot_impls() else pyot_missing()
+    ratio = values[RL] / values[FLOOR]
+    notes = [f"resourceloop {counts[workload, RL].describe()}"]
+    notes.append(f"floor {counts[workload, FLOOR].describe()}")
+    if pyot_note and _pyot_impls():
+        notes.append(pyot_note)
+    row = Row(
+        case,
+        metric,
+        "instr",
+        values,
+        target=f"<= {target:.2f}x floor ({issue})",
+        holds=ratio <= target,
+        note=f"N={n}; " + "; ".join(notes),
+        kind="instructions",
+    )
+    return row, counts
+
+
+def case_run3(settings: Settings, data: Data) -> list[Row]:
+    """``asyncio.run`` acquiring 3 templates, no manager, against 3 hand-written dicts."""
+    row, counts = _comparison(
+        settings,
+        data,
+        workload="run3",
+        n=settings.cg_loops,
+        warmup=settings.cg_warmup_loops,
+        case="I1. asyncio.run, 3 templates",
+        metric="instructions per `asyncio.run` lifetime, no manager",
+        target=1.5,
+        issue="#11",
+        extra=[BARE],
+        pyot_note="Pyot releases by hand before the loop closes (its purge would deadlock)",
+    )
+    bare = counts["run3", BARE].per_op()
+    row.note += f"; a bare `asyncio.run` of an empty coroutine: {bare:,.0f}"
+    return [row]
+
+
+def case_managed(settings: Settings, data: Data) -> list[Row]:
+    """``asyncio.run``: enter the manager, acquire 1 template, exit; against a dict."""
+    row, _ = _comparison(
+        settings,
+        data,
+        workload="managed",
+        n=settings.cg_loops,
+        warmup=settings.cg_warmup_loops,
+        case="I2. managed cycle, 1 template",
+        metric="instructions per `asyncio.run`: enter manager, acquire, exit",
+        target=1.25,
+        issue="#11",
+    )
+    return [row]
+
+
+def case_hit(settings: Settings, data: Data) -> list[Row]:
+    """``await t.acquire()`` on a loop that holds the resource; against an awaited dict get."""
+    row, _ = _comparison(
+        settings,
+        data,
+        workload="hit",
+        n=settings.cg_hits,
+        warmup=settings.cg_warmup_hits,
+        case="I3. hit",
+        metric="instructions per `await t.acquire()`, resource held",
+        target=1.10,
+        issue="#11",
+    )
+    return [row]
+
+
+def case_phases(settings: Settings, data: Data) -> list[Row]:
+    """Where I1's instructions go: each phase of one lifetime, resourceloop against the floor.
+
+    Also with 1 template instead of 3, which splits ``loop.close()`` into a part per template
+    (the releases) and a fixed part (the close hook's own loop run, untracking).
+    """
+    n, warmup = settings.cg_phase_loops, settings.cg_warmup_loops
+    jobs = [
+        ("phases", RL, n, warmup),
+        ("phases", FLOOR, n, warmup),
+        ("phases", BARE, n, warmup),
+        ("phases1", RL, n, warmup),
+    ]
+    counts = count(jobs, settings.cg_rounds, settings.cg_jobs, settings.cg_keep)
+    for label in PHASES:
+        _record(data, {("phases", RL): counts["phases", RL]}, label)
+    rl, floor, bare = counts["phases", RL], counts["phases", FLOOR], counts["phases", BARE]
+    one = counts["phases1", RL]
+    rows: list[Row] = []
+    for label in PHASES:
+        values: dict[str, Any] = {
+            RL: rl.per_op(label),
+            FLOOR: floor.per_op(label),
+            BARE: bare.per_op(label),
+        }
+        rows.append(
+            Row(
+                "I4. phases of I1",
+                label,
+                "instr",
+                values,
+                kind="phases",
+                note=rl.describe(label) if label == "loop.close()" else "",
+            )
+        )
+    total: dict[str, Any] = {
+        name: sum(entry.per_op(label) for label in PHASES)
+        for name, entry in ((RL, rl), (FLOOR, floor), (BARE, bare))
+    }
+    rows.append(Row("I4. phases of I1", "whole lifetime", "instr", total, kind="phases"))
+    close3, close1 = rl.per_op("loop.close()"), one.per_op("loop.close()")
+    per_template = (close3 - close1) / 2
+    first = rl.per_op("1st acquisition")
+    later = rl.per_op("2nd and 3rd acquisitions") / 2
+    floor_close = floor.per_op("loop.close()")
+    derived = [
+        ("`loop.close()`: per template released (3 vs 1 template)", per_template),
+        (
+            "`loop.close()`: fixed part beyond the floor's close (hook, untracking)",
+            close1 - per_template - floor_close,
+        ),
+        ("1st acquisition beyond a later one (tracking the loop)", first - later),
+        ("a later first acquisition (creating one resource)", later),
+    ]
+    rows += [
+        Row("I4. phases of I1", what, "instr", {RL: value}, kind="phases")
+        for what, value in derived
+    ]
+    data["phases"] = {
+        "n": n,
+        "phases": list(PHASES),
+        RL: rl.rounds,
+        FLOOR: floor.rounds,
+        BARE: bare.rounds,
+        "rl_one_template": one.rounds,
+    }
+    return rows
+
+
+def repeatability(data: Data) -> Row | None:
+    """One row: the largest spread between runs of any measurement of resourceloop or the floor.
+
+    Pyot's are left out of the target and named in the note: its first acquisition and its
+    releases go through a thread pool, whose scheduling is not the same from run to run.
+    ``None`` when no instruction case ran.
+    """
+    if "instructions" not in data:
+        return None
+    spreads: list[tuple[str, str, str, float]] = data.get("instruction_spreads", [])
+    case, metric = "I0. repeatability", "largest spread between two runs of one measurement"
+    ours = [s for s in spreads if s[0] != PYOT]
+    if not ours:
+        return Row(
+            case,
+            metric,
+            "",
+            {RL: "not checked (one run per measurement)"},
+            target="<= 0.1%",
+            ratios=False,
+            kind="instructions",
+        )
+    _, name, label, worst = max(ours, key=lambda s: s[3])
+    note = (
+        f"{len(ours)} measurements of resourceloop and the floor; the largest is {name} ({label})"
+    )
+    pyot = [s for s in spreads if s[0] == PYOT]
+    if pyot:
+        _, pname, _, pworst = max(pyot, key=lambda s: s[3])
+        note += (
+            f"; Pyot's (thread-pool scheduling varies) up to {pworst * 100:.3f}% ({pname}), "
+            "left out of the target"
+        )
+    return Row(
+        case,
+        metric,
+        "%",
+        {RL: round(worst * 100, 3)},
+        target="<= 0.1%",
+        holds=worst <= 0.001,
+        ratios=False,
+        note=note,
+        kind="instructions",
+    )
+
+
+INSTRUCTION_CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
+    "i1": case_run3,
+    "i2": case_managed,
+    "i3": case_hit,
+    "i4": case_phases,
+}
