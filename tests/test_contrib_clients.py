@@ -617,3 +617,22 @@ def test_templates_refuse_arguments_bound_to_one_loop() -> None:
             async_engine_template("postgresql+asyncpg://u@h/d", **kwargs)
     with pytest.raises(TypeError, match="url must be a str"):
         async_engine_template(None)  # type: ignore[arg-type]
+
+
+def test_supported_ranges_are_the_extras() -> None:
+    """Each module's ``SUPPORTED_*`` range is what its extra in pyproject.toml asks for."""
+    import importlib
+    import re
+
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    for module, constant, requirement in [
+        ("aiohttp", "SUPPORTED_AIOHTTP", "aiohttp"),
+        ("httpx", "SUPPORTED_HTTPX", "httpx"),
+        ("redis", "SUPPORTED_REDIS", "redis"),
+        ("asyncpg", "SUPPORTED_ASYNCPG", "asyncpg"),
+        ("sqlalchemy", "SUPPORTED_SQLALCHEMY", r"sqlalchemy\[asyncio\]"),
+    ]:
+        supported = getattr(importlib.import_module(f"resourceloop.contrib.{module}"), constant)
+        extra = re.search(rf'^{module} = \["{requirement}([^"]*)"\]$', pyproject, re.MULTILINE)
+        assert extra is not None, module
+        assert extra.group(1) == supported, module
