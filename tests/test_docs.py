@@ -102,6 +102,22 @@ def open_fds() -> int:
 # -- loading recipes -----------------------------------------------------------------------------
 
 
+_loaded: list[types.ModuleType] = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_recipes() -> Iterator[None]:
+    """Empty each recipe module at the end of its test.
+
+    Frameworks keep a recipe's functions after the test (Django's URL resolver cache, Celery's
+    app registry, Dramatiq's global broker), and through their globals its templates; a live
+    template would be acquired by every later ``resource_manager()`` of the suite.
+    """
+    yield
+    while _loaded:
+        vars(_loaded.pop()).clear()
+
+
 def load(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Import ``docs/recipes_src/<name>.py`` as a fresh module, registered for this test only."""
     return load_file(RECIPES / f"{name}.py", monkeypatch)
@@ -116,6 +132,7 @@ def load_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, module_name, module)
     spec.loader.exec_module(module)
+    _loaded.append(module)
     return module
 
 
