@@ -636,3 +636,38 @@ def test_supported_ranges_are_the_extras() -> None:
         extra = re.search(rf'^{module} = \["{requirement}([^"]*)"\]$', pyproject, re.MULTILINE)
         assert extra is not None, module
         assert extra.group(1) == supported, module
+
+
+@pytest.mark.usefixtures("gc_disabled")
+def test_force_release_on_a_closed_uvloop(
+    client: Client, tag: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On uvloop, ``loop.close()`` closes the transports itself; the force release is quiet.
+
+    uvloop warns "unclosed resource" from ``loop.close()`` for each open transport (only a
+    graceful release avoids that), and its transports never report ``is_closing()`` after
+    that, so asyncio's ``StreamWriter.__del__`` (redis-py's streams) adds "loop is closed".
+    Nothing else may warn, and no socket may be left.
+    """
+    from tests._loops import HAS_UVLOOP, new_uvloop
+
+    if not HAS_UVLOOP:
+        pytest.skip("uvloop is not installed")
+    run = new_uvloop()
+    run.run_until_complete(asyncio.sleep(0))  # uvloop's first loop opens a process-wide pipe
+    run.close()
+    fds = client.fds()
+    with witnessed(caplog) as caught:
+        loop = new_uvloop()
+        resource, force = loop.run_until_complete(_make(client, tag))
+        loop.close()
+        at_close = foreign(caught)
+        force(resource)
+        assert client.fds() == fds
+        wait_for(lambda: client.connections(tag), 0, "connections left")
+        del resource, loop
+    assert at_close
+    assert all(m.startswith("ResourceWarning: unclosed resource") for m in at_close)
+    later = foreign(caught)[len(at_close) :]
+    allowed = ["ResourceWarning: loop is closed"] if client.kind == "redis" else []
+    assert set(later) <= set(allowed), later

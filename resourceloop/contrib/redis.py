@@ -124,7 +124,10 @@ def close_redis_now(client: redis.asyncio.Redis) -> None:
     real sockets against redis-server 7.0 (``tests/test_contrib_clients.py``) with redis-py
     5.0.1 and 8.1.0, on CPython 3.10 to 3.13; ``SUPPORTED_REDIS`` is the range of the
     ``redis`` extra. Only ``ConnectionPool`` and its subclasses (``BlockingConnectionPool``,
-    sentinel pools) are handled; ``RedisCluster`` is not.
+    sentinel pools) are handled; ``RedisCluster`` is not. On uvloop, ``loop.close()`` closes
+    the sockets itself, but its transports never report ``is_closing()`` afterwards, so
+    asyncio's ``StreamWriter.__del__`` warns "loop is closed" for each connection: only a
+    graceful release avoids that.
 
     Args:
         client: The client to close; closing it twice is a no-op.
