@@ -671,3 +671,69 @@ def test_force_release_on_a_closed_uvloop(
     later = foreign(caught)[len(at_close) :]
     allowed = ["ResourceWarning: loop is closed"] if client.kind == "redis" else []
     assert set(later) <= set(allowed), later
+
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """An HTTPS aiohttp server with a throwaway certificate, and a context trusting it."""
+    import shutil
+    import ssl
+    import subprocess
+
+    require("aiohttp")
+    from tests.aiohttp_server import running_server
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    with running_server(server_context) as server:
+        yield server, ssl.create_default_context(cafile=str(cert))
+
+
+@pytest.mark.usefixtures("hook_disabled", "gc_disabled")
+def test_httpx_over_tls_closed_without_hook_then_reap(
+    https_server: tuple[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """HTTPS (anyio's TLS stream over the socket stream): the sockets close for real too."""
+    require("httpx")
+    from resourceloop.contrib.httpx import async_client_template
+    from tests.aiohttp_server import client_connections
+    from tests.aiohttp_server import count_fds as fds_without_server
+
+    server, context = https_server
+    template = async_client_template(name="httpx-tls", verify=context)
+
+    async def main() -> None:
+        client = await template.acquire()
+        responses = await asyncio.gather(*(client.get(server.url + "/") for _ in range(3)))
+        assert [r.json() for r in responses] == [{"hello": "world"}] * 3
+
+    with warnings.catch_warnings():  # the first use loads certificates and caches: not counted
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        asyncio.run(main())
+        resourceloop.reap()
+    fds = fds_without_server(server)
+    with witnessed(caplog) as caught:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(main())
+        loop.close()
+        assert client_connections(server) >= 1
+        resourceloop.reap()
+        assert fds_without_server(server) == fds
+        assert client_connections(server) == 0
+        del loop
+    assert foreign(caught) == []
+    assert ours(caught) == [UngracefulLoopWarning, ForcedReleaseWarning]
