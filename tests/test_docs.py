@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import os
 import re
 import subprocess
@@ -422,19 +423,28 @@ def test_celery_recipe_in_a_worker(api: str, monkeypatch: pytest.MonkeyPatch) ->
     require("celery")
     from celery.contrib.testing.worker import start_worker
 
+    # Celery's worker sets up logging for the whole process: warnings filters of its own,
+    # logging.captureWarnings(True), handlers on the root logger. Undo all of it afterwards.
+    monkeypatch.setattr(warnings, "filters", warnings.filters[:])
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", root.handlers[:])
+    monkeypatch.setattr(root, "level", root.level)
     recipe = load("celery_task", monkeypatch)
     recipe.app.conf.update(
         broker_url="memory://",
         result_backend="cache+memory://",
         broker_connection_retry_on_startup=False,
     )
-    with start_worker(recipe.app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-        warm = recipe.match_duration_task.delay(f"{api}/match/1")
-        assert warm.get(timeout=60) == 1000
-        before = open_fds()
-        results = [recipe.match_duration_task.delay(f"{api}/match/{i}") for i in (2, 3, 4)]
-        assert [r.get(timeout=60) for r in results] == [2000, 3000, 4000]
-        assert open_fds() == before
+    try:
+        with start_worker(recipe.app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            warm = recipe.match_duration_task.delay(f"{api}/match/1")
+            assert warm.get(timeout=60) == 1000
+            before = open_fds()
+            results = [recipe.match_duration_task.delay(f"{api}/match/{i}") for i in (2, 3, 4)]
+            assert [r.get(timeout=60) for r in results] == [2000, 3000, 4000]
+            assert open_fds() == before
+    finally:
+        logging.captureWarnings(False)
     assert resourceloop.stats().loops_managed == 0
     assert_all_released_gracefully()
     assert resourceloop.stats().acquisitions == 4
