@@ -18,7 +18,7 @@ knows is asyncio's side:
 
 The asyncio internals touched, all here: ``_SelectorTransport._sock``, ``_closing`` and
 ``_conn_lost``, and ``_SSLProtocolTransport._ssl_protocol``/``_closed`` with
-``SSLProtocol._transport``; the same names on CPython 3.10 to 3.15.
+``SSLProtocol._transport``; checked on CPython 3.10 to 3.13.
 """
 
 from __future__ import annotations

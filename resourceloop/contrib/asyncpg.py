@@ -120,8 +120,9 @@ def terminate_now(target: asyncpg.Pool | Iterable[asyncpg.Connection]) -> None:
     ``Pool._loop``/``_closed``/``_holders``/``_maintenance_task`` (0.32),
     ``PoolConnectionHolder._con``, ``Connection._loop``/``_transport``, and
     ``Connection.terminate()``. Checked against PostgreSQL 15 with real sockets
-    (``tests/test_contrib_clients.py``) with asyncpg 0.29.0 and 0.32.0 on CPython 3.10 to
-    3.13; ``SUPPORTED_ASYNCPG`` is the range of the ``asyncpg`` extra.
+    (``tests/test_contrib_clients.py``) with asyncpg 0.29.0 and 0.32.0; the oldest on CPython
+    3.10 (``nox -s contrib_oldest``), the newest on 3.10 to 3.13 (``nox -s tests``);
+    ``SUPPORTED_ASYNCPG`` is the range of the ``asyncpg`` extra.
 
     Args:
         target: The pool to terminate (all its connections, idle or acquired), or asyncpg

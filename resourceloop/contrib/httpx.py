@@ -124,10 +124,11 @@ def close_client_now(client: httpx.AsyncClient) -> None:
     ``AsyncConnectionPool._connections``, the ``_connection``/``_network_stream`` chain of
     httpcore's connections (plain, HTTP/2, proxied), ``AnyIOStream._stream``, and anyio's
     ``SocketStream._transport`` (under ``TLSStream.transport_stream``). Checked with real
-    sockets (``tests/test_contrib_httpx.py``) against httpx 0.27.2 (httpcore 1.0.9) and
-    0.28.1 (httpcore 1.0.9), anyio 4.x, on CPython 3.10 to 3.13; ``SUPPORTED_HTTPX`` is the
-    range of the ``httpx`` extra. A custom ``transport=`` that is not an
-    ``httpx.AsyncHTTPTransport`` is only marked closed: its sockets are its own business.
+    sockets (``tests/test_contrib_clients.py``) against httpx 0.27.2 (httpcore 1.0.9) and 0.28.1
+    (httpcore 1.0.9), anyio 4.x; the oldest on CPython 3.10 (``nox -s contrib_oldest``), the
+    newest on 3.10 to 3.13 (``nox -s tests``); ``SUPPORTED_HTTPX`` is the range of the ``httpx``
+    extra. A custom ``transport=`` that is not an ``httpx.AsyncHTTPTransport`` is only marked
+    closed: its sockets are its own business.
 
     Args:
         client: The client to close; closing it twice is a no-op.

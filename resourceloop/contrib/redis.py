@@ -119,15 +119,15 @@ def close_redis_now(client: redis.asyncio.Redis) -> None:
     ``ConnectionPool.disconnect()``; a single-connection client forgets its connection.
 
     This is the only function in resourceloop that touches redis-py's internals:
-    ``Redis.connection``, ``ConnectionPool._available_connections`` and
-    ``_in_use_connections``, ``Connection._reader``/``_writer`` and ``_close()``. Checked with
-    real sockets against redis-server 7.0 (``tests/test_contrib_clients.py``) with redis-py
-    5.0.1 and 8.1.0, on CPython 3.10 to 3.13; ``SUPPORTED_REDIS`` is the range of the
-    ``redis`` extra. Only ``ConnectionPool`` and its subclasses (``BlockingConnectionPool``,
-    sentinel pools) are handled; ``RedisCluster`` is not. On uvloop, ``loop.close()`` closes
-    the sockets itself, but its transports never report ``is_closing()`` afterwards, so
-    asyncio's ``StreamWriter.__del__`` warns "loop is closed" for each connection: only a
-    graceful release avoids that.
+    ``Redis.connection``, ``ConnectionPool._available_connections`` and ``_in_use_connections``,
+    ``Connection._reader``/``_writer`` and ``_close()``. Checked with real sockets against
+    redis-server 7.0 (``tests/test_contrib_clients.py``) with redis-py 5.0.1 and 8.1.0; the
+    oldest on CPython 3.10 (``nox -s contrib_oldest``), the newest on 3.10 to 3.13 (``nox -s
+    tests``); ``SUPPORTED_REDIS`` is the range of the ``redis`` extra. Only ``ConnectionPool``
+    and its subclasses (``BlockingConnectionPool``, sentinel pools) are handled;
+    ``RedisCluster`` is not. On uvloop, ``loop.close()`` closes the sockets itself, but its
+    transports never report ``is_closing()`` afterwards, so asyncio's ``StreamWriter.__del__``
+    warns "loop is closed" for each connection: only a graceful release avoids that.
 
     Args:
         client: The client to close; closing it twice is a no-op.

@@ -145,13 +145,14 @@ def close_engine_now(engine: AsyncEngine) -> None:
 
     This is the only function in resourceloop that touches SQLAlchemy's internals: the
     checked-in connection records of ``QueuePool._pool`` (``ConnectionPoolEntry``'s public
-    ``driver_connection``), read only for an engine not made by
-    :func:`async_engine_template` (a template's engine remembers every connection through
-    the public ``connect`` pool event). Checked with real sockets against PostgreSQL 15
-    (``tests/test_contrib_clients.py``) with SQLAlchemy 2.0.20 and 2.1.9 and asyncpg 0.29.0
-    and 0.32.0, on CPython 3.10 to 3.13; ``SUPPORTED_SQLALCHEMY`` is the range of the
-    ``sqlalchemy`` extra. Drivers other than asyncpg are not closed here: their connections
-    are dropped with the pool and closed by their driver when collected.
+    ``driver_connection``), read only for an engine not made by :func:`async_engine_template` (a
+    template's engine remembers every connection through the public ``connect`` pool event).
+    Checked with real sockets against PostgreSQL 15 (``tests/test_contrib_clients.py``) with
+    SQLAlchemy 2.0.20 and 2.1.9 and asyncpg 0.29.0 and 0.32.0; the oldest on CPython 3.10 (``nox
+    -s contrib_oldest``), the newest on 3.10 to 3.13 (``nox -s tests``);
+    ``SUPPORTED_SQLALCHEMY`` is the range of the ``sqlalchemy`` extra. Drivers other than
+    asyncpg are not closed here: their connections are dropped with the pool and closed by their
+    driver when collected.
 
     Args:
         engine: The engine to close; closing it twice is a no-op.
