@@ -137,13 +137,29 @@ def close_client_now(client: httpx.AsyncClient) -> None:
 
     .. versionadded:: 0.1.0
     """
+
+    def asyncio_transport(connection: Any) -> Any:
+        """The asyncio transport under one httpcore connection, or ``None`` (not connected)."""
+        stream: Any = None
+        for _ in range(4):  # AsyncHTTPConnection -> (proxy tunnel ->) HTTP/1.1 or HTTP/2
+            if connection is None:
+                return None
+            stream = getattr(connection, "_network_stream", None)
+            if stream is not None:
+                break
+            connection = getattr(connection, "_connection", None)
+        stream = getattr(stream, "_stream", None)  # httpcore's AnyIOStream -> an anyio stream
+        while hasattr(stream, "transport_stream"):  # anyio TLSStream over the socket stream
+            stream = stream.transport_stream
+        return getattr(stream, "_transport", None)
+
     pools: list[Any] = []
     for transport in (client._transport, *client._mounts.values()):
         pool = getattr(transport, "_pool", None)
         if pool is not None and hasattr(pool, "_connections"):
             pools.append(pool)
     connections = [conn for pool in pools for conn in list(pool._connections)]
-    transports = [t for t in map(_asyncio_transport, connections) if t is not None]
+    transports = [t for t in map(asyncio_transport, connections) if t is not None]
 
     loop = None
     for transport in transports:
@@ -162,19 +178,3 @@ def close_client_now(client: httpx.AsyncClient) -> None:
     steps: list[Callable[[], object]] = [transport.abort for transport in transports]
     steps.append(mark_closed)
     force_close(loop, transports, steps)
-
-
-def _asyncio_transport(connection: Any) -> Any:
-    """The asyncio transport under one httpcore connection, or ``None`` (not connected)."""
-    stream: Any = None
-    for _ in range(4):  # AsyncHTTPConnection -> (proxy tunnel ->) HTTP/1.1 or HTTP/2 connection
-        if connection is None:
-            return None
-        stream = getattr(connection, "_network_stream", None)
-        if stream is not None:
-            break
-        connection = getattr(connection, "_connection", None)
-    stream = getattr(stream, "_stream", None)  # httpcore's AnyIOStream -> an anyio stream
-    while hasattr(stream, "transport_stream"):  # anyio TLSStream over the socket stream
-        stream = stream.transport_stream
-    return getattr(stream, "_transport", None)

@@ -150,21 +150,20 @@ def close_redis_now(client: redis.asyncio.Redis) -> None:
         if loop is not None:
             break
 
-    steps: list[Callable[[], object]] = [_closer(conn) for conn in connections]
+    def closer(conn: Any) -> Callable[[], object]:
+        """redis-py's own synchronous close of one connection (``_close``, or what it does)."""
+        close = getattr(conn, "_close", None)
+        if close is not None:
+            return close  # type: ignore[no-any-return]
+
+        def close_streams() -> None:
+            if conn._writer is not None:
+                conn._writer.close()
+            conn._writer = conn._reader = None
+
+        return close_streams
+
+    steps: list[Callable[[], object]] = [closer(conn) for conn in connections]
     if single is not None:
         steps.append(lambda: setattr(client, "connection", None))
     force_close(loop, transports, steps)
-
-
-def _closer(conn: Any) -> Callable[[], object]:
-    """redis-py's own synchronous close of one connection (``_close``, or what it does)."""
-    close = getattr(conn, "_close", None)
-    if close is not None:
-        return close  # type: ignore[no-any-return]
-
-    def close_streams() -> None:
-        if conn._writer is not None:
-            conn._writer.close()
-        conn._writer = conn._reader = None
-
-    return close_streams
