@@ -11,6 +11,10 @@ Where the servers are:
 * if neither works, the tests that need the server are skipped with the reason, except under
   ``CI=true``, where a missing server (or package) fails them: CI must never pass by skipping.
 
+Nothing beyond the Python packages is needed to talk to them: redis through a raw socket,
+PostgreSQL through psql, or (without psql, as in a chroot with Python only) a throwaway asyncpg
+connection on a loop and thread of its own.
+
 The counts come from the servers themselves (``CLIENT LIST``, ``pg_stat_activity``), filtered
 by a client name each test sets, so connections of other tests or processes never count. A
 server notices a closed connection in its own time, so :func:`wait_for` polls it until the
@@ -157,8 +161,39 @@ def _psql() -> str:
     return found
 
 
+def _query_with_asyncpg(dsn: str, sql: str) -> str:
+    """Where psql is missing (a chroot with the Python packages only): a throwaway asyncpg
+    connection, on a loop of its own in a thread of its own, closed before this returns."""
+    import asyncio
+    import threading
+
+    asyncpg = require("asyncpg")
+    out: list[str] = []
+
+    async def run() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            rows = await connection.fetch(sql) if sql.lstrip().upper().startswith("SELECT") else []
+            if not rows:
+                await connection.execute(sql)
+            out.append("\n".join("|".join(str(v) for v in row.values()) for row in rows))
+        finally:
+            await connection.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()), name="postgres-query")
+    thread.start()
+    thread.join(60)
+    assert out, f"the query did not complete: {sql}"
+    return out[0]
+
+
 def postgres_query(dsn: str, sql: str) -> str:
-    """Run ``sql`` with psql (no client library under test) and return its unaligned output."""
+    """Run ``sql`` with psql (no client library under test) and return its unaligned output.
+
+    Without psql, a throwaway asyncpg connection runs it instead.
+    """
+    if shutil.which("psql") is None:
+        return _query_with_asyncpg(dsn, sql)
     result = subprocess.run(
         [_psql(), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-c", sql],
         capture_output=True,
@@ -197,7 +232,6 @@ def private_postgres() -> Iterator[str]:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         unavailable("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
-    _psql()
     as_user: list[str] = []
     if os.geteuid() == 0:
         if shutil.which("su") is None:
