@@ -25,6 +25,32 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+#: The oldest version of each contrib module's supported range (the newest is what ``tests``
+#: installs): their forced releases touch the libraries' internals, so both ends are tested.
+OLDEST_CONTRIB = [
+    "aiohttp==3.12.15",
+    "httpx==0.27.2",
+    "redis==5.0.1",
+    "asyncpg==0.29.0",
+    "sqlalchemy[asyncio]==2.0.20",
+]
+
+
+@nox.session(python=PYTHONS[0])
+def contrib_oldest(session: nox.Session) -> None:
+    """The contrib tests against the oldest supported version of each client library."""
+    session.install("-e", ".[test]")
+    session.install(*OLDEST_CONTRIB)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/test_contrib_clients.py",
+        "tests/test_contrib_aiohttp.py",
+        *session.posargs,
+    )
+
+
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over everything."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import warnings
 from collections.abc import Iterator
 
@@ -40,3 +41,40 @@ def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "0")
     monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
     _config.reset_for_tests()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A redis-server on 127.0.0.1: ``RESOURCELOOP_TEST_REDIS_URL``, or a private one."""
+    from tests.servers import private_redis
+
+    url = os.environ.get("RESOURCELOOP_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with private_redis() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A PostgreSQL on 127.0.0.1: ``RESOURCELOOP_TEST_POSTGRES_DSN``, or a private one."""
+    from tests.servers import private_postgres
+
+    dsn = os.environ.get("RESOURCELOOP_TEST_POSTGRES_DSN")
+    if dsn:
+        yield dsn
+        return
+    with private_postgres() as started:
+        yield started
+
+
+@pytest.fixture
+def gc_disabled() -> Iterator[None]:
+    """The cyclic garbage collector off: what is closed here is closed without it."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -212,3 +212,26 @@ def test_no_progress_line_for_short_or_disabled_runs() -> None:
         with Progress(total=1, enabled=enabled, stream=stream, after=after) as progress:
             progress.advance()
         assert stream.getvalue() == ""
+
+
+def test_demo_needs_aiohttp_only() -> None:
+    """The demo runs with every other optional library made unimportable."""
+    code = (
+        "import runpy, sys\n"
+        "from importlib.abc import MetaPathFinder\n"
+        "BLOCKED = {'httpx', 'redis', 'asyncpg', 'sqlalchemy', 'django', 'celery', 'dramatiq'}\n"
+        "class Block(MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] in BLOCKED:\n"
+        "            raise ImportError(f'{name} is blocked by this test')\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv = ['resourceloop', 'demo', '--threads', '2', '--summoners', '2', '--json',\n"
+        "            '--no-progress']\n"
+        "runpy.run_module('resourceloop', run_name='__main__', alter_sys=True)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True

@@ -13,9 +13,9 @@ released exactly once, on that loop) is still exercised.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import subprocess
@@ -26,11 +26,12 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 import resourceloop
+from tests.servers import postgres_query, require
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -102,6 +103,22 @@ def open_fds() -> int:
 # -- loading recipes -----------------------------------------------------------------------------
 
 
+_loaded: list[types.ModuleType] = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_recipes() -> Iterator[None]:
+    """Empty each recipe module at the end of its test.
+
+    Frameworks keep a recipe's functions after the test (Django's URL resolver cache, Celery's
+    app registry, Dramatiq's global broker), and through their globals its templates; a live
+    template would be acquired by every later ``resource_manager()`` of the suite.
+    """
+    yield
+    while _loaded:
+        vars(_loaded.pop()).clear()
+
+
 def load(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Import ``docs/recipes_src/<name>.py`` as a fresh module, registered for this test only."""
     return load_file(RECIPES / f"{name}.py", monkeypatch)
@@ -116,6 +133,7 @@ def load_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, module_name, module)
     spec.loader.exec_module(module)
+    _loaded.append(module)
     return module
 
 
@@ -140,57 +158,6 @@ def assert_all_released_gracefully() -> None:
     assert stats.graceful_releases == stats.acquisitions, stats
     assert stats.forced_releases == 0, stats
     assert stats.release_failures == 0, stats
-
-
-# -- fakes of packages that are not installed in the test environment ----------------------------
-
-
-class FakeClient:
-    """Stands in for a library's loop-bound client: records its loop and every use of it."""
-
-    instances: ClassVar[list[FakeClient]]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.loop = asyncio.get_running_loop()  # created on the loop that will use it
-        self.args = args
-        self.kwargs = kwargs
-        self.closed_on: list[asyncio.AbstractEventLoop] = []
-        type(self).instances.append(self)
-
-    def check(self) -> None:
-        """Fail the way real clients do when used from a loop they were not created on."""
-        if self.closed_on:
-            raise RuntimeError("client used after it was closed")
-        if asyncio.get_running_loop() is not self.loop:
-            raise RuntimeError("got Future attached to a different loop")
-
-    async def aclose(self) -> None:
-        """Close across a suspension, in one task, as httpx/httpcore's anyio cancel scope must."""
-        task = asyncio.current_task()
-        await asyncio.sleep(0)
-        if asyncio.current_task() is not task:  # anyio's own check, and its message
-            raise RuntimeError(
-                "Attempted to exit cancel scope in a different task than it was entered in"
-            )
-        self.closed_on.append(asyncio.get_running_loop())
-
-
-def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, **attributes: Any) -> types.ModuleType:
-    module = types.ModuleType(name)
-    for key, value in attributes.items():
-        setattr(module, key, value)
-    monkeypatch.setitem(sys.modules, name, module)
-    parent, _, child = name.rpartition(".")
-    if parent:
-        setattr(sys.modules[parent], child, module)
-    return module
-
-
-def assert_one_client_per_loop(cls: type[FakeClient], loops: int) -> None:
-    assert len(cls.instances) == loops
-    assert len({id(client.loop) for client in cls.instances}) == loops
-    for client in cls.instances:
-        assert client.closed_on == [client.loop]  # exactly once, on its own loop
 
 
 def run_on_loops(work: Callable[[], Coroutine[Any, Any, Any]], loops: int = 3) -> list[Any]:
@@ -271,249 +238,159 @@ def test_aiohttp_contrib_recipe_forced_still_closes_sockets(
     assert (stats.forced_releases, stats.release_failures) == (1, 0)
 
 
-# -- httpx -----------------------------------------------------------------------------------------
+# -- httpx, redis, asyncpg, SQLAlchemy: the contrib templates against real servers -------------
 
 
-def test_httpx_recipe_real(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With httpx installed, the recipe talks to the real server and closes its clients."""
-    pytest.importorskip("httpx")
+def test_httpx_recipe(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three loops, two calls each: three clients, closed on their loops, fds flat."""
+    require("httpx")
     recipe = load("httpx_client", monkeypatch)
+    run_on_loops(lambda: recipe.get_json(f"{api}/warm-up"))
+    before = open_fds()
     assert (
         run_on_loops(lambda: recipe.get_json(f"{api}/h")) == [[{"ok": True, "path": "/h"}] * 2] * 3
     )
+    assert open_fds() == before
     assert_all_released_gracefully()
 
 
-def test_httpx_recipe_resourceloop_side(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Against a fake httpx: one AsyncClient per loop, used there only, closed there once."""
-
-    class AsyncClient(FakeClient):
-        instances: ClassVar[list[FakeClient]] = []
-
-        async def get(self, url: str) -> Any:
-            self.check()
-            return types.SimpleNamespace(raise_for_status=lambda: None, json=lambda: {"url": url})
-
-    fake_module(monkeypatch, "httpx", AsyncClient=AsyncClient)
-    recipe = load("httpx_client", monkeypatch)
-    assert run_on_loops(lambda: recipe.get_json("u")) == [[{"url": "u"}] * 2] * 3
-    assert AsyncClient.instances[0].kwargs == {"timeout": 10.0}
-    assert_one_client_per_loop(AsyncClient, 3)
-    assert_all_released_gracefully()
-
-
-# -- redis -----------------------------------------------------------------------------------------
-
-
-def test_redis_recipe_real(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With redis-py installed and RESOURCELOOP_TEST_REDIS_URL set, count visits for real."""
-    pytest.importorskip("redis")
-    url = os.environ.get("RESOURCELOOP_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("set RESOURCELOOP_TEST_REDIS_URL to a disposable Redis database")
+def test_redis_recipe(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against redis-server: six increments from three loops, every connection closed."""
+    require("redis")
+    monkeypatch.setenv("REDIS_URL", redis_url)
     recipe = load("redis_client", monkeypatch)
-    monkeypatch.setattr(recipe, "REDIS_URL", url)
-    counts = run_on_loops(lambda: recipe.count_visit("docs-test"))
-    assert len({n for pair in counts for n in pair}) == 6
-    assert_all_released_gracefully()
-
-
-def test_redis_recipe_resourceloop_side(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Against a fake redis.asyncio: one client per loop, closed with aclose() on its loop."""
-    counter = {"n": 0}
-    lock = threading.Lock()
-
-    class Redis(FakeClient):
-        instances: ClassVar[list[FakeClient]] = []
-
-        @classmethod
-        def from_url(cls, url: str, **kwargs: Any) -> Redis:
-            return cls(url, **kwargs)
-
-        async def incr(self, key: str) -> int:
-            self.check()
-            with lock:
-                counter["n"] += 1
-                return counter["n"]
-
-    fake_module(monkeypatch, "redis")
-    fake_module(monkeypatch, "redis.asyncio", Redis=Redis)
-    recipe = load("redis_client", monkeypatch)
-    counts = run_on_loops(lambda: recipe.count_visit("home"))
+    run_on_loops(lambda: recipe.count_visit("warm-up"))
+    before = open_fds()
+    counts = run_on_loops(lambda: recipe.count_visit(f"docs-{os.getpid()}-{id(recipe)}"))
     assert sorted(n for pair in counts for n in pair) == [1, 2, 3, 4, 5, 6]
-    assert Redis.instances[0].args == (recipe.REDIS_URL,)
-    assert Redis.instances[0].kwargs == {"decode_responses": True}
-    assert_one_client_per_loop(Redis, 3)
+    assert open_fds() == before
     assert_all_released_gracefully()
 
 
-# -- asyncpg ---------------------------------------------------------------------------------------
-
-
-def test_asyncpg_recipe_real(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With asyncpg installed and RESOURCELOOP_TEST_POSTGRES_DSN set, query for real."""
-    pytest.importorskip("asyncpg")
-    dsn = os.environ.get("RESOURCELOOP_TEST_POSTGRES_DSN")
-    if not dsn:
-        pytest.skip("set RESOURCELOOP_TEST_POSTGRES_DSN to a database with a `users` table")
+def test_asyncpg_recipe(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against PostgreSQL: a pool per loop counts the users, every connection closed."""
+    require("asyncpg")
+    postgres_query(
+        postgres_dsn,
+        "DROP TABLE IF EXISTS users; CREATE TABLE users (id int); "
+        "INSERT INTO users VALUES (1), (2), (3)",
+    )
+    monkeypatch.setenv("POSTGRES_DSN", postgres_dsn)
     recipe = load("asyncpg_pool", monkeypatch)
-    monkeypatch.setattr(recipe, "DSN", dsn)
-    counts = run_on_loops(recipe.user_count)
-    assert len({n for pair in counts for n in pair}) == 1
-    assert_all_released_gracefully()
-
-
-class _FakePool(FakeClient):
-    instances: ClassVar[list[FakeClient]] = []
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.terminated = 0
-
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> Any:
-        self.check()
-
-        async def fetchval(query: str) -> int:
-            self.check()
-            return len(query)
-
-        yield types.SimpleNamespace(fetchval=fetchval)
-
-    async def close(self) -> None:
-        await self.aclose()
-
-    def terminate(self) -> None:
-        self.terminated += 1
-
-
-def _fake_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def create_pool(dsn: str, **kwargs: Any) -> _FakePool:
-        return _FakePool(dsn, **kwargs)
-
-    monkeypatch.setattr(_FakePool, "instances", [])
-    fake_module(monkeypatch, "asyncpg", create_pool=create_pool, Pool=_FakePool)
-
-
-def test_asyncpg_recipe_resourceloop_side(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Against a fake asyncpg: one pool per loop, closed with close() on its loop."""
-    _fake_asyncpg(monkeypatch)
-    recipe = load("asyncpg_pool", monkeypatch)
-    counts = run_on_loops(recipe.user_count)
-    assert counts == [[len("SELECT count(*) FROM users")] * 2] * 3
-    assert _FakePool.instances[0].kwargs == {"min_size": 1, "max_size": 5}
-    assert_one_client_per_loop(_FakePool, 3)
-    assert all(pool.terminated == 0 for pool in _FakePool.instances)  # type: ignore[attr-defined]
+    run_on_loops(recipe.user_count)
+    before = open_fds()
+    assert run_on_loops(recipe.user_count) == [[3, 3]] * 3
+    assert open_fds() == before
     assert_all_released_gracefully()
 
 
 def test_asyncpg_recipe_terminates_a_pool_whose_close_hangs(
-    monkeypatch: pytest.MonkeyPatch,
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A close() that outlives release_timeout falls back to terminate(), with a warning."""
-    _fake_asyncpg(monkeypatch)
+    """A connection never released: ``close()`` outlives release_timeout, ``terminate_now``
+    closes everything, with one warning naming the template."""
+    require("asyncpg")
+    monkeypatch.setenv("POSTGRES_DSN", postgres_dsn)
     recipe = load("asyncpg_pool", monkeypatch)
-
-    async def hang(self: _FakePool) -> None:
-        await asyncio.Event().wait()
-
-    monkeypatch.setattr(_FakePool, "close", hang)
     resourceloop.configure(release_timeout=0.05)
+    before = open_fds()
+    held: list[Any] = []
+
+    async def leak_a_connection() -> None:
+        held.append(await (await recipe.pools.acquire()).acquire())
+
     with pytest.warns(resourceloop.warnings.ReleaseTimeoutWarning, match="asyncpg-pool"):
-        asyncio.run(recipe.user_count())
-    (pool,) = _FakePool.instances
-    assert pool.terminated == 1  # type: ignore[attr-defined]
+        asyncio.run(leak_a_connection())
+    held.clear()
+    assert open_fds() == before
     stats = resourceloop.stats()
-    assert (stats.release_timeouts, stats.forced_releases) == (1, 1)
+    assert (stats.release_timeouts, stats.forced_releases, stats.release_failures) == (1, 1, 0)
 
 
-# -- SQLAlchemy ------------------------------------------------------------------------------------
-
-
-def test_sqlalchemy_recipe_real(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With SQLAlchemy and aiosqlite installed, one engine per loop answers 42."""
-    pytest.importorskip("sqlalchemy.ext.asyncio")
-    pytest.importorskip("aiosqlite")
-    recipe = load("sqlalchemy_engine", monkeypatch)
-    monkeypatch.setattr(recipe, "DATABASE_URL", "sqlite+aiosqlite:///:memory:")
-    assert run_on_loops(recipe.answer) == [[42, 42]] * 3
-    assert_all_released_gracefully()
-
-
-def test_sqlalchemy_recipe_resourceloop_side(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Against a fake sqlalchemy: one AsyncEngine per loop, disposed on its loop."""
-
-    class AsyncEngine(FakeClient):
-        instances: ClassVar[list[FakeClient]] = []
-
-        @contextlib.asynccontextmanager
-        async def connect(self) -> Any:
-            self.check()
-
-            async def execute(statement: str) -> Any:
-                self.check()
-                return types.SimpleNamespace(
-                    scalar_one=lambda: int(statement.rsplit(maxsplit=1)[-1])
-                )
-
-            yield types.SimpleNamespace(execute=execute)
-
-        async def dispose(self) -> None:
-            await self.aclose()
-
-    fake_module(monkeypatch, "sqlalchemy", text=str)
-    fake_module(monkeypatch, "sqlalchemy.ext")
-    fake_module(
-        monkeypatch,
-        "sqlalchemy.ext.asyncio",
-        AsyncEngine=AsyncEngine,
-        create_async_engine=AsyncEngine,
+def test_sqlalchemy_recipe(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against PostgreSQL through asyncpg: one engine per loop answers 42, fds flat."""
+    require("sqlalchemy.ext.asyncio")
+    require("asyncpg")
+    monkeypatch.setenv(
+        "DATABASE_URL", postgres_dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
     )
     recipe = load("sqlalchemy_engine", monkeypatch)
+    run_on_loops(recipe.answer)
+    before = open_fds()
     assert run_on_loops(recipe.answer) == [[42, 42]] * 3
-    assert AsyncEngine.instances[0].args == (recipe.DATABASE_URL,)
-    assert_one_client_per_loop(AsyncEngine, 3)
+    assert open_fds() == before
     assert_all_released_gracefully()
 
 
 # -- Django ----------------------------------------------------------------------------------------
 
 
-def _django_requests(view: Callable[..., Any], requests: int) -> list[Any]:
-    """Serve ``requests`` requests the way Django does under WSGI: ``async_to_sync(view)``."""
-    from asgiref.sync import async_to_sync
+@pytest.fixture
+def django_urls(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """Django configured once for the process; a URLconf module each test fills in."""
+    require("django")
+    import django
+    from django.conf import settings
+    from django.urls import clear_url_caches
 
-    return in_threads(lambda i: async_to_sync(view)(object(), f"player{i}"), requests)
-
-
-def test_django_recipe_real(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With Django installed, the async view answers through asgiref and leaks nothing."""
-    pytest.importorskip("django")
-    settings = importlib.import_module("django.conf").settings
+    urls = types.ModuleType("_docs_django_urls")
+    urls.urlpatterns = []  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, urls.__name__, urls)
     if not settings.configured:
-        settings.configure()
+        settings.configure(
+            ROOT_URLCONF=urls.__name__,
+            ALLOWED_HOSTS=["testserver"],
+            SECRET_KEY="resourceloop-tests",
+            DEBUG=False,
+            USE_TZ=True,
+            INSTALLED_APPS=[],
+            MIDDLEWARE=[],
+        )
+        django.setup()
+    clear_url_caches()
+    return urls
+
+
+def test_django_recipe_through_the_test_client(
+    api: str, monkeypatch: pytest.MonkeyPatch, django_urls: types.ModuleType
+) -> None:
+    """Django's own request handling (WSGI test client): each async view on a new loop."""
+    from django.test import Client
+    from django.urls import path
+
     recipe = load("django_view", monkeypatch)
     monkeypatch.setattr(recipe, "UPSTREAM", api)
-    responses = _django_requests(recipe.summoner, 4)
-    assert [json.loads(r.content)["name"] for r in responses] == [f"player{i}" for i in range(4)]
-    assert_all_released_gracefully()
-
-
-def test_django_recipe_resourceloop_side(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With a fake django.http, the view runs through the real asgiref: a session per request."""
-
-    class JsonResponse:
-        def __init__(self, data: Any) -> None:
-            self.data = data
-
-    fake_module(monkeypatch, "django")
-    fake_module(monkeypatch, "django.http", HttpRequest=object, JsonResponse=JsonResponse)
-    recipe = load("django_view", monkeypatch)
-    monkeypatch.setattr(recipe, "UPSTREAM", api)
-    _django_requests(recipe.summoner, 2)  # warm up
+    django_urls.urlpatterns = [path("summoner/<str:name>", recipe.summoner)]  # type: ignore[attr-defined]
+    client = Client()
+    assert client.get("/summoner/warmup").json()["name"] == "warmup"
     before = open_fds()
-    responses = _django_requests(recipe.summoner, 4)
-    assert [r.data["name"] for r in responses] == [f"player{i}" for i in range(4)]
+    for name in ("ahri", "zed", "lux"):
+        response = client.get(f"/summoner/{name}")
+        assert response.status_code == 200
+        assert response.json() == {"name": name, "puuid": f"puuid-{name}"}
+    assert open_fds() == before
+    assert_all_released_gracefully()
+    assert resourceloop.stats().acquisitions == 4
+
+
+def test_django_recipe_through_async_to_sync(
+    api: str, monkeypatch: pytest.MonkeyPatch, django_urls: types.ModuleType
+) -> None:
+    """The view called as Django calls it under WSGI, ``async_to_sync``, from four threads."""
+    from asgiref.sync import async_to_sync
+    from django.test import RequestFactory
+
+    recipe = load("django_view", monkeypatch)
+    monkeypatch.setattr(recipe, "UPSTREAM", api)
+    factory = RequestFactory()
+
+    def serve(i: int) -> Any:
+        return async_to_sync(recipe.summoner)(factory.get("/"), f"player{i}")
+
+    in_threads(serve, 2)  # warm up
+    before = open_fds()
+    responses = in_threads(serve, 4)
+    assert [json.loads(r.content)["name"] for r in responses] == [f"player{i}" for i in range(4)]
     assert open_fds() == before
     assert_all_released_gracefully()
 
@@ -538,58 +415,78 @@ def test_flask_recipe_releases_each_request(api: str, monkeypatch: pytest.Monkey
     assert resourceloop.stats().acquisitions == 4
 
 
-# -- Celery and Dramatiq ---------------------------------------------------------------------------
+# -- Celery and Dramatiq: real in-process workers ------------------------------------------------
 
 
-def test_celery_recipe_real(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With Celery installed, calling the task runs it here, managed, and returns the result."""
-    pytest.importorskip("celery")
+def test_celery_recipe_in_a_worker(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process Celery worker (solo pool, memory broker) runs the task three times."""
+    require("celery")
+    from celery.contrib.testing.worker import start_worker
+
+    # Celery's worker sets up logging for the whole process: warnings filters of its own,
+    # logging.captureWarnings(True), handlers on the root logger. Undo all of it afterwards.
+    monkeypatch.setattr(warnings, "filters", warnings.filters[:])
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", root.handlers[:])
+    monkeypatch.setattr(root, "level", root.level)
     recipe = load("celery_task", monkeypatch)
-    assert recipe.match_duration_task(f"{api}/match/7") == 7000
-    assert_all_released_gracefully()
-
-
-def test_celery_recipe_resourceloop_side(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With a fake Celery app, concurrent task calls each manage their own loop."""
-
-    class Celery:
-        def __init__(self, main: str) -> None:
-            self.main = main
-
-        def task(self, func: Callable[..., Any]) -> Callable[..., Any]:
-            return func
-
-    fake_module(monkeypatch, "celery", Celery=Celery)
-    recipe = load("celery_task", monkeypatch)
-    durations = in_threads(lambda i: recipe.match_duration_task(f"{api}/match/{i + 1}"), 3)
-    assert durations == [1000, 2000, 3000]
+    recipe.app.conf.update(
+        broker_url="memory://",
+        result_backend="cache+memory://",
+        broker_connection_retry_on_startup=False,
+    )
+    try:
+        with start_worker(recipe.app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            warm = recipe.match_duration_task.delay(f"{api}/match/1")
+            assert warm.get(timeout=60) == 1000
+            before = open_fds()
+            results = [recipe.match_duration_task.delay(f"{api}/match/{i}") for i in (2, 3, 4)]
+            assert [r.get(timeout=60) for r in results] == [2000, 3000, 4000]
+            assert open_fds() == before
+    finally:
+        logging.captureWarnings(False)
     assert resourceloop.stats().loops_managed == 0
     assert_all_released_gracefully()
+    assert resourceloop.stats().acquisitions == 4
 
 
-def test_dramatiq_recipe_real(
+def test_dramatiq_recipe_in_a_worker(
     api: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With Dramatiq installed (stub broker), calling the actor runs it here."""
-    dramatiq = pytest.importorskip("dramatiq")
-    stub = importlib.import_module("dramatiq.brokers.stub")
-    dramatiq.set_broker(stub.StubBroker())
-    recipe = load("dramatiq_actor", monkeypatch)
-    recipe.record_match_duration(f"{api}/match/2")
-    assert capsys.readouterr().out.endswith("/match/2: 2000 ms\n")
-    assert_all_released_gracefully()
+    """A Dramatiq ``Worker`` on a ``StubBroker`` runs the actor for three messages."""
+    dramatiq = require("dramatiq")
+    from dramatiq.brokers.stub import StubBroker
 
-
-def test_dramatiq_recipe_resourceloop_side(
-    api: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """With a fake dramatiq.actor, concurrent actor calls each manage their own loop."""
-    fake_module(monkeypatch, "dramatiq", actor=lambda func: func)
+    broker = StubBroker()
+    broker.emit_after("process_boot")
+    dramatiq.set_broker(broker)
     recipe = load("dramatiq_actor", monkeypatch)
-    in_threads(lambda i: recipe.record_match_duration(f"{api}/match/{i + 1}"), 3)
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        recipe.record_match_duration.send(f"{api}/match/1")
+        broker.join(recipe.record_match_duration.queue_name, timeout=60_000)
+        worker.join()
+        before = open_fds()
+        for i in (2, 3, 4):
+            recipe.record_match_duration.send(f"{api}/match/{i}")
+        broker.join(recipe.record_match_duration.queue_name, timeout=60_000)
+        worker.join()
+        assert open_fds() == before
+    finally:
+        worker.stop()
+        broker.close()
     lines = sorted(capsys.readouterr().out.splitlines())
-    assert [line.rsplit(": ", 1)[1] for line in lines] == ["1000 ms", "2000 ms", "3000 ms"]
+    assert [line.rsplit(": ", 1)[1] for line in lines] == [
+        "1000 ms",
+        "2000 ms",
+        "3000 ms",
+        "4000 ms",
+    ]
     assert_all_released_gracefully()
+    # The actor's manager acquires every live non-lazy template: the recipe's, and any other.
+    eager = sum(1 for template in resourceloop.resource_templates if not template.lazy)
+    assert resourceloop.stats().acquisitions == 4 * eager
 
 
 # -- ThreadPoolExecutor ----------------------------------------------------------------------------
@@ -745,6 +642,10 @@ PUBLIC_MODULES = {
     "resourceloop.queue": "queue.md",
     "resourceloop.sync": "sync.md",
     "resourceloop.contrib.aiohttp": "contrib-aiohttp.md",
+    "resourceloop.contrib.httpx": "contrib-httpx.md",
+    "resourceloop.contrib.redis": "contrib-redis.md",
+    "resourceloop.contrib.asyncpg": "contrib-asyncpg.md",
+    "resourceloop.contrib.sqlalchemy": "contrib-sqlalchemy.md",
     "resourceloop.pytest_plugin": "pytest-plugin.md",
 }
 

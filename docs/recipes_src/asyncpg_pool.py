@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import asyncpg
+import os
 
-from resourceloop import ResourceTemplate
+from resourceloop.contrib.asyncpg import pool_template
 
-DSN = "postgresql://app@localhost/app"
+DSN = os.environ.get("POSTGRES_DSN", "postgresql://app@localhost/app")
 
-
-async def open_pool() -> asyncpg.Pool:
-    return await asyncpg.create_pool(DSN, min_size=1, max_size=5)
-
-
-async def close_pool(pool: asyncpg.Pool) -> None:
-    # Waits until every connection is back in the pool (bounded by
-    # release_timeout).
-    await pool.close()
-
-
-def terminate_pool(pool: asyncpg.Pool) -> None:
-    # Synchronous and immediate: what is left when close() timed out
-    # or the loop is gone.
-    pool.terminate()
-
-
-pools = ResourceTemplate(
-    open_pool,
-    close_pool,
-    name="asyncpg-pool",
-    force_release_func=terminate_pool,
-)
+pools = pool_template(DSN, name="asyncpg-pool", min_size=1, max_size=5)
 
 
 async def user_count() -> int:

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from resourceloop.contrib.httpx import async_client_template
 
-from resourceloop import ResourceTemplate
-
-
-def open_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=10.0)
-
-
-async def close_client(client: httpx.AsyncClient) -> None:
-    await client.aclose()
-
-
-clients = ResourceTemplate(open_client, close_client, name="httpx-client")
+clients = async_client_template(name="httpx-client", timeout=10.0)
 
 
 async def get_json(url: str) -> Any:

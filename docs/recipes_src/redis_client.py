@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import redis.asyncio as redis
+import os
 
-from resourceloop import ResourceTemplate
+from resourceloop.contrib.redis import redis_template
 
-REDIS_URL = "redis://localhost:6379/0"
+REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
 
-
-def connect() -> redis.Redis:
-    # from_url() gives the client its own connection pool, closed by aclose().
-    return redis.Redis.from_url(REDIS_URL, decode_responses=True)
-
-
-async def disconnect(client: redis.Redis) -> None:
-    await client.aclose()
-
-
-clients = ResourceTemplate(connect, disconnect, name="redis")
+clients = redis_template(REDIS_URL, name="redis", decode_responses=True)
 
 
 async def count_visit(page: str) -> int:

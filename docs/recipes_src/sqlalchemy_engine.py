@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from resourceloop import ResourceTemplate
+from resourceloop.contrib.sqlalchemy import async_engine_template
 
-DATABASE_URL = "postgresql+asyncpg://app@localhost/app"
+DATABASE_URL = os.environ.get(
+    "DATABASE_URL", "postgresql+asyncpg://app@localhost/app"
+)
 
-
-def create_engine() -> AsyncEngine:
-    return create_async_engine(DATABASE_URL, pool_pre_ping=True)
-
-
-async def dispose_engine(engine: AsyncEngine) -> None:
-    await engine.dispose()
-
-
-engines = ResourceTemplate(
-    create_engine, dispose_engine, name="sqlalchemy-engine"
+engines = async_engine_template(
+    DATABASE_URL, name="sqlalchemy-engine", pool_pre_ping=True
 )
 
 
