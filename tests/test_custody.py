@@ -222,6 +222,7 @@ def test_fault_injection_every_point_every_path(path: str, exc: type[BaseExcepti
     """Whatever is raised at whichever point, each resource ends exactly once, books balanced."""
     at = 1
     while True:
+        gc.collect()  # the previous run's templates: a manager would acquire them too
         resourceloop._runtime._reset_for_tests()
         plan = Plan(exc, at)
         faulty = Faulty(plan)
@@ -246,6 +247,7 @@ def test_fault_injection_every_point_every_path(path: str, exc: type[BaseExcepti
             assert [res.ends for res in faulty.made] == [[end], [end]], path
             assert at > 4  # the plan went past every point
             break
+        del faulty, plan
         at += 1
         assert at < 40, "more injection points than expected"
 
