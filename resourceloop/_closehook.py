@@ -21,8 +21,8 @@ Guarantees
     * If the reaper is running this loop to release it (its thread ended), ``close`` waits
       for that, bounded, instead of failing with "Cannot close a running event loop".
     * When the garbage collector finalizes an unclosed loop that still holds resources, the
-      wrapper leaves it open: its store rescues the resources and the reaper releases them on
-      the loop, then closes it (see ``_registry``).
+      wrapper leaves it open and rescues it: the reaper releases them on the loop, then closes
+      it (see ``_registry``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
-from ._registry import READY_ATTR, LoopState, Store, registry
+from ._registry import READY_ATTR, LoopState, Store, registry, rescue
 from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
 
 __all__ = [
@@ -142,18 +142,28 @@ def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
-    """True when an untracked loop still carries live resources of this process.
+    """Rescue an untracked, unpinned loop that still carries live resources of this registry.
 
-    Then its state is gone because the collector found the loop unreachable, and this call
-    comes from the loop's ``__del__``; the store's own finalizer hands the resources over.
+    Its state is gone because the collector found the loop unreachable, and this call comes
+    from the loop's ``__del__``: the loop is still whole. Keeping it (and its store) on
+    ``_rescued`` resurrects it, so that the reaper can release its resources on it and then
+    close it, rather than this finalizer closing it under them. Lock-free, as a finalizer
+    must be: a deque append and a raw lock release.
     """
     try:
         store = vars(loop).get(READY_ATTR)
     except TypeError:  # pragma: no cover - no __dict__, so no store either
         return False
-    return (
-        isinstance(store, Store) and bool(store) and store.current()
-    ) and not store.state.discarded
+    # Only an unpinned store (a suspect's: it refers to its loop) is rescued. A pinned one's
+    # loop was collected because its resources do not refer to it; finalizing it as usual
+    # closes its selector and self-pipe before they are finalized themselves, and the reaper
+    # forces what it held (see ``_registry``).
+    if not (isinstance(store, Store) and store and store.current()) or store.state.discarded:
+        return False
+    if store.loop is None:
+        return False
+    rescue(store)
+    return True
 
 
 def wait_for_guard(state: LoopState) -> None:

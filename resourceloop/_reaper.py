@@ -81,6 +81,7 @@ def reap_once(*, collect: bool = True) -> None:
             _last_collect = time.monotonic()
             gc.collect()
         _reap_rescued()
+        _reap_collected()
 
 
 def collect_due() -> bool:
@@ -103,10 +104,18 @@ def _reap_tracked() -> int:
         elif loop.is_running():
             continue
         elif state.thread.is_alive():
-            suspects += registry.superseded(state)
+            if registry.superseded(state):
+                registry.unpin(state, loop)  # collectable now, if nothing else refers to it
+                suspects += not state.pinned
         else:
             _release_abandoned(loop, state)
     return suspects
+
+
+def _reap_collected() -> None:
+    """Force what pinned loops held when they were collected (the loop is gone)."""
+    for _state, batch in registry.drain_collected():
+        force_batch(batch, why="its loop was garbage-collected before anything released it")
 
 
 def _release_abandoned(loop: asyncio.AbstractEventLoop, state: LoopState) -> None:

@@ -7,16 +7,26 @@ What it owns
     releases or closes anything.
 
 Who may reference whom (the anyio#1203 trap, and how it is avoided)
-    A resource usually refers to its loop strongly (``ClientSession._loop``). If the registry
-    held resources, it would keep every loop alive forever, including loops the user simply
-    dropped. So the resources live *on the loop*, in a ``Store`` kept in the loop's
-    ``__dict__`` (it doubles as the hot-path cache of ``acquire``), and the store refers back
-    to the loop: loop, store and resources form one cycle that nothing of ours reaches
-    strongly. ``LoopState`` refers to its loop and its store only weakly. A loop the user
-    drops therefore becomes cyclic garbage together with its resources, and the store's
-    ``__del__`` rescues them (PEP 442 resurrection) onto ``_rescued`` for the reaper, which
-    releases them and closes the loop. A loop class without ``__dict__`` cannot carry a store;
-    its state then holds the store strongly, as a plain registry would.
+    A resource usually refers to its loop strongly (``ClientSession._loop``), so a registry
+    that holds resources keeps their loops alive. That is what we want while the loop may
+    still be used or closed by its owner: the resources then end gracefully (close hook,
+    manager) or for real (reaper), never by their library's finalizer. So each loop's
+    ``Store`` (``{spec: resource}``, kept in the loop's ``__dict__``, where it doubles as the
+    hot-path cache of ``acquire``) is *pinned*: its ``LoopState`` holds it strongly.
+
+    A loop whose thread lives on but has moved on to a newer loop (a worker pool running a
+    new loop per task and never closing them) may be done with. The reaper *unpins* such a
+    suspect: the state drops its strong reference and the store refers to the loop instead,
+    so loop, store and resources form one cycle that nothing of ours reaches strongly. If the
+    program still refers to the loop, nothing changes (and its next acquisition pins it
+    again); if not, the collector finds the cycle and the store's ``__del__`` rescues it (PEP
+    442 resurrection) onto ``_rescued``, for the reaper to release on the loop and close it.
+    Python runs the finalizers of the whole cycle at once, so a library's own finalizer may
+    run first there: that is the price of a loop nobody closed, and only suspects pay it.
+
+    A pinned loop whose resources do not refer to it is collected like any object; the weak
+    reference's callback hands its state to ``_collected``, and the reaper forces what it
+    held. A loop class without ``__dict__`` cannot carry a store: it is always pinned.
 
 Custody
     A resource is in exactly one place at a time: a store (live on its loop), a ``Batch``
@@ -35,9 +45,9 @@ The lock
     functions, a user's loop class, warning filters), never while joining a thread.
 
     Garbage-collector callbacks never take it: the collector runs on any thread at any
-    allocation, including one that holds the lock. ``Store.__del__`` only appends to
-    ``_rescued`` (a deque, whose ``append`` is atomic) and releases a raw wake-up lock (no
-    allocation, no other lock); the next reaper pass does the work.
+    allocation, including one that holds the lock. ``Store.__del__`` and the loop's weak
+    reference callback only append to a deque (``append`` is atomic) and release a raw
+    wake-up lock (no allocation, no other lock); the next reaper pass does the work.
 
 Races it accepts
     Reads of ``_states`` (``get``) take no lock: a dict lookup is atomic, and a caller that
@@ -60,7 +70,18 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ["READY_ATTR", "Batch", "Item", "LoopState", "Registry", "Spec", "Store", "registry"]
+__all__ = [
+    "READY_ATTR",
+    "Batch",
+    "Item",
+    "LoopState",
+    "Registry",
+    "Spec",
+    "Store",
+    "registry",
+    "rescue",
+    "wake_reaper",
+]
 
 #: Name of the loop attribute that holds the loop's ``Store``. ``ResourceTemplate.acquire``
 #: spells it out literally, for speed.
@@ -102,12 +123,12 @@ class Store(dict[Spec, Any]):
         return self.generation == _generation[0]
 
     def __del__(self, _current: list[int] = _generation) -> None:
-        # Runs when the collector finds the loop, this store and the resources unreachable
-        # (or when an empty store is dropped). Appending ourselves resurrects the whole cycle;
-        # the reaper releases the resources and closes the loop. Nothing else is safe here.
-        if self and self.generation == _current[0] and not self.state.discarded:
-            _rescued.append(self)
-            wake_reaper()
+        # Runs when the collector finds an unpinned loop, this store and the resources
+        # unreachable (or when an empty store is dropped). Appending ourselves resurrects the
+        # whole cycle; the reaper releases the resources and closes the loop. Nothing else is
+        # safe here.
+        if self and self.loop is not None and self.generation == _current[0]:
+            rescue(self)
 
 
 #: Statuses of an ``Item``.
@@ -153,7 +174,8 @@ class LoopState:
     pid: int
     #: Order of tracking; a thread's newest loop has its thread's highest serial.
     serial: int = 0
-    #: The store, weakly (it lives on the loop); ``strong_store`` for loops without __dict__.
+    generation: int = attrs.field(factory=lambda: _generation[0])
+    #: The store, weakly (it lives on the loop), and strongly while pinned (see above).
     store_ref: Callable[[], Store | None] = attrs.field(default=lambda: None)
     strong_store: Store | None = None
     pending: dict[Spec, asyncio.Future[Any]] = attrs.field(factory=dict)
@@ -177,6 +199,10 @@ class LoopState:
     def store(self) -> Store | None:
         return self.strong_store if self.strong_store is not None else self.store_ref()
 
+    @property
+    def pinned(self) -> bool:
+        return self.strong_store is not None
+
 
 @attrs.frozen
 class Counters:
@@ -188,13 +214,34 @@ class Counters:
     reaper_passes: int = 0
 
 
-#: Stores whose loop was collected with resources still in them (see ``Store.__del__``).
+#: Stores whose unpinned loop was collected with resources in them (see ``Store.__del__``).
 _rescued: collections.deque[Store] = collections.deque()
+#: States of pinned loops that were collected (their resources did not refer to them).
+_collected: collections.deque[LoopState] = collections.deque()
+
+_dummy_ref: Any = weakref.ref(Spec("", None, None))  # replaced at once; dead from the start
 
 #: Released (unlocked) when the reaper has something to do. A raw lock, not an Event: it can
 #: be released from a garbage-collector callback, which must not take Python-level locks.
 _wakeup = _thread.allocate_lock()
 _wakeup.acquire()
+
+
+def _collected_callback(state: LoopState) -> Callable[[Any], None]:
+    """The loop's weak reference callback: hand a pinned, collected loop's state over."""
+
+    def collected(_: Any, _append: Callable[[LoopState], None] = _collected.append) -> None:
+        if state.strong_store:  # pinned and holding resources; an unpinned store rescues itself
+            _append(state)
+            wake_reaper()
+
+    return collected
+
+
+def rescue(store: Store) -> None:
+    """Hand a collected loop's store (which refers to the loop) to the reaper; lock-free."""
+    _rescued.append(store)
+    wake_reaper()
 
 
 def wake_reaper() -> None:
@@ -243,8 +290,9 @@ class Registry:
         never finalized here, since closing them could send data on the parent's sockets.
         """
         inherited = list(self._states.items())
-        _forgotten.append((inherited, list(self._batches), list(_rescued)))
+        _forgotten.append((inherited, list(self._batches), list(_rescued), list(_collected)))
         _rescued.clear()
+        _collected.clear()
         for loop, _state in inherited:
             try:
                 store = vars(loop).pop(READY_ATTR, None)
@@ -260,6 +308,7 @@ class Registry:
         """Start empty, keeping the templates (the test suite's reset, not a fork's)."""
         templates = list(self._templates.values())
         _rescued.clear()
+        _collected.clear()
         self._reset()
         for template in templates:
             self.add_template(template)
@@ -291,20 +340,21 @@ class Registry:
             thread = threading.current_thread()
             self._serial += 1
             state = LoopState(
-                loop_ref=weakref.ref(loop),
+                loop_ref=_dummy_ref,
                 origin=origin,
                 thread=thread,
                 pid=self.pid,
                 serial=self._serial,
             )
+            state.loop_ref = weakref.ref(loop, _collected_callback(state))
             self._newest[thread] = self._serial
-            store = Store(loop, state)
+            store = Store(None, state)
+            state.strong_store = store  # pinned
             try:
                 vars(loop)[READY_ATTR] = store
                 state.store_ref = weakref.ref(store)
-            except TypeError:  # no instance __dict__: the state holds it, and so the loop
-                store.loop = None
-                state.strong_store = store
+            except TypeError:  # no instance __dict__: no hot-path cache, always pinned
+                pass
             self._states[loop] = state
             if thread is not self._last_thread and not self.multithreaded:
                 self._last_thread = thread
@@ -332,6 +382,32 @@ class Registry:
             except TypeError:
                 pass
 
+    def unpin(self, state: LoopState, loop: asyncio.AbstractEventLoop) -> bool:
+        """Let a suspect loop be collected with its resources; False if it cannot be."""
+        with self._lock:
+            store: Store | None = state.strong_store
+            if store is None or state.discarded or state.closing:
+                return False
+            try:
+                on_loop = vars(loop).get(READY_ATTR)
+            except TypeError:
+                return False
+            if on_loop is not store:
+                return False
+            on_loop.loop = loop
+            state.strong_store = None
+            return True
+
+    def pin(self, state: LoopState) -> None:
+        """Hold a loop's store again: the loop is in use after all."""
+        with self._lock:
+            if state.strong_store is not None:
+                return
+            store = state.store_ref()
+            if store is not None:
+                store.loop = None
+                state.strong_store = store
+
     def superseded(self, state: LoopState) -> bool:
         """True if the loop's thread has tracked a newer loop since: it may be done with it."""
         with self._lock:
@@ -356,15 +432,35 @@ class Registry:
                     continue
                 state.discarded = True
                 state.closing = True
+                state.strong_store = None
                 batch = self._batch_locked(state, store)
                 loop, store.loop = store.loop, None
             drained.append((state, loop, batch))
         return drained
 
+    def drain_collected(self) -> list[tuple[LoopState, Batch]]:
+        """Pinned loops that were collected, each with what it held taken into a batch."""
+        drained = []
+        while True:
+            try:
+                state = _collected.popleft()
+            except IndexError:
+                break
+            with self._lock:
+                store = state.strong_store
+                if state.discarded or store is None or state.generation != _generation[0]:
+                    continue
+                state.discarded = True
+                state.closing = True
+                state.strong_store = None
+                batch = self._batch_locked(state, store)
+            drained.append((state, batch))
+        return drained
+
     def idle(self) -> bool:
-        """True when nothing is tracked, in custody or rescued."""
+        """True when nothing is tracked, in custody, rescued or collected."""
         with self._lock:
-            return not (self._states or self._batches or _rescued)
+            return not (self._states or self._batches or _rescued or _collected)
 
     def __len__(self) -> int:
         return len(self._states)
@@ -486,6 +582,12 @@ class Registry:
                 if item.status != SETTLED
             ]
             found += [(spec, store.state) for store in list(_rescued) for spec in store]
+            found += [
+                (spec, state)
+                for state in list(_collected)
+                if not state.discarded and state.strong_store is not None
+                for spec in state.strong_store
+            ]
             return found
 
     def live_by_template(self) -> Mapping[str, int]:

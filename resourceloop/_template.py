@@ -214,6 +214,8 @@ class ResourceTemplate(Generic[R]):
         state = track(loop)
         if state.closing:
             raise LoopClosedError(f"cannot acquire {self.name!r}: the event loop is closing")
+        if not state.pinned:
+            registry.pin(state)  # a suspect loop in use after all
         store = state.store()
         if store is not None and spec in store:
             return store[spec]  # type: ignore[no-any-return]

@@ -480,10 +480,17 @@ def test_worker_thread_loops_are_not_kept_alive() -> None:
     """
     released: list[str] = []
 
-    async def release(res: Any) -> None:
+    class Client:  # refers to its loop, as a ClientSession does: resourceloop holds the loop
+        def __init__(self) -> None:
+            self.loop = asyncio.get_running_loop()
+
+    async def release(res: Client) -> None:
         released.append("ok")
 
-    template = ResourceTemplate(object, release, name="per-task")
+    async def make() -> Client:
+        return Client()
+
+    template = ResourceTemplate(make, release, name="per-task")
     probes: list[weakref.ref[asyncio.AbstractEventLoop]] = []
     go, done = threading.Event(), threading.Event()
 

@@ -23,7 +23,6 @@ from resourceloop._registry import READY_ATTR, registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
     ResourceLoopWarning,
-    UnclosedLoopWarning,
     UngracefulLoopWarning,
 )
 from tests._loops import abandon, needs_uvloop
@@ -324,8 +323,8 @@ def test_idle_loop_of_a_live_thread_is_never_touched(rec: Recorder) -> None:
 # -- collected ---------------------------------------------------------------------------------
 
 
-def test_collected_unclosed_loop_is_released_on_it_by_the_next_pass(rec: Recorder) -> None:
-    """A never-closed loop that is garbage-collected: its entry goes, reap() releases on it.
+def test_collected_loop_is_released_forcefully_by_the_next_pass(rec: Recorder) -> None:
+    """A never-closed loop that is garbage-collected: its entry goes, reap() forces once.
 
     Default loop only: an unclosed uvloop loop is never collected, with or without us.
     """
@@ -343,32 +342,28 @@ def test_collected_unclosed_loop_is_released_on_it_by_the_next_pass(rec: Recorde
     assert snap.resources_live == {"t": 1}  # ... but the resource still waits for release
     assert rec.forced == []
     assert rec.graceful == []
-    # Left unclosed, so the reaper releases it on the loop (then closes the loop), and says so
-    # once for the thread.
-    with pytest.warns(UnclosedLoopWarning, match="left unclosed") as record:
+    with pytest.warns(ForcedReleaseWarning, match="garbage-collected") as record:
         reap()
     assert len(record) == 1
-    assert rec.forced == []
-    # On the still-open loop (the resource's own weak reference to it died with the collection).
-    assert rec.graceful == [(r, False, False)]
+    assert rec.forced == [r]
+    assert rec.graceful == []
     assert stats().resources_live == {}
     reap()
-    assert len(rec.graceful) == 1
+    assert rec.forced == [r]
 
 
 def test_collected_loop_in_an_abandoned_thread(rec: Recorder) -> None:
-    """An abandoned loop collected before any pass is released once, on its loop."""
+    """An abandoned loop collected before any pass is released once, forcefully."""
     t = rec.template("t", hold_loop=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         probe, r = _abandon(t, asyncio.new_event_loop)
         _collect()
     assert probe() is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # its thread ended: as quiet as any abandoned loop
+    with pytest.warns(ForcedReleaseWarning):
         reap()
-    assert rec.forced == []
-    assert rec.graceful == [(r, False, False)]  # on the open loop; see the test above
+    assert rec.forced == [r]
+    assert rec.graceful == []
 
 
 # -- robustness --------------------------------------------------------------------------------

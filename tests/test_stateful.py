@@ -321,9 +321,9 @@ class RegistryMachine(RuleBasedStateMachine):
             if model.tracked:
                 if model.held:
                     event("collected a loop that holds resources")
-                # At the next pass (see `reap`): on the loop if it was left unclosed.
-                kind = "forced" if model.status == "bypass-closed" else "graceful"
-                self._released(model, kind)
+                # At the next pass (see `reap`): a pinned loop collected (its resources do not
+                # refer to it) is gone, so what it held is forced.
+                self._released(model, "forced")
                 model.tracked = False
                 self.pending_collected = True
 

@@ -110,9 +110,9 @@ def _check_released_while_alive(server: Server, baseline: int, alive: Callable[[
 def test_celery_solo_worker(server: Server) -> None:
     """An in-process Celery worker (solo pool, memory broker) leaves nothing open."""
     celery = pytest.importorskip("celery")
-    from celery.contrib.testing.worker import start_worker  # type: ignore[import-untyped]
+    from celery.contrib.testing.worker import start_worker
 
-    template = client_session_template(name="celery-session")
+    template = client_session_template(name="celery-session", lazy=True)  # Celery keeps it
     app = celery.Celery("resourceloop-tests", broker="memory://", backend="cache+memory://")
 
     @app.task  # type: ignore[untyped-decorator, misc, unused-ignore]
@@ -139,7 +139,7 @@ def test_dramatiq_worker_thread(server: Server) -> None:
     dramatiq = pytest.importorskip("dramatiq")
     from dramatiq.brokers.stub import StubBroker
 
-    template = client_session_template(name="dramatiq-session")
+    template = client_session_template(name="dramatiq-session", lazy=True)  # the broker keeps it
     broker = StubBroker()
     broker.emit_after("process_boot")
     dramatiq.set_broker(broker)
