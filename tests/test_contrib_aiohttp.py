@@ -33,6 +33,7 @@ from resourceloop.contrib.aiohttp import (  # noqa: E402
     close_session_now,
 )
 from resourceloop.warnings import ForcedReleaseWarning, UngracefulLoopWarning  # noqa: E402
+from tests._env import child_env  # noqa: E402
 from tests.aiohttp_server import Server, client_connections, count_fds, running_server  # noqa: E402
 
 Session = Any  # aiohttp.ClientSession, imported lazily through importorskip
@@ -109,7 +110,7 @@ def test_import_does_not_import_aiohttp() -> None:
         "import sys, resourceloop, resourceloop.queue, resourceloop.sync, resourceloop.contrib\n"
         "assert 'aiohttp' not in sys.modules, 'aiohttp was imported'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env())
 
 
 def test_template_shape() -> None:

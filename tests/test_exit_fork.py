@@ -30,6 +30,7 @@ import pytest
 import resourceloop
 from resourceloop import ResourceTemplate, _runtime, reap, stats
 from resourceloop.warnings import ForcedReleaseWarning, ResourceLoopWarning
+from tests._env import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,14 +42,12 @@ fork_warning = pytest.mark.filterwarnings(
 
 
 def _run_script(script: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESOURCELOOP_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
         capture_output=True,
         text=True,
         timeout=60,  # a guard only: a healthy run takes well under a second
-        env=env,
+        env=child_env(checkout_on_path=True),
         cwd=ROOT,
         check=False,
     )
