@@ -28,6 +28,7 @@ from resourceloop.warnings import (
 from tests._loops import abandon, needs_uvloop
 from tests._loops import is_uvloop as _is_uvloop
 from tests._loops import new_uvloop as _new_uvloop
+from tests._warnings import record_text
 
 FACTORIES = [
     pytest.param(asyncio.new_event_loop, id="asyncio"),
@@ -109,10 +110,10 @@ def _collect() -> None:
 def quiet_unclosed() -> Iterator[None]:
     """Let asyncio's own "unclosed event loop/socket" warnings of dropped loops pass.
 
-    Any resourceloop warning emitted meanwhile still fails the test.
+    Any resourceloop warning emitted meanwhile still fails the test. Warnings are kept as text:
+    a recorded "unclosed event loop" would keep its loop alive (see ``tests._warnings``).
     """
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
+    with record_text() as record:
         yield
     ours = [w for w in record if issubclass(w.category, ResourceLoopWarning)]
     assert ours == []
