@@ -41,6 +41,17 @@ fork_warning = pytest.mark.filterwarnings(
 )
 
 
+@pytest.fixture(autouse=True)
+def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the parent's reaper thread asleep: ``reap()`` drives the passes here.
+
+    With the default 1 s interval, a fork test that takes longer than that (a loaded machine,
+    a slower interpreter) would see the thread release the parent's abandoned and closed loops
+    while the child runs. Read from the environment, this wakes no thread.
+    """
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
 def _run_script(script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],

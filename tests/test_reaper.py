@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, reap, stats
+from resourceloop import ResourceTemplate, _reaper, reap, stats
 from resourceloop._registry import READY_ATTR, registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
@@ -177,11 +177,17 @@ def test_hook_disabled_after_installation(rec: Recorder) -> None:
     t = rec.template("t")
     loop = asyncio.new_event_loop()
     r = loop.run_until_complete(t.acquire())
-    resourceloop.configure(close_hook=False)
-    loop.close()
-    assert rec.graceful == []
-    with pytest.warns(ForcedReleaseWarning, match="'t'"):
-        reap()
+    # configure() wakes the reaper thread for a pass at once, which would race this thread for
+    # the closed loop. Holding the pass lock keeps the thread out until reap() here is done
+    # (the lock is reentrant); its own pass then finds nothing.
+    with _reaper.pass_lock():
+        resourceloop.configure(close_hook=False)
+        loop.close()
+        assert rec.graceful == []
+        with pytest.warns(ForcedReleaseWarning, match="'t'"):
+            reap()
+        assert rec.forced == [r]
+    reap()
     assert rec.forced == [r]
 
 
