@@ -65,10 +65,14 @@ def _make_close(
         if loop is not None:
             _before_close(loop)
         else:
-            # The garbage collector clears weak references before it runs finalizers, so
-            # when ``BaseEventLoop.__del__`` calls ``self.close()`` on a collected, unclosed
-            # loop, our reference is already dead. Find the loop as that caller's ``self``
+            # ``BaseEventLoop.__del__`` calls ``self.close()`` on a collected, unclosed loop.
+            # Up to 3.14 the cyclic collector clears weak references before it runs
+            # finalizers, so ours is dead by then; find the loop as that caller's ``self``
             # (checked by identity) so that its selector and self-pipe are still closed.
+            # From 3.15 it clears references without a callback only afterwards: ours is
+            # alive and the branch above runs, where ``registry.get`` finds nothing (the
+            # registry's weak key, which has a callback, is already cleared), so nothing is
+            # released from inside a finalizer. tests/test_pythons.py checks both.
             try:
                 caller = sys._getframe(1).f_locals.get("self")
             except ValueError:  # pragma: no cover - called with no Python frame above
