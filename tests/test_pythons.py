@@ -2,7 +2,7 @@
 
 Each test names the change it covers: event-loop policies deprecated (3.14, gone in 3.16),
 ``asyncio.get_event_loop()`` raising without a loop (3.14), ``Runner.run()`` taking any
-awaitable (3.14), task factories receiving every keyword of ``create_task`` (3.13.3/3.14),
+awaitable (3.14), task factories receiving every keyword of ``create_task`` (3.14),
 thread-safe handles from ``call_soon_threadsafe`` (3.14), and, from 3.15, the garbage collector
 clearing plain weak references only after finalizers have run. They use the public API plus
 ``reap()`` and ``stats()`` only, so they hold for any implementation of the runtime. A test
@@ -302,9 +302,20 @@ def test_threadsafe_handles_and_cross_thread_acquisition(factory: LoopFactory) -
         assert ready.wait(30)
         loop: asyncio.AbstractEventLoop = box["loop"]
         ran: list[str] = []
+        # Hold the loop's thread inside a callback, so that it cannot run the next one before
+        # this thread has cancelled it.
+        held, let_go = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            held.set()
+            let_go.wait(30)
+
+        loop.call_soon_threadsafe(hold)
+        assert held.wait(30)
         handle = loop.call_soon_threadsafe(ran.append, "cancelled too late")
         handle.cancel()  # from a thread that is not the loop's: thread-safe from 3.14
         assert handle.cancelled()
+        let_go.set()
 
         async def from_another_loop() -> Res:
             return await books.acquire(loop=loop)
