@@ -12,6 +12,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -50,6 +51,23 @@ def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
     while the child runs. Read from the environment, this wakes no thread.
     """
     monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
+#: asyncio's own noise at exit, with or without resourceloop: when the interpreter's last
+#: collection finalizes a never-closed loop's self-pipe socket before the loop itself, the loop's
+#: ``__del__`` fails to close it (seen once on 3.10 in CI under load; ``_collect`` in
+#: test_reaper.py tolerates the same). The scripts below leave loops unclosed on purpose.
+_SELF_PIPE_NOISE = re.compile(
+    r"Exception ignored (?:in|while calling deallocator):? "
+    r"<function BaseEventLoop\.__del__ at 0x[0-9a-f]+>:?\n"
+    r"Traceback \(most recent call last\):\n(?:  .*\n)+"
+    r"ValueError: Invalid file descriptor: -1\n"
+)
+
+
+def _stderr(proc: subprocess.CompletedProcess[str]) -> str:
+    """The script's stderr without asyncio's self-pipe noise (see ``_SELF_PIPE_NOISE``)."""
+    return _SELF_PIPE_NOISE.sub("", proc.stderr)
 
 
 def _run_script(script: str) -> subprocess.CompletedProcess[str]:
@@ -142,7 +160,7 @@ def test_interpreter_exit_releases_idle_and_abandoned_loops() -> None:
     """At exit: idle and abandoned loops released on their loop, a running one untouched."""
     proc = _run_script(EXIT_SCRIPT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    assert _stderr(proc) == ""
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["released closed on-own-loop=True", "main done"]
     assert sorted(lines[2:]) == [
@@ -231,8 +249,8 @@ def test_interpreter_exit_closes_an_unclosed_client_session() -> None:
     assert "Unclosed" not in proc.stderr
     assert "transport" not in proc.stderr
     assert "family=2" not in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert "Exception ignored" not in proc.stderr
+    assert "Traceback" not in _stderr(proc)
+    assert "Exception ignored" not in _stderr(proc)
     assert proc.stdout.splitlines() == ["main done", "session closed", "session closed"]
 
 
@@ -260,8 +278,8 @@ def test_interpreter_exit_with_a_hanging_release_does_not_hang() -> None:
     proc = _run_script(HANGING_EXIT_SCRIPT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["main done", "forced"]
-    assert "Traceback" not in proc.stderr
-    assert "Exception ignored" not in proc.stderr
+    assert "Traceback" not in _stderr(proc)
+    assert "Exception ignored" not in _stderr(proc)
 
 
 # -- fork ------------------------------------------------------------------------------------
@@ -489,7 +507,7 @@ def test_fork_child_exit_releases_only_its_own() -> None:
     """A child exiting normally releases its own resources at exit, never the parent's."""
     proc = _run_script(FORK_EXIT_SCRIPT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    assert _stderr(proc) == ""
     assert proc.stdout.splitlines() == [
         "child done",
         "released child's in=child",
