@@ -44,7 +44,7 @@ def _how_to_get(version: str) -> str:
         how += (
             f", or run the suite on Debian's python{version} in a Debian sid root: "
             f"`sudo bash .ci/newer-pythons.sh --python {version}` (it builds the root in "
-            f"{SID_ROOT} once: about 1 GB and a minute)"
+            f"{SID_ROOT} once: about 1 GB, 1 to 5 minutes)"
         )
     return how + "; see README.md, Development"
 
