@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests`` (3.10 to 3.13), ``lint``, ``typecheck``, ``demo``, ``docs``,
+"""Developer sessions: ``nox -s tests`` (3.10 to 3.15), ``lint``, ``typecheck``, ``demo``, ``docs``,
 ``bench``.
 
 ``nox`` with no arguments runs lint, typecheck and tests. CI (``.ci/run``) runs the same.
@@ -9,20 +9,83 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
+from pathlib import Path
 
 import nox
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+#: Every Python the project supports and tests; ``requires-python`` and the classifiers agree.
+PYTHONS = ["3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
+#: Run in a Debian sid root (``.ci/newer-pythons.sh``) where the host has no such interpreter.
+SID_PYTHONS = ["3.14", "3.15"]
+#: The sid root's location, shared with ``.ci/newer-pythons.sh``.
+SID_ROOT = Path(os.environ.get("RESOURCELOOP_SID_ROOT", "/var/tmp/resourceloop-sid"))
+#: nox's own rule for "this is CI": a missing interpreter is then an error, never a skip.
+CI = "CI" in os.environ
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = CI
+nox.options.download_python = "never"  # python.org and GitHub are out of reach in CI
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Run the test suite on one Python."""
-    session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    """Run the test suite on every Python from 3.10 to 3.15 (queues tests-3.10 ... tests-3.15)."""
+    for version in PYTHONS:
+        session.notify(f"tests-{version}")
+
+
+def _how_to_get(version: str) -> str:
+    how = (
+        f"python{version} is not installed here. Install it (pyenv install {version}, "
+        f"uv python install {version}, or your system's packages)"
+    )
+    if version in SID_PYTHONS:
+        how += (
+            f", or run the suite on Debian's python{version} in a Debian sid root: "
+            f"`sudo bash .ci/newer-pythons.sh --python {version}` (it builds the root in "
+            f"{SID_ROOT} once: about 1 GB, 1 to 5 minutes)"
+        )
+    return how + "; see README.md, Development"
+
+
+def _unavailable(session: nox.Session, message: str) -> None:
+    if CI:
+        session.error(message)  # CI runs every Python, or fails
+    session.skip(message)
+
+
+def _tests_session(version: str) -> None:
+    """Register ``tests-<version>``: on the host's interpreter, in the sid root, or a message."""
+    on_host = shutil.which(f"python{version}") is not None
+
+    def tests_here(session: nox.Session) -> None:
+        session.install("-e", ".[test]")
+        session.run("python", "-m", "pytest", *session.posargs)
+
+    def tests_elsewhere(session: nox.Session) -> None:
+        if version not in SID_PYTHONS:
+            _unavailable(session, _how_to_get(version))
+        if sys.platform != "linux" or os.geteuid() != 0:
+            _unavailable(session, f"{_how_to_get(version)}. The sid root needs root on Linux")
+        if not CI and not (SID_ROOT / ".resourceloop-sid-ready").exists():
+            session.skip(f"{_how_to_get(version)}. Outside CI, nox uses the root once it exists")
+        script = ["bash", ".ci/newer-pythons.sh", "--python", version]
+        session.run(*script, "--", *session.posargs, external=True)
+
+    if on_host:
+        tests_here.__doc__ = f"Run the test suite on Python {version}."
+        nox.session(name=f"tests-{version}", python=version)(tests_here)
+    else:
+        tests_elsewhere.__doc__ = f"Run the test suite on Python {version} (not installed here)."
+        if version in SID_PYTHONS:
+            tests_elsewhere.__doc__ = f"Run the test suite on Python {version}, in the sid root."
+        nox.session(name=f"tests-{version}", python=False)(tests_elsewhere)
+
+
+for _version in PYTHONS:
+    _tests_session(_version)
 
 
 #: The oldest version of each contrib module's supported range (the newest is what ``tests``
@@ -82,7 +145,7 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=[v for v in PYTHONS if v not in SID_PYTHONS])
 def bench(session: nox.Session) -> None:
     """Benchmarks against Pyot 6.0.9 and the floor: ``nox -s bench-3.11 [-- --quick]``.
 

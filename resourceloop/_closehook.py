@@ -85,10 +85,14 @@ def _make_close(
     def close() -> None:
         loop = loop_ref()
         if loop is None:
-            # The collector clears weak references before it runs finalizers (plain ones too,
-            # up to 3.14), so when ``BaseEventLoop.__del__`` calls ``self.close()`` on a
-            # collected, unclosed loop our reference is dead. Find the loop as that caller's
-            # ``self`` (checked by identity) so that it is still handled.
+            # ``BaseEventLoop.__del__`` calls ``self.close()`` on a collected, unclosed loop.
+            # Up to 3.14 the cyclic collector clears weak references before it runs
+            # finalizers, so ours is dead by then; find the loop as that caller's ``self``
+            # (checked by identity) so that it is still handled. From 3.15 it clears
+            # references without a callback only afterwards: ours is alive and ``loop`` is
+            # set already; either way ``registry.get`` finds nothing (the registry's weak key,
+            # which has a callback, is cleared first), so nothing is released from inside a
+            # finalizer. tests/test_pythons.py checks both.
             try:
                 caller = sys._getframe(1).f_locals.get("self")
             except ValueError:  # pragma: no cover - called with no Python frame above

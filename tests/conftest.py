@@ -25,7 +25,10 @@ def _clean_runtime() -> Iterator[None]:
 
 @pytest.fixture
 def record_warnings() -> Iterator[list[warnings.WarningMessage]]:
-    """Record every warning, from any thread (warnings are process-global before 3.14)."""
+    """Record every warning, from any thread (warnings are process-global with the GIL).
+
+    Not so on free-threaded builds, where warnings are per context: see docs/free-threading.md.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield caught

@@ -7,7 +7,6 @@ import asyncio
 import gc
 import logging
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ from resourceloop.warnings import (
     ResourceLoopWarning,
     UngracefulLoopWarning,
 )
+from tests._env import child_env
 from tests._loops import run
 
 T = TypeVar("T")
@@ -233,13 +233,12 @@ IMPORT_CHECK = textwrap.dedent(
 
 def test_import_starts_no_thread_and_patches_nothing() -> None:
     """Importing resourceloop and declaring a template starts nothing and reads no setting."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESOURCELOOP_")}
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", IMPORT_CHECK],
         capture_output=True,
         text=True,
         timeout=120,
-        env=env,
+        env=child_env(),
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -255,7 +254,7 @@ def test_import_succeeds_with_a_bad_environment() -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env=dict(os.environ, RESOURCELOOP_RELEASE_TIMEOUT="forever"),
+        env=child_env(RESOURCELOOP_RELEASE_TIMEOUT="forever"),
         check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -15,7 +15,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,8 @@ from resourceloop.contrib.aiohttp import (  # noqa: E402
     close_session_now,
 )
 from resourceloop.warnings import ForcedReleaseWarning, UngracefulLoopWarning  # noqa: E402
+from tests._env import child_env  # noqa: E402
+from tests._warnings import Warned, record_text  # noqa: E402
 from tests.aiohttp_server import Server, client_connections, count_fds, running_server  # noqa: E402
 
 Session = Any  # aiohttp.ClientSession, imported lazily through importorskip
@@ -69,11 +70,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ssl.
 
 
 @contextmanager
-def quiet(caplog: pytest.LogCaptureFixture) -> Iterator[list[warnings.WarningMessage]]:
-    """Record every warning (from any thread) and fail on an asyncio/aiohttp error log."""
+def quiet(caplog: pytest.LogCaptureFixture) -> Iterator[list[Warned]]:
+    """Record every warning (from any thread) and fail on an asyncio/aiohttp error log.
+
+    Warnings are kept as text: a recorded "unclosed event loop" would keep its loop alive.
+    """
     with caplog.at_level(logging.ERROR, logger="asyncio"):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with record_text() as caught:
             yield caught
             for _ in range(3):
                 gc.collect()
@@ -81,7 +84,7 @@ def quiet(caplog: pytest.LogCaptureFixture) -> Iterator[list[warnings.WarningMes
         assert errors == [], [r.getMessage() for r in errors]
 
 
-def foreign(caught: list[warnings.WarningMessage]) -> list[str]:
+def foreign(caught: list[Warned]) -> list[str]:
     """Warnings that are not resourceloop's own: aiohttp's or asyncio's, say."""
     return [
         f"{w.category.__name__}: {w.message}"
@@ -109,7 +112,7 @@ def test_import_does_not_import_aiohttp() -> None:
         "import sys, resourceloop, resourceloop.queue, resourceloop.sync, resourceloop.contrib\n"
         "assert 'aiohttp' not in sys.modules, 'aiohttp was imported'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env())
 
 
 def test_template_shape() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ pytest.importorskip("aiohttp", reason="the demo needs the aiohttp extra")
 
 from resourceloop.demo import server as demo_server
 from resourceloop.demo.measure import Progress, count_fds, summarize
+from tests._env import child_env
 
 TIMEOUT = 120
 
@@ -31,7 +31,7 @@ def _demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
-        env={**os.environ, **(env or {})},
+        env={**child_env(), **(env or {})},
         check=False,
     )
 
@@ -122,6 +122,7 @@ def test_demo_help_and_bad_options() -> None:
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
+        env=child_env(),
         check=False,
     )
     assert top.returncode == 0
@@ -136,7 +137,7 @@ def test_nothing_imports_the_demo() -> None:
         "assert not [m for m in sys.modules if m.startswith('resourceloop.demo')], sys.modules\n"
         "assert 'aiohttp.web' not in sys.modules\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT, env=child_env())
 
 
 def test_server_data_is_deterministic_and_served() -> None:

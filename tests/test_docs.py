@@ -32,6 +32,7 @@ import pytest
 
 import resourceloop
 from tests.servers import postgres_query, require
+from tests._env import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -79,6 +80,7 @@ def api() -> Iterator[str]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=child_env(),
     )
     try:
         assert server.stdout is not None
@@ -507,8 +509,6 @@ def test_thread_pool_recipe(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    env.pop("PYTEST_ADDOPTS", None)
     return subprocess.run(
         [
             sys.executable,
@@ -518,7 +518,7 @@ def _run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess[str]
             *("-p", "no:cacheprovider", *args),
         ],
         cwd=directory,
-        env=env,
+        env=child_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
         capture_output=True,
         text=True,
         timeout=120,

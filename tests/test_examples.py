@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._env import child_env
+
 pytest.importorskip("aiohttp", reason="the examples need the aiohttp extra")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -36,6 +38,7 @@ def test_example_runs_clean(script: str, needs: str | None, expected: str) -> No
         capture_output=True,
         text=True,
         timeout=120,
+        env=child_env(),
         cwd=EXAMPLES.parent,
         check=False,
     )

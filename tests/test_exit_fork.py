@@ -12,6 +12,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -30,6 +31,7 @@ import pytest
 import resourceloop
 from resourceloop import ResourceTemplate, _runtime, reap, stats
 from resourceloop.warnings import ForcedReleaseWarning, ResourceLoopWarning
+from tests._env import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,15 +42,41 @@ fork_warning = pytest.mark.filterwarnings(
 )
 
 
+@pytest.fixture(autouse=True)
+def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the parent's reaper thread asleep: ``reap()`` drives the passes here.
+
+    With the default 1 s interval, a fork test that takes longer than that (a loaded machine,
+    a slower interpreter) would see the thread release the parent's abandoned and closed loops
+    while the child runs. Read from the environment, this wakes no thread.
+    """
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
+#: asyncio's own noise at exit, with or without resourceloop: when the interpreter's last
+#: collection finalizes a never-closed loop's self-pipe socket before the loop itself, the loop's
+#: ``__del__`` fails to close it (seen once on 3.10 in CI under load; ``_collect`` in
+#: test_reaper.py tolerates the same). The scripts below leave loops unclosed on purpose.
+_SELF_PIPE_NOISE = re.compile(
+    r"Exception ignored (?:in|while calling deallocator):? "
+    r"<function BaseEventLoop\.__del__ at 0x[0-9a-f]+>:?\n"
+    r"Traceback \(most recent call last\):\n(?:  .*\n)+"
+    r"ValueError: Invalid file descriptor: -1\n"
+)
+
+
+def _stderr(proc: subprocess.CompletedProcess[str]) -> str:
+    """The script's stderr without asyncio's self-pipe noise (see ``_SELF_PIPE_NOISE``)."""
+    return _SELF_PIPE_NOISE.sub("", proc.stderr)
+
+
 def _run_script(script: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RESOURCELOOP_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
         capture_output=True,
         text=True,
         timeout=60,  # a guard only: a healthy run takes well under a second
-        env=env,
+        env=child_env(checkout_on_path=True),
         cwd=ROOT,
         check=False,
     )
@@ -132,7 +160,7 @@ def test_interpreter_exit_releases_idle_and_abandoned_loops() -> None:
     """At exit: idle and abandoned loops released on their loop, a running one untouched."""
     proc = _run_script(EXIT_SCRIPT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    assert _stderr(proc) == ""
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["released closed on-own-loop=True", "main done"]
     assert sorted(lines[2:]) == [
@@ -221,8 +249,8 @@ def test_interpreter_exit_closes_an_unclosed_client_session() -> None:
     assert "Unclosed" not in proc.stderr
     assert "transport" not in proc.stderr
     assert "family=2" not in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert "Exception ignored" not in proc.stderr
+    assert "Traceback" not in _stderr(proc)
+    assert "Exception ignored" not in _stderr(proc)
     assert proc.stdout.splitlines() == ["main done", "session closed", "session closed"]
 
 
@@ -250,8 +278,8 @@ def test_interpreter_exit_with_a_hanging_release_does_not_hang() -> None:
     proc = _run_script(HANGING_EXIT_SCRIPT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["main done", "forced"]
-    assert "Traceback" not in proc.stderr
-    assert "Exception ignored" not in proc.stderr
+    assert "Traceback" not in _stderr(proc)
+    assert "Exception ignored" not in _stderr(proc)
 
 
 # -- fork ------------------------------------------------------------------------------------
@@ -482,7 +510,7 @@ def test_fork_child_exit_releases_only_its_own() -> None:
     """A child exiting normally releases its own resources at exit, never the parent's."""
     proc = _run_script(FORK_EXIT_SCRIPT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    assert _stderr(proc) == ""
     assert proc.stdout.splitlines() == [
         "child done",
         "released child's in=child",

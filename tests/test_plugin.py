@@ -18,6 +18,7 @@ import pytest
 
 import resourceloop
 import resourceloop.warnings
+from tests._env import scrub_environ
 
 pytest_plugins = ["pytester"]
 
@@ -319,8 +320,11 @@ def test_forced_release_fails(inner: pytest.Pytester, filters: list[str], detail
     )
 
 
-def test_pytest_asyncio_strict_loop_per_test_is_clean(inner: pytest.Pytester) -> None:
+def test_pytest_asyncio_strict_loop_per_test_is_clean(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """pytest-asyncio closes its loop in fixture teardown; the check runs after that."""
+    scrub_environ(monkeypatch)  # the inner run is a subprocess with a copy of os.environ
     inner.makepyfile(
         test_async="""
         import asyncio
