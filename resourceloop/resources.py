@@ -51,6 +51,17 @@ _running_loop: Callable[[], Any] = get_running_loop_or_none
 _REMOTE_LIVENESS_CHECK = 0.1
 
 
+def _running(what: str) -> asyncio.AbstractEventLoop:
+    """The running loop, or a RuntimeError that names the template and says what to do."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{what}() needs a running asyncio event loop: await it in a coroutine that "
+            "asyncio runs (asyncio.run(), an asyncio.Runner, or your framework's loop)"
+        ) from None
+
+
 def _check_loop(loop: object, what: str) -> asyncio.AbstractEventLoop | None:
     if loop is None or isinstance(loop, asyncio.AbstractEventLoop):
         return loop
@@ -77,7 +88,9 @@ class ResourceTemplate(Generic[R]):
             synchronous ``release_func`` stands in; an ``async`` one cannot run and is skipped.
 
     Raises:
-        TypeError: A function argument is not callable, or ``name`` is not a string.
+        TypeError: A function argument is not callable, ``name`` is not a string, or ``lazy``
+            is not a bool.
+        ValueError: ``name`` is empty or only whitespace.
 
     The template must not be used with locks inside ``acquire_func``/``release_func`` that other
     acquisitions hold: those functions run on the loop like any other coroutine.
@@ -136,12 +149,19 @@ class ResourceTemplate(Generic[R]):
         if name is None:
             name = getattr(acquire_func, "__qualname__", None) or repr(acquire_func)
         elif not isinstance(name, str):
-            raise TypeError(f"name must be a string, got {name!r}")
+            raise TypeError(f"name must be a string, got {type(name).__name__} {name!r}")
+        elif not name.strip():
+            raise ValueError(
+                f"name must be a non-empty string (warnings, stats() and errors show it), "
+                f"got {name!r}; leave it out to use acquire_func's name"
+            )
+        if not isinstance(lazy, bool):
+            raise TypeError(f"lazy must be True or False, got {type(lazy).__name__} {lazy!r}")
         self._acquire_func = acquire_func
         self._release_func = release_func
         self._force_release_func = force_release_func
         self._name: str = name
-        self._lazy = bool(lazy)
+        self._lazy = lazy
         registry.add_template(self)
 
     @property
@@ -251,7 +271,7 @@ class ResourceTemplate(Generic[R]):
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop | None) -> R:
         _check_loop(loop, f"{self._name!r}.acquire")
-        running = asyncio.get_running_loop()
+        running = _running(f"{self._name!r}.acquire")
         target = running if loop is None else loop
         if target.is_closed():
             raise LoopClosedError(f"cannot acquire {self._name!r}: the event loop is closed")
@@ -321,7 +341,7 @@ class ResourceTemplate(Generic[R]):
         .. versionadded:: 0.1.0
         """
         _check_loop(loop, f"{self._name!r}.release")
-        running = asyncio.get_running_loop()
+        running = _running(f"{self._name!r}.release")
         target = running if loop is None else loop
         state = registry.get(target)
         if state is None:
@@ -363,7 +383,7 @@ class ResourceTemplate(Generic[R]):
 
         .. versionadded:: 0.1.0
         """
-        loop = asyncio.get_running_loop()
+        loop = _running(f"{self._name!r}.purge")
         done: asyncio.Future[None] = loop.create_future()
 
         def run() -> None:
