@@ -112,11 +112,14 @@ def test_configure_rejects_bad_values_and_changes_nothing(
 @pytest.mark.parametrize("setting", ["reap_interval", "release_timeout"])
 def test_configure_names_the_timeout_limit(setting: str) -> None:
     """Past threading.TIMEOUT_MAX, the error names the limit (waits would overflow there)."""
-    at_limit = resourceloop.configure(**{setting: threading.TIMEOUT_MAX})  # the limit itself
-    assert getattr(at_limit, setting) == threading.TIMEOUT_MAX
-    before = resourceloop.configure(**{setting: 5.0})
+
+    def configure(seconds: float) -> Config:
+        return resourceloop.configure(**{setting: seconds})  # type: ignore[arg-type]
+
+    assert getattr(configure(threading.TIMEOUT_MAX), setting) == threading.TIMEOUT_MAX
+    before = configure(5.0)
     with pytest.raises(ValueError, match=r"at most threading\.TIMEOUT_MAX \(\d"):
-        resourceloop.configure(**{setting: threading.TIMEOUT_MAX * 1.5})
+        configure(threading.TIMEOUT_MAX * 1.5)
     assert resourceloop.configure() == before
 
 
