@@ -135,6 +135,8 @@ class Row:
     holds: bool | None = None
     note: str = ""
     ratios: bool = True  # whether resourceloop/floor and resourceloop/Pyot make sense here
+    #: Where the time goes, printed under the table when the target does not hold.
+    why: str = ""
 
     def ratio(self, other: str) -> float | None:
         mine, theirs = self.values.get(RL), self.values.get(other)
