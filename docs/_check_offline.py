@@ -3,8 +3,9 @@
 Run after ``mkdocs build`` (``nox -s docs`` does both). Three checks, each failing loudly:
 
 1. **No page refers to another host for what it loads.** Every HTML and CSS file under
-   ``site/`` is scanned for ``<script src>``, ``<link href>`` (stylesheets, fonts, preloads),
-   ``@import`` and CSS ``url(...)`` that point outside the site.
+   ``site/`` is scanned for ``<script src>``, ``<link href>`` (stylesheets, fonts, preloads,
+   icons; not ``rel="canonical"`` and the like, which only name a page), ``@import`` and CSS
+   ``url(...)`` that point outside the site.
 2. **No page asks another host for anything while it renders.** The site is served on
    127.0.0.1 and each page in ``PAGES`` is opened in headless Chromium (Debian's ``chromium``)
    with every other host unresolvable; Chromium's network log then lists each request the page
@@ -80,11 +81,15 @@ _HARNESS = b"""<script>
 
 _REFERENCE = re.compile(
     r"""<script\b[^>]*\bsrc\s*=\s*["']?([^"'\s>]+)"""
-    r"""|<link\b[^>]*\bhref\s*=\s*["']?([^"'\s>]+)"""
     r"""|@import\s+(?:url\()?\s*["']?([^"')\s;]+)"""
     r"""|url\(\s*["']?([^"')\s]+)""",
     re.IGNORECASE,
 )
+_LINK = re.compile(r"<link\b[^>]*>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r"""\b(rel|href)\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+#: ``<link rel=...>`` values that only name a page (``site_url`` makes Material write a canonical
+#: link); every other ``rel`` (stylesheet, preload, icon, manifest, ...) loads something.
+_NAMING_RELS = frozenset({"canonical", "alternate", "prev", "next", "author", "license"})
 
 
 def _external(reference: str) -> bool:
@@ -97,10 +102,15 @@ def static_references() -> list[str]:
     found = []
     for path in sorted([*SITE.rglob("*.html"), *SITE.rglob("*.css")]):
         text = path.read_text(errors="replace")
-        for match in _REFERENCE.finditer(text):
-            reference = next(group for group in match.groups() if group)
-            if _external(reference):
-                found.append(f"{path.relative_to(SITE)}: {reference}")
+        references = [
+            next(group for group in match.groups() if group) for match in _REFERENCE.finditer(text)
+        ]
+        for tag in _LINK.findall(text):
+            attributes = {name.lower(): value for name, value in _ATTRIBUTE.findall(tag)}
+            rels = set(attributes.get("rel", "").lower().split())
+            if "href" in attributes and not (rels and rels <= _NAMING_RELS):
+                references.append(attributes["href"])
+        found += [f"{path.relative_to(SITE)}: {ref}" for ref in references if _external(ref)]
     return found
 
 
