@@ -140,9 +140,18 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    """Build the documentation site strictly (broken links and references fail)."""
+    """Build the documentation site strictly, then check that it renders with no network.
+
+    ``docs/_vendor.py`` fetches the Mermaid script the site serves itself (npm registry);
+    ``docs/_check_offline.py`` opens the built pages in headless Chromium (Debian's
+    ``chromium``) with every other host unresolvable, checks that the Lifecycle diagram is
+    drawn and that no page requests anything from another host, and writes a screenshot to
+    ``build/docs-check/lifecycle.png``.
+    """
     session.install("-e", ".[docs]")
+    session.run("python", "docs/_vendor.py")
     session.run("mkdocs", "build", "--strict", *session.posargs)
+    session.run("python", "docs/_check_offline.py")
 
 
 @nox.session(python=[v for v in PYTHONS if v not in SID_PYTHONS])

@@ -253,6 +253,16 @@ def case_first(settings: Settings, data: Data) -> list[Row]:
 
 # -- 3. managed cycle ------------------------------------------------------------------------
 
+#: Where the time goes when case 3's target does not hold (cProfile of 2,000 cycles, 2026-12-01).
+WHY_MANAGED = (
+    "the floor awaits one dict lookup and one `aclose()` inline; resourceloop, for each new loop, "
+    "tracks it (a registry entry under the lock, a `weakref.finalize`, the close hook installed "
+    "on the instance, the reaper started or woken), acquires every non-lazy template on manager "
+    "entry, runs each release as a task of its own under `release_timeout` on exit, and still "
+    "runs the close hook at `loop.close()`; under cProfile, manager entry took 17% of the cycle, "
+    "the close hook 9% and manager exit 6%. The <= 0.25x Pyot half of the target holds"
+)
+
 
 def case_managed(settings: Settings, data: Data) -> list[Row]:
     rl = resourceloop.ResourceTemplate(make_resource, close_resource, name="bench-managed")
@@ -306,6 +316,7 @@ def case_managed(settings: Settings, data: Data) -> list[Row]:
             target="<= 0.25x Pyot (#4)",
             holds=holds,
             note=note,
+            why=WHY_MANAGED,
         )
     ]
 
@@ -405,6 +416,18 @@ def _three_resource_mains(
     return rl_main, floor_main
 
 
+#: Where the time goes when case 4's target does not hold (cProfile of 2,000 loops, 2026-12-01).
+WHY_CHURN = (
+    "the floor closes its three resources inline at the end of the coroutine; resourceloop "
+    "releases them from the close hook, which runs one more `run_until_complete` pass on the "
+    "loop just before the real close, with each release a task of its own under "
+    "`release_timeout`, and it tracks each new loop on first acquisition (registry entry, "
+    "`weakref.finalize`, hook installation); under cProfile the close hook took 32% of each "
+    "loop's life and the three first acquisitions 14%. More threads add contention on the "
+    "registry lock and the GIL"
+)
+
+
 def case_churn(settings: Settings, data: Data) -> list[Row]:
     templates = [
         resourceloop.ResourceTemplate(make_resource, close_resource, name=f"bench-churn-{i}")
@@ -438,6 +461,7 @@ def case_churn(settings: Settings, data: Data) -> list[Row]:
                 values,
                 target="overhead <= 50% (#11)",
                 holds=overhead <= 0.50,
+                why=WHY_CHURN,
                 note=(
                     f"overhead {overhead * 100:+.1f}% "
                     f"({values[RL] - values[FLOOR]:+.1f} us per loop)"

@@ -153,6 +153,8 @@ class Row:
     note: str = ""
     ratios: bool = True  # whether resourceloop/floor and resourceloop/Pyot make sense here
     kind: str = "wall"  # "wall" (times), "instructions" (callgrind) or "phases" (callgrind)
+    #: Where the time goes, printed under the table when the target does not hold.
+    why: str = ""
 
     def ratio(self, other: str) -> float | None:
         mine, theirs = self.values.get(RL), self.values.get(other)

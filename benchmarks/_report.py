@@ -10,7 +10,7 @@ from typing import Any
 from ._callgrind_child import BARE
 from ._harness import FLOOR, PYOT, RL, Row
 
-__all__ = ["markdown", "write"]
+__all__ = ["draw_churn", "markdown", "write"]
 
 _COLUMNS = (RL, PYOT, FLOOR)
 
@@ -142,11 +142,87 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
         ]
     notes = [f"- {row.case}, {row.metric}: {row.note}" for row in rows if row.note]
     if notes:
-        lines += ["Notes:", "", *notes, ""]
+        lines += ["", "Notes:", "", *notes]
+    missed: dict[str, list[str]] = {}  # why -> the rows it explains, one paragraph per case
+    for row in rows:
+        if row.holds is False:
+            why = row.why or (
+                "no known reason; small counts are noisy, so rerun it without --quick on a "
+                "quiet machine before trusting it"
+                if quick
+                else "no known reason yet: this is a finding to look into"
+            )
+            missed.setdefault(why, []).append(row.case)
+    if missed:
+        lines += ["", "Targets that do not hold, and why:", ""]
+        for why, cases in missed.items():
+            names = sorted(set(cases), key=cases.index)
+            lines.append(f"- {', '.join(names)}: {why}.")
+    lines.append("")
     return "\n".join(lines)
 
 
-def _plot(data: dict[str, Any], path: Path) -> str:
+def _pyot_per_loop_us(result: dict[str, Any]) -> float | None:
+    """Pyot's time per ``asyncio.run`` in one churn result, or None if it did not finish."""
+    if result.get("deadlock") or result.get("errors") or "error" in result:
+        return None
+    if "seconds" not in result:
+        return None
+    return float(result["seconds"]) / max(int(result["loops"]), 1) * 1e6
+
+
+def draw_churn(axes: Any, churn: dict[str, Any], pyot_version: str) -> None:
+    """Case 4 on ``axes``: resourceloop, the floor, and Pyot where it has a time.
+
+    Where Pyot deadlocked (or failed) there is no time to plot: a red cross stands on Pyot's
+    own row, a band above every measured line, labelled with what happened, so it can never be
+    read as a point of another line.
+    """
+    threads = churn["threads"]
+    axes.plot(threads, churn[RL], "o-", label="resourceloop")
+    axes.plot(threads, churn[FLOOR], "s--", label="no library (hand-written dict)")
+    results = churn.get(PYOT) or []
+    measured = [(r["threads"], _pyot_per_loop_us(r)) for r in results]
+    timed = [(t, us) for t, us in measured if us is not None]
+    if timed:
+        xs, ys = zip(*timed, strict=True)
+        axes.plot(xs, ys, "^-.", color="tab:red", label=f"Pyot {pyot_version}".strip())
+    stopped = [r for r, (_, us) in zip(results, measured, strict=True) if us is None]
+    highest = max([*churn[RL], *churn[FLOOR], *(us for _, us in timed)])
+    band = highest * 1.2
+    if stopped:
+        axes.plot(
+            [r["threads"] for r in stopped],
+            [band] * len(stopped),
+            "x",
+            color="tab:red",
+            markersize=9,
+            label=f"Pyot {pyot_version}: no time, "
+            + ("deadlocked" if all(r.get("deadlock") for r in stopped) else "deadlocked or failed"),
+        )
+        for result in stopped:
+            what = (
+                f"deadlock after\n{result['loops']} loops" if result.get("deadlock") else "failed"
+            )
+            axes.annotate(
+                f"Pyot: {what}",
+                (result["threads"], band),
+                textcoords="offset points",
+                xytext=(0, 9),
+                ha="center",
+                fontsize=7,
+                color="tab:red",
+            )
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(threads, [str(t) for t in threads])
+    axes.set_xlabel("threads")
+    axes.set_ylabel("wall-clock us per asyncio.run (3 templates)")
+    axes.set_title("4. threaded churn, unmanaged")
+    axes.set_ylim(0, band * 1.3 if stopped else highest * 1.15)
+    axes.legend(fontsize=8, loc="lower right")
+
+
+def _plot(data: dict[str, Any], path: Path, pyot_version: str = "") -> str:
     try:
         import matplotlib
 
@@ -159,27 +235,7 @@ def _plot(data: dict[str, Any], path: Path) -> str:
         return "cases 4 and 5 not run: no plot"
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     if churn is not None:
-        threads = churn["threads"]
-        left.plot(threads, churn[RL], "o-", label="resourceloop")
-        left.plot(threads, churn[FLOOR], "s--", label="no library (hand-written dict)")
-        for result in churn.get(PYOT) or []:
-            if result.get("deadlock"):
-                left.annotate(
-                    "Pyot: deadlock",
-                    (result["threads"], churn[FLOOR][threads.index(result["threads"])]),
-                    textcoords="offset points",
-                    xytext=(0, 14),
-                    ha="center",
-                    fontsize=7,
-                    color="tab:red",
-                )
-        left.set_xscale("log", base=2)
-        left.set_xticks(threads, [str(t) for t in threads])
-        left.set_xlabel("threads")
-        left.set_ylabel("wall-clock us per asyncio.run (3 templates)")
-        left.set_title("4. threaded churn, unmanaged")
-        left.set_ylim(bottom=0)
-        left.legend(fontsize=8)
+        draw_churn(left, churn, pyot_version)
     if unmanaged is not None:
         for name, style in ((RL, "-"), (FLOOR, "--")):
             xs, ys = zip(*unmanaged[name]["curve"], strict=True)
@@ -230,5 +286,5 @@ def write(
     return [
         f"wrote {out / 'results.md'}",
         f"wrote {out / 'results.json'}",
-        _plot(data, out / "churn.png"),
+        _plot(data, out / "churn.png", str(env.get("pyot", ""))),
     ]

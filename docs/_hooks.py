@@ -11,6 +11,11 @@ this hook expands itself (a missing file is a build error, as with ``pymdownx.sn
 writes notes as ``- 4. threaded churn ...``, which Markdown would turn into a nested numbered
 list and lose the ``4``. Included files also bring their own top-level title; every ``<h1>``
 after a page's first is demoted to ``<h2>`` so each page keeps one title and a sane outline.
+
+The site loads nothing from other hosts: the Mermaid script that ``docs/_vendor.py`` fetched
+from the npm registry into ``build/docs-vendor/`` is published here as
+``assets/vendor/mermaid.min.js`` (``extra_javascript`` in ``mkdocs.yml``); a missing one fails
+the build, since Material would otherwise fetch Mermaid from a CDN at reading time.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 #: Files from ``benchmarks/results/`` published under ``assets/benchmarks/`` in the site.
 PUBLISHED = ("churn.png",)
+VENDOR = ROOT / "build" / "docs-vendor"
+#: Files from ``build/docs-vendor/`` (see ``docs/_vendor.py``) published under ``assets/vendor/``.
+VENDORED = ("mermaid.min.js", "mermaid.LICENSE")
 
 
 def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
@@ -37,6 +45,14 @@ def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
                 "`nox -s bench-3.11`) to produce the benchmark results the Performance page shows"
             )
         files.append(File.generated(config, f"assets/benchmarks/{name}", abs_src_path=str(source)))
+    for name in VENDORED:
+        source = VENDOR / name
+        if not source.is_file():
+            raise PluginError(
+                f"{source.relative_to(ROOT)} is missing: run `python docs/_vendor.py` (`nox -s "
+                "docs` does) to fetch the Mermaid script the site serves itself"
+            )
+        files.append(File.generated(config, f"assets/vendor/{name}", abs_src_path=str(source)))
     return files
 
 

@@ -1,5 +1,7 @@
 """``python -m resourceloop``: command-line entry point.
 
+With no command it lists the commands; ``--version`` prints the version.
+
 Commands:
     demo    Run the seed page's example against a local fake Riot API, with and without
             resourceloop, and report what each way leaves behind.
@@ -12,11 +14,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from . import __version__
 
 __all__ = ["main"]
 
 _MODES = ("managed", "decorator", "unmanaged", "baseline")
+#: Bounds of the demo's counts: enough for a long soak, not enough to exhaust the machine.
+_MAX_THREADS = 256
+_MAX_SUMMONERS = 100_000
+_MAX_MATCHES = 20  # a match history holds 20 matches
 
 _DEMO_DESCRIPTION = """\
 Start a small aiohttp server on 127.0.0.1 (an ephemeral port; nothing leaves this machine)
@@ -38,20 +46,28 @@ rather than printed), errors, and wall time. Answers are checked against the ser
 """
 
 _DEMO_EPILOG = """\
+Ctrl-C stops the run at once: the calls in flight are cancelled on their loops, the worker
+threads and the server stopped, and no report is printed.
+
 exit status: 0 if every resourceloop mode released every session, brought the file
 descriptors back, and saw no warning, no error and no wrong answer; 1 otherwise (the
-baseline may leak); 2 for bad options or a missing aiohttp.
+baseline may leak); 2 for bad options or a missing aiohttp; 130 after Ctrl-C.
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
+def _count(highest: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``highest``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not 1 <= value <= highest:
+            raise argparse.ArgumentTypeError(f"expected 1 to {highest}, got {value}")
+        return value
+
+    return parse
 
 
 def _latency(text: str) -> float:
@@ -82,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="resourceloop: one copy of each async resource per event loop, "
         "always released.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"resourceloop {__version__} (Python {sys.version.split()[0]})",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     demo = commands.add_parser(
         "demo",
         help="run the seed example on loopback, with and without resourceloop, and compare",
@@ -92,25 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_count(_MAX_THREADS),
         default=8,
         metavar="N",
-        help="worker threads calling the example at the same time (default: %(default)s)",
+        help="worker threads calling the example at the same time (default: %(default)s; "
+        f"at most {_MAX_THREADS})",
     )
     demo.add_argument(
         "--summoners",
-        type=_positive_int,
+        type=_count(_MAX_SUMMONERS),
         default=48,
         metavar="N",
-        help="calls per mode, one summoner each, each on a new event loop (default: %(default)s)",
+        help="calls per mode, one summoner each, each on a new event loop (default: "
+        f"%(default)s; at most {_MAX_SUMMONERS})",
     )
     demo.add_argument(
         "--matches",
-        type=_positive_int,
+        type=_count(_MAX_MATCHES),
         default=5,
         metavar="N",
         help="matches fetched per summoner through the Queue (default: %(default)s, "
-        "as in the seed example; at most 20)",
+        f"as in the seed example; at most {_MAX_MATCHES}, the length of a match history)",
     )
     demo.add_argument(
         "--modes",
@@ -134,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-progress",
         action="store_true",
-        help="never print the progress line (otherwise shown on stderr once a run takes "
-        "longer than 2 s)",
+        help="never show the live progress line (otherwise shown on stderr when it is a "
+        "terminal, once a run takes longer than 2 s; never in a pipe or a file)",
     )
     return parser
 
@@ -144,8 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m resourceloop`` with ``argv``; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.matches > 20:
-        parser.error("--matches: a match history holds 20 matches at most")
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         from .demo import run
     except ImportError as exc:

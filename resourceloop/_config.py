@@ -1,27 +1,43 @@
 """Runtime settings: their defaults, the environment variables behind them, validation.
 
 The settings are read lazily, on the first acquisition or the first ``configure()`` call, so
-that importing resourceloop never fails because of the environment. A bad value is a
-``ValueError`` that names the setting (or the variable) and says what would be accepted.
+that importing resourceloop never fails because of the environment. Every error names the
+setting (or the variable) and says what would be accepted:
+
+* ``configure()`` given the wrong type (a string, a bool for a number, a number for a flag) is
+  a ``TypeError``; the right type out of range (zero, negative, not finite, past
+  ``threading.TIMEOUT_MAX``) is a ``ValueError``.
+* An environment variable is text, so any bad one is a ``ValueError``.
+* A ``RESOURCELOOP_*`` variable that is not one of ours (a typo such as
+  ``RESOURCELOOP_RELASE_TIMEOUT``) is a ``RuntimeWarning`` naming it, the closest known name
+  and all of them: it would otherwise be ignored in silence. ``RESOURCELOOP_TEST_*`` belongs to
+  resourceloop's own test suite and is left alone.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import threading
+import warnings
 from collections.abc import Mapping
 
 import attrs
 
-__all__ = ["Config", "current", "replace"]
+__all__ = ["ENVIRONMENT", "FALSE_SPELLINGS", "TRUE_SPELLINGS", "Config", "current", "replace"]
 
 _ENV_REAP_INTERVAL = "RESOURCELOOP_REAP_INTERVAL"
 _ENV_RELEASE_TIMEOUT = "RESOURCELOOP_RELEASE_TIMEOUT"
 _ENV_CLOSE_HOOK = "RESOURCELOOP_CLOSE_HOOK"
+#: Every variable resourceloop reads, in the order the documentation lists them.
+ENVIRONMENT = (_ENV_REAP_INTERVAL, _ENV_RELEASE_TIMEOUT, _ENV_CLOSE_HOOK)
+_PREFIX = "RESOURCELOOP_"
+_TEST_PREFIX = "RESOURCELOOP_TEST_"  # read by tests/, never by the library
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+#: The spellings ``RESOURCELOOP_CLOSE_HOOK`` accepts, in any letter case (docs/resources.md).
+TRUE_SPELLINGS = ("1", "true", "yes", "on")
+FALSE_SPELLINGS = ("0", "false", "no", "off")
 
 
 @attrs.frozen
@@ -43,37 +59,83 @@ class Config:
     close_hook: bool = True
 
 
-def _positive_seconds(setting: str, value: object, *, text: bool = False) -> float:
-    accepted = (int, float, str) if text else (int, float)
-    if isinstance(value, bool) or not isinstance(value, accepted):
-        raise ValueError(f"{setting} must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{setting} must be a number of seconds, got {value!r}") from None
+def _seconds_in_range(setting: str, seconds: float, given: object) -> float:
     if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"{setting} must be a finite number of seconds above 0, got {value!r}")
+        raise ValueError(f"{setting} must be a finite number of seconds above 0, got {given!r}")
+    if seconds > threading.TIMEOUT_MAX:
+        # Event.wait() and Lock.acquire() raise OverflowError past it, deep in the reaper.
+        raise ValueError(
+            f"{setting} must be at most threading.TIMEOUT_MAX ({threading.TIMEOUT_MAX:g} "
+            f"seconds on this platform), got {given!r}"
+        )
     return seconds
 
 
-def _flag(setting: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"{setting} must be true or false (or 1/0), got {value!r}")
+def _positive_seconds(setting: str, value: object) -> float:
+    """A ``configure()`` argument: an int or float (not a bool) in range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{setting} must be a number of seconds (int or float), got {type(value).__name__} "
+            f"{value!r}"
+        )
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    return _seconds_in_range(setting, seconds, value)
+
+
+def _seconds_from_text(variable: str, text: str) -> float:
+    """An environment variable's value: a decimal number of seconds in range."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(
+            f"{variable} must be a number of seconds, such as 2.5, got {text!r}"
+        ) from None
+    return _seconds_in_range(variable, seconds, text)
+
+
+def _flag_from_text(variable: str, text: str) -> bool:
+    spelling = text.lower()
+    if spelling in TRUE_SPELLINGS:
+        return True
+    if spelling in FALSE_SPELLINGS:
+        return False
+    raise ValueError(
+        f"{variable} must be one of {', '.join(TRUE_SPELLINGS)} (on) or "
+        f"{', '.join(FALSE_SPELLINGS)} (off), in any letter case, got {text!r}"
+    )
+
+
+def _warn_unknown(environ: Mapping[str, str]) -> None:
+    for name in sorted(environ):
+        if not name.startswith(_PREFIX) or name in ENVIRONMENT or name.startswith(_TEST_PREFIX):
+            continue
+        # Compare what follows the prefix: every name shares it, so all would look close.
+        known = [known_name[len(_PREFIX) :] for known_name in ENVIRONMENT]
+        close = difflib.get_close_matches(name[len(_PREFIX) :], known, n=1)
+        hint = f"did you mean {_PREFIX}{close[0]}? " if close else ""
+        warnings.warn(
+            f"unknown environment variable {name} is ignored; {hint}resourceloop reads "
+            f"{', '.join(ENVIRONMENT)}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def _from_environment(environ: Mapping[str, str]) -> Config:
     config = Config()
     if _ENV_REAP_INTERVAL in environ:
-        interval = _positive_seconds(_ENV_REAP_INTERVAL, environ[_ENV_REAP_INTERVAL], text=True)
+        interval = _seconds_from_text(_ENV_REAP_INTERVAL, environ[_ENV_REAP_INTERVAL])
         config = attrs.evolve(config, reap_interval=interval)
     if _ENV_RELEASE_TIMEOUT in environ:
-        timeout = _positive_seconds(_ENV_RELEASE_TIMEOUT, environ[_ENV_RELEASE_TIMEOUT], text=True)
+        timeout = _seconds_from_text(_ENV_RELEASE_TIMEOUT, environ[_ENV_RELEASE_TIMEOUT])
         config = attrs.evolve(config, release_timeout=timeout)
     if _ENV_CLOSE_HOOK in environ:
-        config = attrs.evolve(config, close_hook=_flag(_ENV_CLOSE_HOOK, environ[_ENV_CLOSE_HOOK]))
+        hook = _flag_from_text(_ENV_CLOSE_HOOK, environ[_ENV_CLOSE_HOOK])
+        config = attrs.evolve(config, close_hook=hook)
+    _warn_unknown(environ)  # after validation: a bad value raises, and then nothing warns twice
     return config
 
 
@@ -112,7 +174,9 @@ def replace(
         changes["release_timeout"] = _positive_seconds("release_timeout", release_timeout)
     if close_hook is not None:
         if not isinstance(close_hook, bool):
-            raise ValueError(f"close_hook must be True or False, got {close_hook!r}")
+            raise TypeError(
+                f"close_hook must be True or False, got {type(close_hook).__name__} {close_hook!r}"
+            )
         changes["close_hook"] = close_hook
     base = current()
     global _current

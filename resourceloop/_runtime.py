@@ -126,7 +126,11 @@ def configure(
         The settings now in force.
 
     Raises:
-        ValueError: A setting is out of range or of the wrong type; no setting is changed.
+        TypeError: A setting has the wrong type (a bool or a string for a number of seconds,
+            anything but a bool for ``close_hook``); no setting is changed.
+        ValueError: A setting is out of range (zero, negative, not finite, or past
+            ``threading.TIMEOUT_MAX``), or a ``RESOURCELOOP_*`` variable read on first use
+            is invalid; no setting is changed.
 
     .. versionadded:: 0.1.0
     """

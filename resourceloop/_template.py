@@ -37,6 +37,17 @@ _creating: contextvars.ContextVar[tuple[Spec, ...]] = contextvars.ContextVar(
 )
 
 
+def _running(what: str) -> asyncio.AbstractEventLoop:
+    """The running loop, or a RuntimeError that names the template and says what to do."""
+    loop = get_running_loop_or_none()
+    if loop is None:
+        raise RuntimeError(
+            f"{what}() needs a running asyncio event loop: await it in a coroutine that "
+            "asyncio runs (asyncio.run(), an asyncio.Runner, or your framework's loop)"
+        )
+    return loop
+
+
 def _check_loop(loop: object, what: str) -> asyncio.AbstractEventLoop | None:
     if loop is None or isinstance(loop, asyncio.AbstractEventLoop):
         return loop
@@ -193,12 +204,7 @@ class ResourceTemplate(Generic[R]):
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop | None) -> R:
         _check_loop(loop, f"{self.name!r}.acquire")
-        running = get_running_loop_or_none()
-        if running is None:
-            raise RuntimeError(
-                f"{self.name!r}.acquire() needs a running event loop: await it from a "
-                "coroutine (inside asyncio.run(), a Runner or your framework's loop)"
-            )
+        running = _running(f"{self.name!r}.acquire")
         target = running if loop is None else loop
         if target.is_closed():
             raise LoopClosedError(f"cannot acquire {self.name!r}: the event loop is closed")
@@ -284,7 +290,7 @@ class ResourceTemplate(Generic[R]):
         .. versionadded:: 0.1.0
         """
         _check_loop(loop, f"{self.name!r}.release")
-        running = asyncio.get_running_loop()
+        running = _running(f"{self.name!r}.release")
         target = running if loop is None else loop
         state = registry.get(target)
         if state is None:
@@ -319,7 +325,7 @@ class ResourceTemplate(Generic[R]):
 
         .. versionadded:: 0.1.0
         """
-        loop = asyncio.get_running_loop()
+        loop = _running(f"{self.name!r}.purge")
         done: asyncio.Future[None] = loop.create_future()
 
         def run() -> None:

@@ -7,11 +7,14 @@ import asyncio
 import gc
 import logging
 import math
+import os
+import re
 import subprocess
 import sys
 import textwrap
 import threading
 import warnings
+from pathlib import Path
 from typing import TypeVar
 
 import attrs
@@ -39,8 +42,9 @@ ENV_VARS = (
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start from the defaults whatever the calling shell exports."""
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("RESOURCELOOP_") and not name.startswith("RESOURCELOOP_TEST_"):
+            monkeypatch.delenv(name)
     _config.reset_for_tests()
     gc.collect()
 
@@ -69,9 +73,9 @@ def test_configure_changes_only_the_settings_given() -> None:
         config.reap_interval = 5.0  # type: ignore[misc]
 
 
-BAD_NUMBERS: list[object] = [
-    True,
-    False,
+# The wrong type: TypeError. The right type out of range: ValueError.
+WRONG_TYPE_NUMBERS: list[object] = [True, False, "1", [1], b"2", object()]
+OUT_OF_RANGE_NUMBERS: list[object] = [
     0,
     0.0,
     -1,
@@ -79,24 +83,44 @@ BAD_NUMBERS: list[object] = [
     math.nan,
     math.inf,
     -math.inf,
-    "1",
-    [1],
-    b"2",
+    threading.TIMEOUT_MAX * 2,
+    10**400,  # an int too large for a float
 ]
-BAD_FLAGS: list[object] = [1, 0, "yes", "false", 1.0, []]
+WRONG_TYPE_FLAGS: list[object] = [1, 0, "yes", "false", 1.0, [], object()]
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"),
-    [("reap_interval", value) for value in BAD_NUMBERS]
-    + [("release_timeout", value) for value in BAD_NUMBERS]
-    + [("close_hook", value) for value in BAD_FLAGS],
+    ("setting", "value", "error"),
+    [("reap_interval", v, TypeError) for v in WRONG_TYPE_NUMBERS]
+    + [("release_timeout", v, TypeError) for v in WRONG_TYPE_NUMBERS]
+    + [("close_hook", v, TypeError) for v in WRONG_TYPE_FLAGS]
+    + [("reap_interval", v, ValueError) for v in OUT_OF_RANGE_NUMBERS]
+    + [("release_timeout", v, ValueError) for v in OUT_OF_RANGE_NUMBERS],
 )
-def test_configure_rejects_bad_values_and_changes_nothing(setting: str, value: object) -> None:
-    """A bad value is a ValueError naming the setting; no setting changes."""
+def test_configure_rejects_bad_values_and_changes_nothing(
+    setting: str, value: object, error: type[Exception]
+) -> None:
+    """The wrong type is a TypeError, out of range a ValueError, each naming the setting and
+    the value; no setting changes."""
     before = resourceloop.configure(reap_interval=4.0, release_timeout=6.0, close_hook=False)
-    with pytest.raises(ValueError, match=setting):
+    with pytest.raises(error, match=f"^{setting} must be") as info:
         resourceloop.configure(**{setting: value})  # type: ignore[arg-type]
+    assert type(info.value) is error
+    assert resourceloop.configure() == before
+    assert _config.current() == before
+
+
+@pytest.mark.parametrize("setting", ["reap_interval", "release_timeout"])
+def test_configure_names_the_timeout_limit(setting: str) -> None:
+    """Past threading.TIMEOUT_MAX, the error names the limit (waits would overflow there)."""
+
+    def configure(seconds: float) -> Config:
+        return resourceloop.configure(**{setting: seconds})  # type: ignore[arg-type]
+
+    assert getattr(configure(threading.TIMEOUT_MAX), setting) == threading.TIMEOUT_MAX
+    before = configure(5.0)
+    with pytest.raises(ValueError, match=r"at most threading\.TIMEOUT_MAX \(\d"):
+        configure(threading.TIMEOUT_MAX * 1.5)
     assert resourceloop.configure() == before
 
 
@@ -113,16 +137,9 @@ def test_configure_validates_everything_before_changing_anything() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [
-        ("0", False),
-        ("false", False),
-        ("No", False),
-        ("off", False),
-        ("1", True),
-        ("true", True),
-        (" YES ", True),
-        ("on", True),
-    ],
+    [(spelling, True) for spelling in _config.TRUE_SPELLINGS]
+    + [(spelling, False) for spelling in _config.FALSE_SPELLINGS]
+    + [("YES", True), ("On", True), ("No", False), ("FALSE", False)],
 )
 def test_environment_is_read_on_first_use(
     monkeypatch: pytest.MonkeyPatch, text: str, expected: bool
@@ -167,8 +184,12 @@ def test_close_hook_from_environment_takes_effect_at_first_acquisition(
         ("RESOURCELOOP_REAP_INTERVAL", ""),
         ("RESOURCELOOP_RELEASE_TIMEOUT", "inf"),
         ("RESOURCELOOP_RELEASE_TIMEOUT", "10s"),
+        ("RESOURCELOOP_RELEASE_TIMEOUT", "1e300"),  # past threading.TIMEOUT_MAX
         ("RESOURCELOOP_CLOSE_HOOK", "maybe"),
         ("RESOURCELOOP_CLOSE_HOOK", "2"),
+        ("RESOURCELOOP_CLOSE_HOOK", " yes "),  # not a documented spelling
+        ("RESOURCELOOP_CLOSE_HOOK", "y"),
+        ("RESOURCELOOP_CLOSE_HOOK", ""),
     ],
 )
 def test_bad_environment_value_raises_on_first_use(
@@ -195,6 +216,70 @@ def test_bad_environment_value_raises_on_first_use(
         assert resourceloop.stats().resources_live == {"client": 1}
 
     run(fixed)
+
+
+def test_close_hook_spellings_are_the_documented_ones() -> None:
+    """The spellings the Resources page lists for RESOURCELOOP_CLOSE_HOOK are exactly those
+    the code accepts, and the page says letter case does not matter."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "resources.md").read_text()
+    (row,) = [line for line in page.splitlines() if line.startswith("| `close_hook` |")]
+    documented = re.findall(r"`([^`]+)`/`([^`]+)`", row)
+    assert documented == list(zip(_config.FALSE_SPELLINGS, _config.TRUE_SPELLINGS, strict=True))
+    assert "any letter case" in row
+
+
+def test_bad_close_hook_variable_lists_the_spellings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error for a bad RESOURCELOOP_CLOSE_HOOK lists what is accepted."""
+    monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "enabled")
+    _config.reset_for_tests()
+    with pytest.raises(ValueError, match=r"^RESOURCELOOP_CLOSE_HOOK") as info:
+        resourceloop.configure()
+    assert str(info.value) == (
+        "RESOURCELOOP_CLOSE_HOOK must be one of 1, true, yes, on (on) or 0, false, no, off "
+        "(off), in any letter case, got 'enabled'"
+    )
+
+
+def test_misspelled_variable_warns_with_the_close_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESOURCELOOP_RELASE_TIMEOUT is not silently ignored: a warning names it, suggests the
+    close match and lists every variable; the settings stay the defaults."""
+    monkeypatch.setenv("RESOURCELOOP_RELASE_TIMEOUT", "5")
+    _config.reset_for_tests()
+    with pytest.warns(RuntimeWarning) as caught:
+        config = resourceloop.configure()
+    assert config == Config()
+    (warning,) = caught
+    assert str(warning.message) == (
+        "unknown environment variable RESOURCELOOP_RELASE_TIMEOUT is ignored; did you mean "
+        "RESOURCELOOP_RELEASE_TIMEOUT? resourceloop reads RESOURCELOOP_REAP_INTERVAL, "
+        "RESOURCELOOP_RELEASE_TIMEOUT, RESOURCELOOP_CLOSE_HOOK"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resourceloop.configure() == Config()  # read once: no second warning
+
+
+def test_unknown_variable_without_a_close_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable like nothing known gets no suggestion; the test suite's own are left alone."""
+    monkeypatch.setenv("RESOURCELOOP_COLOR", "1")
+    monkeypatch.setenv("RESOURCELOOP_TEST_SOMETHING", "x")
+    monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "off")
+    _config.reset_for_tests()
+    with pytest.warns(RuntimeWarning) as caught:
+        config = resourceloop.configure()
+    assert config == Config(close_hook=False)  # the known one still applies
+    (warning,) = caught
+    message = str(warning.message)
+    assert message.startswith("unknown environment variable RESOURCELOOP_COLOR is ignored; ")
+    assert "did you mean" not in message
+    assert "RESOURCELOOP_TEST_SOMETHING" not in message
+
+
+def test_environment_variables_are_documented() -> None:
+    """Every variable the code reads is on the Resources page, in the same order."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "resources.md").read_text()
+    found = re.findall(r"\| `(RESOURCELOOP_[A-Z_]+)`", page)
+    assert tuple(found) == _config.ENVIRONMENT == ENV_VARS
 
 
 # -- import, the reaper thread -----------------------------------------------------------------

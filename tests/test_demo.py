@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from typing import Any
 
@@ -181,11 +183,15 @@ def test_summarize_masks_addresses() -> None:
 
 
 class _Stream(io.StringIO):
-    """A non-tty stream that signals its first write."""
+    """A stream that signals its first write, a terminal or not."""
 
-    def __init__(self) -> None:
+    def __init__(self, tty: bool) -> None:
         super().__init__()
         self.written = threading.Event()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
 
     def write(self, text: str) -> int:
         count = super().write(text)
@@ -193,24 +199,27 @@ class _Stream(io.StringIO):
         return count
 
 
-def test_progress_line_after_the_delay() -> None:
-    """Once the delay has passed, a progress line names the mode and the calls done."""
-    stream = _Stream()
+def test_progress_line_after_the_delay_on_a_terminal() -> None:
+    """On a terminal, once the delay has passed, a line names the mode and the calls done."""
+    stream = _Stream(tty=True)
     progress = Progress(total=3, enabled=True, stream=stream, after=0.0)
+    assert progress.enabled
     progress.mode = "managed"
     progress.advance()
     with progress:
         assert stream.written.wait(30)
-    first = stream.getvalue().splitlines()[0]
+    first = stream.getvalue().split("\r")[1]
     assert first.startswith("demo: managed: ")
-    assert "1/3 calls done" in first
+    assert "1/3 calls done (all modes)" in first
+    assert stream.getvalue().endswith("\r" + " " * 72 + "\r")  # erased at the end
 
 
-def test_no_progress_line_for_short_or_disabled_runs() -> None:
-    """Nothing is written before the delay, or when disabled."""
-    for enabled, after in ((True, 3600.0), (False, 0.0)):
-        stream = _Stream()
+def test_no_progress_line_for_short_disabled_or_captured_runs() -> None:
+    """Nothing is written before the delay, when disabled, or when the stream is no terminal."""
+    for enabled, after, tty in ((True, 3600.0, True), (False, 0.0, True), (True, 0.0, False)):
+        stream = _Stream(tty=tty)
         with Progress(total=1, enabled=enabled, stream=stream, after=after) as progress:
+            assert progress.enabled is (enabled and tty)
             progress.advance()
         assert stream.getvalue() == ""
 
@@ -236,3 +245,108 @@ def test_demo_needs_aiohttp_only() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ok"] is True
+
+
+def test_captured_output_has_no_progress_line() -> None:
+    """A run long enough for the progress line, with stderr a pipe, prints nothing there."""
+    # About 3.4 s: longer than the 2 s after which a terminal would show the line.
+    result = _demo("--threads", "2", "--summoners", "16", "--latency", "60", "--modes", "managed")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "calls done" not in result.stdout
+    assert result.stdout.startswith("resourceloop demo: 16 summoners x 5 matches per mode")
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def _command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "resourceloop", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_no_command_lists_the_commands() -> None:
+    """``python -m resourceloop`` alone prints the help, which lists every command."""
+    result = _command()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m resourceloop")
+    assert "commands:" in result.stdout
+    assert "demo" in result.stdout
+    assert "--version" in result.stdout
+
+
+def test_version() -> None:
+    """``--version`` prints the package version."""
+    import resourceloop
+
+    result = _command("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"resourceloop {resourceloop.__version__} (Python ")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--matches", "21", "argument --matches: expected 1 to 20, got 21"),
+        ("--matches", "0", "argument --matches: expected 1 to 20, got 0"),
+        ("--summoners", "100001", "argument --summoners: expected 1 to 100000, got 100001"),
+        ("--threads", "257", "argument --threads: expected 1 to 256, got 257"),
+        ("--threads", "many", "argument --threads: expected a whole number, got 'many'"),
+        ("--latency", "10001", "argument --latency: expected 0 to 10000 ms, got 10001"),
+    ],
+)
+def test_bad_demo_option_prints_the_demos_usage(option: str, value: str, message: str) -> None:
+    """A value out of range is reported with the demo's own usage line, status 2."""
+    result = _command("demo", option, value)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("usage: python -m resourceloop demo ")
+    assert result.stderr.endswith(f"python -m resourceloop demo: error: {message}\n")
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.parametrize("modes", ["managed,decorator,unmanaged,baseline", "baseline"])
+def test_one_ctrl_c_stops_the_demo(modes: str) -> None:
+    """One SIGINT mid-run stops 100,000 summoners at once, cleanly, with status 130.
+
+    Each response waits 10 s (``--latency 10000``) and the signal is sent once the first call
+    is running (the banner line says so), so stopping within seconds means the calls in
+    flight were cancelled, not waited for.
+    """
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "resourceloop", "demo"),
+            *("--summoners", "100000", "--latency", "10000", "--modes", modes),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()  # printed once the first call is running
+        assert banner.startswith("resourceloop demo: 100000 summoners"), banner
+        assert "(Ctrl-C stops it)" in banner
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=TIMEOUT)
+        elapsed = time.monotonic() - sent
+    finally:
+        if process.poll() is None:  # pragma: no cover - only when the demo ignores Ctrl-C
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    assert out == ""  # no report after an interrupted run
+    assert err == (
+        "resourceloop demo: interrupted (Ctrl-C); calls in flight cancelled, worker threads "
+        "and server stopped, no report\n"
+    )
+    assert elapsed < 5.0  # a functional bound (it takes about 0.2 s), not a benchmark

@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 
 import resourceloop
-from tests.servers import postgres_query, require
 from tests._env import child_env
+from tests.servers import postgres_query, require
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -178,7 +178,7 @@ def test_quickstart_fetches_from_threads_and_leaks_nothing(
     api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Getting started example returns every body and brings the fd count back."""
-    recipe = load("quickstart", monkeypatch)
+    recipe = load_file(ROOT / "examples" / "quickstart.py", monkeypatch)
     recipe.main(f"{api}/warm-up")  # first use imports and caches what aiohttp needs
     before = open_fds()
     results = recipe.main(f"{api}/hello")
@@ -695,3 +695,44 @@ def test_performance_page_build_fails_loudly_without_benchmark_results(
     assert "- 4\\. threaded churn" in expanded  # escaped: not a nested numbered list
     assert hooks.RESULTS_INCLUDE not in expanded
     assert hooks.on_page_markdown("# Other page\n") == "# Other page\n"
+
+
+def test_build_fails_loudly_without_the_vendored_mermaid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No vendored Mermaid: the build stops (Material would fetch it from a CDN instead)."""
+    errors = pytest.importorskip("mkdocs.exceptions")
+    hooks = load_file(DOCS / "_hooks.py", monkeypatch)
+    monkeypatch.setattr(hooks, "VENDOR", tmp_path / "build" / "docs-vendor")
+    monkeypatch.setattr(hooks, "ROOT", tmp_path)
+    monkeypatch.setattr(hooks, "PUBLISHED", ())
+    with pytest.raises(errors.PluginError, match=r"mermaid\.min\.js is missing: run `python docs/"):
+        hooks.on_files([], config={})
+
+
+# -- README and Recipes: links that work anywhere, examples that run ------------------------------
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>]+)>")
+
+
+def test_readme_links_are_absolute() -> None:
+    """Every link in the README works on a package index page, where relative links break."""
+    links = [a or b for a, b in _LINK.findall((ROOT / "README.md").read_text())]
+    assert links
+    relative = [link for link in links if not link.startswith(("https://", "http://"))]
+    assert relative == []
+
+
+def test_readme_and_recipes_link_the_examples() -> None:
+    """Readers find the runnable programs from the README and the Recipes page."""
+    examples = "https://github.com/resourceloop/resourceloop/tree/main/examples"
+    assert f"]({examples})" in (ROOT / "README.md").read_text()
+    assert f"]({examples})" in (DOCS / "recipes.md").read_text()
+
+
+def test_recipes_page_is_for_users() -> None:
+    """How the tests stand in for missing packages is in tests/README.md, not on the page."""
+    page = (DOCS / "recipes.md").read_text()
+    for note in ("stand-in", "test environment", "RESOURCELOOP_TEST_"):
+        assert note not in page
+    assert "RESOURCELOOP_TEST_REDIS_URL" in (ROOT / "tests" / "README.md").read_text()

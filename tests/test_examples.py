@@ -21,6 +21,8 @@ pytest.importorskip("aiohttp", reason="the examples need the aiohttp extra")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 CASES = [
+    ("quickstart.py", None, "released gracefully by the close hook: 8"),
+    ("readme_usage.py", None, "released gracefully: 3"),
     ("seed_example.py", None, "still live: 0"),
     ("threadpool_fanout.py", None, "released gracefully by the close hook: 16"),
     ("flask_async_view.py", "flask", "released gracefully by the close hook: 20"),
@@ -46,6 +48,16 @@ def test_example_runs_clean(script: str, needs: str | None, expected: str) -> No
     assert result.stderr == ""
     assert expected in result.stdout
     assert "forcefully: 0" in result.stdout
+
+
+def test_readme_usage_is_the_example() -> None:
+    """The README's usage snippet is, character for character, what readme_usage.py runs."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    shown = readme.split("## Usage", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    example = (EXAMPLES / "readme_usage.py").read_text()
+    ran = example.split("# --8<-- [start:usage]\n", 1)[1].split("\n\n# --8<-- [end:usage]", 1)[0]
+    assert shown.rstrip("\n") == ran.rstrip("\n")
+    assert "127.0.0.1:8080" not in readme  # no server the reader does not have
 
 
 def test_every_example_is_tested() -> None:

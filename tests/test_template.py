@@ -132,15 +132,50 @@ def closed_loop_in_thread(template: ResourceTemplate[Any], *, close: bool = True
         {"acquire_func": Recorder().make, "release_func": "close"},
         {"acquire_func": Recorder().make, "force_release_func": 3.5},
         {"acquire_func": Recorder().make, "name": 7},
+        {"acquire_func": Recorder().make, "lazy": "yes"},
+        {"acquire_func": Recorder().make, "lazy": 1},
+        {"acquire_func": Recorder().make, "lazy": None},
     ],
-    ids=["acquire-int", "acquire-none", "release", "force-release", "name"],
+    ids=[
+        *("acquire-int", "acquire-none", "release", "force-release", "name"),
+        *("lazy-str", "lazy-int", "lazy-none"),
+    ],
 )
 def test_bad_arguments_raise_type_error_and_register_nothing(kwargs: dict[str, Any]) -> None:
-    """A non-callable function (or a non-string name) is a TypeError; nothing is registered."""
+    """A non-callable function, a non-string name or a non-bool lazy is a TypeError naming the
+    argument; nothing is registered."""
     before = list(resource_templates)
-    with pytest.raises(TypeError):
+    argument = next(key for key in kwargs if key != "acquire_func" or len(kwargs) == 1)
+    with pytest.raises(TypeError, match=f"^{argument} must be"):
         ResourceTemplate(**kwargs)
     assert list(resource_templates) == before
+
+
+@pytest.mark.parametrize("name", ["", " ", "\t\n"])
+def test_empty_name_raises_value_error_and_registers_nothing(name: str) -> None:
+    """An empty or blank name would make warnings and stats() unreadable: ValueError."""
+    before = list(resource_templates)
+    with pytest.raises(ValueError, match=r"^name must be a non-empty string .*leave it out"):
+        ResourceTemplate(Recorder().make, name=name)
+    assert list(resource_templates) == before
+
+
+def test_acquire_release_purge_without_a_running_loop_name_the_template() -> None:
+    """Driven outside asyncio (no running loop), each call says which template and what to do."""
+    template = ResourceTemplate(Recorder().make, name="api-client")
+    for call in (template.acquire, template.release, template.purge):
+        awaitable = call()
+        assert inspect.isawaitable(awaitable)
+        coroutine = awaitable.__await__()
+        with pytest.raises(RuntimeError) as info:
+            coroutine.send(None)
+        message = str(info.value)
+        assert message.startswith(f"'api-client'.{call.__name__}() needs a running asyncio")
+        assert "asyncio.run()" in message
+        assert info.value.__cause__ is None
+        assert info.value.__suppress_context__
+    assert resourceloop.stats().loops_tracked == 0
+    assert resourceloop.stats().acquisitions == 0
 
 
 def test_name_defaults_to_qualified_name_of_acquire_func() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -17,9 +18,29 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TextIO
 
-__all__ = ["PROGRESS_AFTER", "Capture", "Progress", "count_fds", "summarize"]
+__all__ = [
+    "PROGRESS_AFTER",
+    "Capture",
+    "Progress",
+    "block_interrupts_in_this_thread",
+    "count_fds",
+    "summarize",
+]
 
 PROGRESS_AFTER: Final = 2.0  # seconds before the progress line appears
+
+
+def block_interrupts_in_this_thread() -> None:
+    """Block SIGINT in the calling (non-main) thread and in the threads it starts from now on.
+
+    The kernel hands a process-directed SIGINT (Ctrl-C) to any thread that does not block it.
+    Python only runs its handler in the main thread, and a main thread asleep in
+    ``Future.result()`` wakes only if the signal interrupted *its* wait. With every other
+    thread of the demo blocking SIGINT (workers, their loops' helper threads, the reaper they
+    start, the server, the progress line), Ctrl-C always lands in the main thread at once.
+    """
+    if hasattr(signal, "pthread_sigmask"):  # POSIX; elsewhere Ctrl-C reaches the main thread
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 def _socket_inodes_on_port(port: int) -> set[int]:
@@ -147,7 +168,13 @@ def summarize(messages: Sequence[str], limit: int = 8) -> list[str]:
 
 
 class Progress:
-    """A progress line on stderr once the run has taken longer than ``PROGRESS_AFTER``."""
+    """A live progress line on stderr, on a terminal only, once the run passes ``PROGRESS_AFTER``.
+
+    The line is redrawn in place (``\\r``) and erased when the run ends. When the stream is not
+    a terminal (a pipe, a file, a CI log) nothing is written at all: a line per interval would
+    pile up in the log, and a snapshot such as "189/192 calls done" read later looks as if
+    calls went missing.
+    """
 
     def __init__(
         self,
@@ -160,15 +187,19 @@ class Progress:
         self.total = total
         self.done = 0
         self.mode = ""
-        self._enabled = enabled
+        self._enabled = enabled and stream.isatty()
         self._stream = stream
-        self._tty = stream.isatty()
         self._start = time.monotonic()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._shown = False
         self._after = after
         self._thread = threading.Thread(target=self._run, name="demo-progress", daemon=True)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the line can appear: asked for, and the stream is a terminal."""
+        return self._enabled
 
     def __enter__(self) -> Progress:
         if self._enabled:
@@ -179,7 +210,7 @@ class Progress:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        if self._shown and self._tty:
+        if self._shown:
             self._stream.write("\r" + " " * 72 + "\r")
             self._stream.flush()
 
@@ -188,17 +219,17 @@ class Progress:
             self.done += 1
 
     def _run(self) -> None:
-        interval = 0.2 if self._tty else 2.0
+        block_interrupts_in_this_thread()
         if self._stop.wait(self._after):
             return
         while True:
             elapsed = time.monotonic() - self._start
-            line = f"demo: {self.mode}: {self.done}/{self.total} calls done, {elapsed:.1f} s"
-            if self._tty:
-                self._stream.write(f"\r{line:<72}")
-            else:
-                self._stream.write(line + "\n")
+            line = (
+                f"demo: {self.mode}: {self.done}/{self.total} calls done (all modes), "
+                f"{elapsed:.1f} s"
+            )
+            self._stream.write(f"\r{line:<72}")
             self._stream.flush()
             self._shown = True
-            if self._stop.wait(interval):
+            if self._stop.wait(0.2):
                 return

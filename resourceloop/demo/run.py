@@ -31,11 +31,17 @@ import dataclasses
 import gc
 import json
 import math
+import os
+import queue
+import signal
 import statistics
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from types import FrameType
 from typing import Final
 
 import aiohttp
@@ -46,13 +52,23 @@ from resourceloop.queue import Queue
 from resourceloop.sync import async_to_sync
 
 from . import lol
-from .measure import Capture, Progress, count_fds, summarize
+from .measure import Capture, Progress, block_interrupts_in_this_thread, count_fds, summarize
 from .server import DemoServer, expected_average_duration_millis
 
-__all__ = ["MODES", "RESOURCELOOP_MODES", "ModeResult", "Settings", "main", "run_demo"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "MODES",
+    "RESOURCELOOP_MODES",
+    "ModeResult",
+    "Settings",
+    "main",
+    "run_demo",
+]
 
 MODES: Final = ("managed", "decorator", "unmanaged", "baseline")
 RESOURCELOOP_MODES: Final = ("managed", "decorator", "unmanaged")
+#: The exit status after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED: Final = 130
 
 # -- the seed's example, once per mode ----------------------------------------------------------
 
@@ -63,16 +79,93 @@ def _note_loop() -> None:
     _loops.append(asyncio.get_running_loop())  # list.append is atomic: no lock needed
 
 
+#: What a worker or the SIGINT handler puts on ``_Calls.events`` besides a finished call's index.
+_STARTED: Final = -1  # the first call of the mode is running on its loop
+_WAKE: Final = -2  # Ctrl-C: look at ``_Calls.stop_requested``
+
+
+class _Calls:
+    """The calls of the running mode, so that Ctrl-C can stop them at once and cleanly.
+
+    The main thread sleeps only in ``events.get()``. Workers put a finished call's index there
+    (from the future's done callback) and the SIGINT handler puts ``_WAKE``: a
+    ``queue.SimpleQueue``'s ``put`` is reentrant, safe in a signal handler, unlike the locks
+    in ``Future.result()`` or ``Event.wait()``, where an exception raised by a handler can
+    leave a lock in a broken state (seen here: "release unlocked lock"). The handler therefore
+    never raises; it sets ``stop_requested``, and the main thread stops at its next look.
+
+    ``enter``/``leave`` run on each call's loop (in a worker thread); ``cancel_all`` runs in
+    the main thread. ``_lock`` guards ``_running`` and ``_cancelled`` and is held only to read
+    or change them: the cancellations are sent after it is released, with
+    ``call_soon_threadsafe``, the only way to touch another thread's loop.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[asyncio.Task[object], asyncio.AbstractEventLoop] = {}
+        self._cancelled = False
+        self._started = False
+        self.stop_requested = False  # set by the SIGINT handler, read by the main thread
+        self.events: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def enter(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with self._lock:
+            if self._cancelled:  # started after Ctrl-C: do nothing, as a cancelled call
+                raise asyncio.CancelledError
+            self._running[task] = asyncio.get_running_loop()
+        if not self._started:  # a duplicate _STARTED is harmless
+            self._started = True
+            self.events.put(_STARTED)
+
+    def leave(self) -> None:
+        task = asyncio.current_task()
+        with self._lock:
+            self._running.pop(task, None)  # type: ignore[arg-type]
+
+    def request_stop(self) -> None:
+        """From the SIGINT handler: note it, wake the main thread. Reentrant, never raises."""
+        self.stop_requested = True
+        self.events.put(_WAKE)
+
+    def cancel_all(self) -> None:
+        """Cancel every call in flight and every call that starts from now on."""
+        with self._lock:
+            self._cancelled = True
+            running = list(self._running.items())
+        for task, loop in running:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # that call ended and closed its loop meanwhile
+                pass
+
+    def reset(self) -> None:
+        """Ready for the next mode (``stop_requested`` stays: it ends the whole run)."""
+        with self._lock:
+            self._cancelled = False
+            self._running.clear()
+        self._started = False
+        self.events = queue.SimpleQueue()
+
+
+_calls = _Calls()
+
+
 async def _average(summoner_name: str, matches: int) -> float:
     """The body of the seed's example: average duration of a summoner's first matches."""
-    _note_loop()
-    async with Queue() as queue:
-        summoner = await lol.Summoner(name=summoner_name).get()
-        history = await summoner.match_history.get()
-        for match in history.matches[:matches]:
-            await queue.put(match.get())
-        first_matches: list[lol.Match] = await queue.join()
-    return statistics.mean([match.info.duration_millis for match in first_matches] or [0])
+    _calls.enter()
+    try:
+        _note_loop()
+        async with Queue() as queue:
+            summoner = await lol.Summoner(name=summoner_name).get()
+            history = await summoner.match_history.get()
+            for match in history.matches[:matches]:
+                await queue.put(match.get())
+            first_matches: list[lol.Match] = await queue.join()
+        return statistics.mean([match.info.duration_millis for match in first_matches] or [0])
+    finally:
+        _calls.leave()
 
 
 @async_to_sync
@@ -187,8 +280,19 @@ def _distinct_loops() -> int:
     return len({id(loop) for loop in _loops})  # all still referenced, so ids are distinct
 
 
-def run_mode(mode: str, server: DemoServer, settings: Settings, progress: Progress) -> ModeResult:
-    """Run the example in ``mode`` and measure it."""
+def run_mode(
+    mode: str,
+    server: DemoServer,
+    settings: Settings,
+    progress: Progress,
+    on_running: Callable[[], None] | None = None,
+) -> ModeResult:
+    """Run the example in ``mode`` and measure it.
+
+    ``on_running`` is called once the first call of the mode is running on its loop. On
+    ``KeyboardInterrupt`` the calls in flight are cancelled on their loops, the others are
+    never started, and the worker threads are joined before the exception propagates.
+    """
     progress.mode = mode
     names = settings.names()
     baseline = BaselineSessions() if mode == "baseline" else None
@@ -204,15 +308,48 @@ def run_mode(mode: str, server: DemoServer, settings: Settings, progress: Progre
     with capture.active():
         start = time.perf_counter()
         function = _FUNCTIONS[mode]
-        with ThreadPoolExecutor(settings.threads, thread_name_prefix=f"demo-{mode}") as pool:
-            futures: list[Future[float]] = []
-            for name in names:
-                future = pool.submit(function, name, settings.matches)
+        pool = ThreadPoolExecutor(
+            settings.threads,
+            thread_name_prefix=f"demo-{mode}",
+            initializer=block_interrupts_in_this_thread,
+        )
+        futures: dict[int, Future[float]] = {}
+        try:
+            # At most two calls per thread are queued at any time: Ctrl-C has little to
+            # cancel, and 100,000 summoners do not mean 100,000 futures.
+            window = 2 * settings.threads
+            events = _calls.events
+            submitted = 0
+
+            def submit_next() -> None:
+                nonlocal submitted
+                index = submitted
+                submitted += 1
+                future = pool.submit(function, names[index], settings.matches)
                 future.add_done_callback(progress.advance)
-                futures.append(future)
-            for name, future in zip(names, futures, strict=True):
+                future.add_done_callback(lambda _: events.put(index))
+                futures[index] = future
+
+            while submitted < min(window, len(names)):
+                submit_next()
+            finished = 0
+            while finished < len(names):
+                if _calls.stop_requested:
+                    raise KeyboardInterrupt
+                index = events.get()
+                if index == _WAKE:
+                    continue
+                if on_running is not None:  # the first call is running (or already over)
+                    on_running()
+                    on_running = None
+                if index == _STARTED:
+                    continue
+                finished += 1
+                if submitted < len(names) and not _calls.stop_requested:
+                    submit_next()
+                name = names[index]
                 try:
-                    value = future.result()
+                    value = futures.pop(index).result()
                 except Exception as exc:
                     capture.errors.append(f"{name}: {exc!r}")
                     continue
@@ -221,6 +358,24 @@ def run_mode(mode: str, server: DemoServer, settings: Settings, progress: Progre
                     correct += 1
                 else:
                     capture.errors.append(f"{name}: got {value}, expected {expected}")
+        except BaseException:
+            # Ctrl-C (or any failure here): cancel the calls in flight on their own loops,
+            # drop the ones not started, and wait for the workers, whose loops then close and
+            # release their sessions, before the server goes away under them.
+            _calls.cancel_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            # Let go of what the cancelled calls hold (their tracebacks reference their
+            # sessions) while the capture is still active: the baseline's sessions are never
+            # closed, and "Unclosed client session" belongs to this mode, not to the exit.
+            futures.clear()
+            if baseline is not None:
+                baseline.sessions.clear()
+            _loops.clear()
+            gc.collect()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            _calls.reset()
         wall = time.perf_counter() - start
         loops = _distinct_loops()
         _loops.clear()
@@ -267,15 +422,57 @@ def run_mode(mode: str, server: DemoServer, settings: Settings, progress: Progre
     )
 
 
-def run_demo(settings: Settings) -> tuple[DemoServer, list[ModeResult]]:
-    """Start the server, run every selected mode in turn, stop the server."""
+def run_demo(
+    settings: Settings, on_running: Callable[[], None] | None = None
+) -> tuple[DemoServer, list[ModeResult]]:
+    """Start the server, run every selected mode in turn, stop the server.
+
+    ``on_running`` is called once, as soon as the first call of the first mode is running.
+    """
     total = settings.summoners * len(settings.modes)
+    results: list[ModeResult] = []
     with (
         DemoServer(latency=settings.latency_ms / 1000) as server,
         Progress(total, settings.progress) as progress,
     ):
-        results = [run_mode(mode, server, settings, progress) for mode in settings.modes]
+        for mode in settings.modes:
+            if _calls.stop_requested:
+                raise KeyboardInterrupt
+            results.append(run_mode(mode, server, settings, progress, on_running))
+            on_running = None
+    if _calls.stop_requested:  # Ctrl-C after the last call: still an interrupted run
+        raise KeyboardInterrupt
     return server, results
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """While active, the first Ctrl-C stops the run at its next step (``run_mode`` then
+    cancels the calls in flight and raises ``KeyboardInterrupt`` itself, at a safe point), and
+    a second one during that cleanup exits at once, with status 130 and no traceback.
+
+    Only in the main thread, and only when SIGINT has Python's default handler; otherwise
+    Ctrl-C raises ``KeyboardInterrupt`` wherever it lands, and ``run_mode`` still cleans up.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if _calls.stop_requested:
+            os.write(2, b"\nresourceloop demo: interrupted again: exiting without cleaning up\n")
+            os._exit(EXIT_INTERRUPTED)
+        _calls.request_stop()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _calls.stop_requested = False
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -316,8 +513,6 @@ def format_table(results: Sequence[ModeResult]) -> str:
 
 def format_report(settings: Settings, server: DemoServer, results: Sequence[ModeResult]) -> str:
     out = [
-        f"resourceloop demo: {settings.summoners} summoners x {settings.matches} matches per "
-        f"mode, {settings.threads} threads, each call on its own event loop",
         f"server: aiohttp on 127.0.0.1 (an ephemeral port), {server.requests} requests "
         f"answered, {settings.latency_ms:g} ms latency each",
         "",
@@ -372,9 +567,35 @@ def report_json(settings: Settings, server: DemoServer, results: Sequence[ModeRe
     return json.dumps(document, indent=2)
 
 
+def format_banner(settings: Settings) -> str:
+    """The first line of the table output, printed when the first call is running."""
+    return (
+        f"resourceloop demo: {settings.summoners} summoners x {settings.matches} matches per "
+        f"mode, {settings.threads} threads, each call on its own event loop (Ctrl-C stops it)"
+    )
+
+
 def main(settings: Settings, *, as_json: bool = False) -> int:
-    """Run the demo and print its report; return the exit status."""
-    server, results = run_demo(settings)
+    """Run the demo and print its report; return the exit status.
+
+    Ctrl-C stops the run: the calls in flight are cancelled, the worker threads joined, the
+    server stopped; a line on stderr says so, no report is printed, and the status is 130.
+    """
+
+    def announce() -> None:
+        print(format_banner(settings), flush=True)
+
+    try:
+        with _interruptible():
+            server, results = run_demo(settings, None if as_json else announce)
+    except KeyboardInterrupt:
+        print(
+            "resourceloop demo: interrupted (Ctrl-C); calls in flight cancelled, worker "
+            "threads and server stopped, no report",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_INTERRUPTED
     if as_json:
         print(report_json(settings, server, results))
     else:

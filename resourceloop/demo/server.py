@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import signal
 import statistics
 import threading
 from types import TracebackType
@@ -123,7 +124,12 @@ class DemoServer:
             raise RuntimeError("the demo server is already started")
         self._thread = threading.Thread(target=self._serve, name="demo-server", daemon=True)
         self._thread.start()
-        self._ready.wait()
+        try:
+            self._ready.wait()
+        except BaseException:  # Ctrl-C while starting: it binds in milliseconds, then stop it
+            self._ready.wait()
+            self.stop()
+            raise
         if self._error is not None:
             raise RuntimeError("the demo server could not start") from self._error
         return self
@@ -155,6 +161,8 @@ class DemoServer:
     # -- the server's own thread ----------------------------------------------------------------
 
     def _serve(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):  # Ctrl-C is the main thread's to handle
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             asyncio.run(self._main())
         except BaseException as exc:  # reported to start(), which is waiting
@@ -168,7 +176,9 @@ class DemoServer:
         app.router.add_get("/lol/summoner/v4/summoners/by-name/{name}", self._summoner)
         app.router.add_get("/lol/match/v5/matches/by-puuid/{puuid}/ids", self._match_ids)
         app.router.add_get("/lol/match/v5/matches/{match_id}", self._match)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        # A short shutdown_timeout: requests still waiting out a long --latency when Ctrl-C stops
+        # the demo are cut off rather than waited for (a normal run ends with none in flight).
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", 0)
