@@ -44,7 +44,7 @@ def _running(what: str) -> asyncio.AbstractEventLoop:
         raise RuntimeError(
             f"{what}() needs a running asyncio event loop: await it in a coroutine that "
             "asyncio runs (asyncio.run(), an asyncio.Runner, or your framework's loop)"
-        )
+        ) from None
     return loop
 
 
@@ -128,11 +128,14 @@ class ResourceTemplate(Generic[R]):
         if name is None:
             name = getattr(acquire_func, "__qualname__", None) or repr(acquire_func)
         elif not isinstance(name, str):
-            raise TypeError(f"name must be a string, got {name!r}")
+            raise TypeError(f"name must be a string, got {type(name).__name__} {name!r}")
         elif not name.strip():
-            raise ValueError("name must not be empty: it is how warnings and stats() name it")
+            raise ValueError(
+                f"name must be a non-empty string (warnings, stats() and errors show it), "
+                f"got {name!r}; leave it out to use acquire_func's name"
+            )
         if not isinstance(lazy, bool):
-            raise TypeError(f"lazy must be True or False, got {lazy!r}")
+            raise TypeError(f"lazy must be True or False, got {type(lazy).__name__} {lazy!r}")
         self._acquire_func = acquire_func
         # Releasing needs only the spec, so stores key on it and never keep the template alive.
         self._spec = Spec(name, release_func, force_release_func)
