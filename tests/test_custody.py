@@ -32,7 +32,7 @@ from resourceloop import (
     resource_manager,
     stats,
 )
-from resourceloop.warnings import BlockingReleaseWarning, UnclosedLoopWarning
+from resourceloop.warnings import BlockingReleaseWarning, ForcedReleaseWarning, UnclosedLoopWarning
 
 from ._loops import LOOP_FACTORIES, LoopFactory, abandon, uvloop
 
@@ -679,3 +679,32 @@ def test_stats_report_the_reaper_thread() -> None:
         resourceloop._runtime.reaper._pass()  # a pass raising SystemExit inside the thread
     assert stats().reaper_alive
     _books_balance()
+
+
+def test_forced_release_closes_an_awaitable_it_cannot_run_and_says_so() -> None:
+    """``release_func=lambda c: c.aclose()`` on the forced path: closed, not dropped, explained."""
+    closed: list[str] = []
+
+    class Client:
+        async def aclose(self) -> None:  # pragma: no cover - never runs: the loop is gone
+            closed.append("ran")
+
+    template = ResourceTemplate(Client, lambda c: c.aclose(), name="lambda-client")
+    resourceloop.configure(close_hook=False)
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reap()
+        gc.collect()  # a coroutine dropped unclosed would warn "never awaited" here
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "never awaited" in m], messages
+    [forced] = [w for w in caught if w.category is ForcedReleaseWarning]
+    text = str(forced.message)
+    assert "returned an awaitable, which cannot run without the loop" in text
+    assert "nothing was released" in text
+    assert "pass force_release_func=" in text
+    assert closed == []
