@@ -21,6 +21,7 @@ import functools
 import inspect
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence, Set
 from types import TracebackType
 from typing import Any, Generic, TypeVar, final, overload
@@ -45,6 +46,12 @@ F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
 #: The running loop or None, typed loosely: the hot path reads an attribute that only some
 #: loops have (mypy's view of ``_get_running_loop`` also differs between Python versions).
 _running_loop: Callable[[], Any] = get_running_loop_or_none
+
+#: Loops whose resources an owner keeps for its own lifetime: the portal of ``resourceloop.sync``
+#: adds its loop once its own manager is active there. A manager entered on such a loop acquires
+#: like any other, but its exit releases nothing and it never conflicts with the owner's manager
+#: or another call's. Weak, so an entry ends with its loop; written only by the owner.
+_owned_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 #: How often a cross-thread acquisition checks that its target loop has not closed meanwhile
 #: (only matters for a loop closed without running our close hook; the hook fails waiters at once).
@@ -504,6 +511,11 @@ class ResourceManager:
     "Every registered template" means every live template in the process, including those
     other modules declared: libraries should mark optional templates ``lazy=True``.
 
+    On the loop of a :class:`resourceloop.sync.Portal` the portal's own manager is active for
+    the portal's lifetime; a manager entered there by a call acquires as usual, but its exit
+    releases nothing and it never raises because another manager is active: the resources stay
+    for the next call and are released when the portal closes.
+
     Construct it anywhere: the loop is looked up on entry, not at construction. Enter and leave
     it from coroutines running on the loop it manages.
 
@@ -542,6 +554,14 @@ class ResourceManager:
         loop = asyncio.get_running_loop()
         if self._active:
             raise RuntimeError("this ResourceManager is already active; create another one")
+        if loop in _owned_loops:
+            # A portal's loop: its owner's manager holds the resources until the portal closes.
+            self._loop = loop
+            self._state = None  # so __aexit__ releases nothing
+            for template in registry.templates():
+                if not template.lazy:
+                    await template.acquire()
+            return self
         if loop.is_closed():  # pragma: no cover - a running loop is never closed
             raise LoopClosedError("cannot manage a closed event loop")
         state = track(loop)
