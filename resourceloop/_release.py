@@ -141,8 +141,10 @@ async def _release_one(
         return None
     try:
         result = func(resource)
-    except Exception as exc:
-        _failed(template, state, exc)
+    except BaseException as exc:
+        _failed(template, state, exc)  # counted before KeyboardInterrupt and kin propagate
+        if not isinstance(exc, Exception):
+            raise
         return exc
     if not inspect.isawaitable(result):
         registry.count("graceful_releases")
@@ -195,9 +197,9 @@ def _account(
     if failure is None:
         registry.count("graceful_releases")
         return None
-    if not isinstance(failure, Exception):  # pragma: no cover - KeyboardInterrupt and kin
+    _failed(template, state, failure)  # counted before KeyboardInterrupt and kin propagate
+    if not isinstance(failure, Exception):
         raise failure
-    _failed(template, state, failure)
     return failure
 
 

@@ -605,7 +605,13 @@ class ResourceManager:
         self._active = False
         try:
             taken = registry.take_all(state, closing=False)
-            failures = await release_gracefully(state, taken)
+            try:
+                failures = await release_gracefully(state, taken)
+            except BaseException:
+                # Custody: what an interruption (KeyboardInterrupt, SystemExit) left behind is
+                # still ours to release, never lost.
+                release_forcefully(state, taken, why="its release was interrupted")
+                raise
         finally:
             registry.set_managed(state, False)
         if failures and not body_failed:

@@ -65,8 +65,9 @@ R = TypeVar("R")
 
 logger = logging.getLogger("resourceloop")
 
-#: Seconds a portal call waits at a time on the main thread, so that Ctrl-C interrupts it on
-#: every platform (a plain ``Future.result()`` cannot be interrupted on Windows).
+#: Seconds a portal call waits at a time, so that Ctrl-C interrupts it on every platform (a
+#: plain ``Future.result()`` cannot be interrupted on Windows) and an exception raised into a
+#: worker thread (``PyThreadState_SetAsyncExc``, as debuggers and test runners do) arrives.
 _WAIT_SLICE: Final = 0.25
 
 
@@ -364,10 +365,7 @@ class Portal:
                 raise PortalClosedError(self._closed_message())
             loop.call_soon_threadsafe(self._start_call, func, args, kwargs, future)
         try:
-            if threading.current_thread() is threading.main_thread():
-                outcome = _result_in_slices(future)
-            else:
-                outcome = future.result()
+            outcome = _result_in_slices(future)
         except BaseException:
             future.cancel()  # a no-op once it is done; else the call's coroutine is cancelled
             raise
@@ -452,7 +450,11 @@ class Portal:
                     return
 
     def _record(self, exc: BaseException) -> None:
-        if self._close_error is None:
+        # Only what escapes the loop while it stops is raised by close(); before that, a
+        # KeyboardInterrupt or SystemExit of a task already reached the call that awaited it.
+        if not self._stopping:
+            logger.debug("%r: %r escaped a task on the portal's loop", self, exc)
+        elif self._close_error is None:
             self._close_error = exc
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, startup: _Startup) -> None:
@@ -560,9 +562,9 @@ class Portal:
             PortalCallError: Called from the portal's own loop or thread (it would wait for
                 itself); use ``loop.call_soon(...)`` of another thread, or close it from sync
                 code.
-            KeyboardInterrupt: A release function (or Ctrl-C on the portal's thread) raised it
-                (likewise SystemExit); raised after every resource was released and the loop
-                closed, to the first caller of ``close()``.
+            KeyboardInterrupt: A release or acquire function raised it while the portal was
+                stopping (likewise SystemExit); raised to the caller of ``close()`` that stopped
+                the portal, after every resource was released and the loop closed.
 
         Safe to call from any thread but the portal's own.
 
@@ -598,10 +600,10 @@ class Portal:
             _wait_event(startup.done)
             if closer:
                 error, self._close_error = self._close_error, None
-                if error is not None and not isinstance(error, Exception):
+                if isinstance(error, (KeyboardInterrupt, SystemExit)):
                     raise error
-                if error is not None:
-                    logger.error("the portal %r failed while closing", self._name, exc_info=error)
+                if error is not None:  # already logged where it happened (a release failure)
+                    logger.debug("%r: %r while closing", self, error)
             return
 
 
@@ -661,7 +663,8 @@ def _wait_event(event: threading.Event) -> None:
 _default: Portal | None = None
 _default_lock = threading.Lock()
 _exiting = False
-_hooks_installed = False
+_exit_hook_installed = False
+_fork_hook_installed = False
 #: Portals started in this process, for exit and fork; written under _default_lock.
 _portals: weakref.WeakSet[Portal] = weakref.WeakSet()
 #: Portals a fork child inherited from its parent: referenced forever, never touched.
@@ -707,14 +710,15 @@ def _install_process_hooks(started: Portal) -> None:
     and runs before it (atexit runs handlers last-in, first-out): portals close while the
     reaper still runs.
     """
-    global _hooks_installed
+    global _exit_hook_installed, _fork_hook_installed
     with _default_lock:
         _portals.add(started)
-        if _hooks_installed:
-            return
-        _hooks_installed = True
-    atexit.register(_close_at_exit)
-    if hasattr(os, "register_at_fork"):
+        exit_hook = not _exit_hook_installed
+        fork_hook = not _fork_hook_installed and hasattr(os, "register_at_fork")
+        _exit_hook_installed = _fork_hook_installed = True
+    if exit_hook:
+        atexit.register(_close_at_exit)
+    if fork_hook:
         os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
@@ -733,7 +737,7 @@ def _close_at_exit() -> None:
 
 def _after_fork_in_child() -> None:
     """The child never touches the parent's portals; cheap, as fork hooks must be."""
-    global _default, _default_lock, _portals
+    global _default, _default_lock, _portals, _exit_hook_installed
     inherited = list(_portals)
     _forgotten.append(inherited)  # keep their loops alive: never collected, never closed here
     for each in inherited:
@@ -743,6 +747,10 @@ def _after_fork_in_child() -> None:
     _portals = weakref.WeakSet()
     _default = None
     _default_lock = threading.Lock()
+    # The child's first portal registers the exit handler again, after whatever the child
+    # registered meanwhile, so that it runs first, as in the parent.
+    atexit.unregister(_close_at_exit)
+    _exit_hook_installed = False
 
 
 # -- async_to_sync --------------------------------------------------------------------------------
