@@ -55,5 +55,8 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def bench(session: nox.Session) -> None:
     """Benchmarks against Pyot 6.0.9 and the floor: ``nox -s bench-3.11 [-- --quick]``."""
-    session.install("-e", ".[test]", "pyot==6.0.9", "matplotlib>=3.7")
+    # anyio and cryptography: the portal case's peer and its self-signed certificate.
+    session.install(
+        "-e", ".[test]", "pyot==6.0.9", "matplotlib>=3.7", "anyio>=4", "cryptography>=42"
+    )
     session.run("python", "-m", "benchmarks", *session.posargs)
