@@ -94,7 +94,7 @@ class PortalClosedError(RuntimeError):
     portal is not restarted: create a new :class:`Portal`, or use :func:`portal` (and
     ``async_to_sync(portal=True)``), which replaces a closed default portal with a fresh one.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
 
@@ -106,7 +106,7 @@ class PortalCallError(RuntimeError):
     the coroutine function directly; from a loop that must hand the work to the portal, run the
     blocking call in a worker thread: ``await asyncio.to_thread(portal.call, func, ...)``.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
 
@@ -165,7 +165,7 @@ class Portal:
     Every method may be called from any thread; :meth:`call` and :meth:`close` not from the
     portal's own loop.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     __slots__ = (
@@ -176,6 +176,7 @@ class Portal:
         "_loop",
         "_loop_factory",
         "_name",
+        "_pending",
         "_startup",
         "_state",
         "_stop",
@@ -198,8 +199,9 @@ class Portal:
             )
         self._name = name
         self._loop_factory = loop_factory or asyncio.new_event_loop
-        # Guarded by _lock: _state, _loop, _thread, _startup. Held for a few assignments and
-        # one call_soon_threadsafe at a time, never while waiting or calling user code.
+        # Guarded by _lock: writes of _state, _loop, _thread, _startup (calls read them without
+        # it). Held for a few assignments and one call_soon_threadsafe at a time, never while
+        # waiting or calling user code.
         self._lock = threading.Lock()
         self._state: _State = "new"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -209,6 +211,9 @@ class Portal:
         self._stopping = False
         self._stop: asyncio.Event | None = None
         self._calls: dict[asyncio.Task[Any], concurrent.futures.Future[Any]] = {}
+        # Futures of calls submitted but not started; added by callers, removed on the loop
+        # (set.add and set.discard are atomic), failed by the portal's thread as it finishes.
+        self._pending: set[concurrent.futures.Future[Any]] = set()
         # Written by the portal's thread before it sets its startup's done; read after.
         self._close_error: BaseException | None = None
 
@@ -263,7 +268,7 @@ class Portal:
 
         Safe to call from any thread, including one running an event loop (it blocks briefly).
 
-        .. versionadded:: 0.2.0
+        .. versionadded:: 0.1.0
         """
         while True:
             with self._lock:
@@ -326,7 +331,7 @@ class Portal:
 
         Safe to call from any thread that does not run an event loop.
 
-        .. versionadded:: 0.2.0
+        .. versionadded:: 0.1.0
         """
         _check_async_callable(func, "Portal.call")
         return self._call(func, args, kwargs)
@@ -340,7 +345,7 @@ class Portal:
         Raises:
             TypeError: ``func`` is not a coroutine function.
 
-        .. versionadded:: 0.2.0
+        .. versionadded:: 0.1.0
         """
         _check_async_callable(func, "Portal.wrap")
 
@@ -359,11 +364,20 @@ class Portal:
         if self._state != "running":
             self.start()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        with self._lock:  # ordered before close()'s stop request: no call slips past it
-            loop = self._loop
-            if self._state != "running" or loop is None:
-                raise PortalClosedError(self._closed_message())
+        # No lock on this path (callers from many threads would queue on it): the future is
+        # registered first, then the state checked, so either this call sees the portal
+        # closing, or the portal's thread finds the future and fails it when it finishes.
+        pending = self._pending
+        pending.add(future)
+        loop = self._loop
+        if self._state != "running" or loop is None:
+            pending.discard(future)
+            raise PortalClosedError(self._closed_message())
+        try:
             loop.call_soon_threadsafe(self._start_call, func, args, kwargs, future)
+        except RuntimeError:  # its loop closed in between
+            pending.discard(future)
+            raise PortalClosedError(self._closed_message()) from None
         try:
             outcome = _result_in_slices(future)
         except BaseException:
@@ -396,6 +410,7 @@ class Portal:
         kwargs: dict[str, Any],
         future: concurrent.futures.Future[Any],
     ) -> None:
+        self._pending.discard(future)
         if future.cancelled():  # the caller gave up before the call began
             return
         loop = self._loop
@@ -528,18 +543,29 @@ class Portal:
                 self._record(exc)
 
     def _finish_thread(self, startup: _Startup) -> None:
-        calls, self._calls = self._calls, {}
-        for future in calls.values():  # they ignored cancellation: tell their callers
-            _settle(future, (False, PortalClosedError(f"{self!r} closed while the call ran")))
         failed_to_start = not startup.event.is_set()  # the loop factory failed
         with self._lock:
-            if self._thread is threading.current_thread():  # not a newer start's thread
+            # After a failed start, a newer start may already run its own thread: then the
+            # state, the calls and the pending futures are that thread's, not ours.
+            mine = self._thread is threading.current_thread()
+            if mine:
                 self._loop = None
                 if failed_to_start or startup.error is not None:
                     self._state = "new"
                     self._startup = None
                 elif self._state in ("running", "closing", "starting"):
                     self._state = "closed"
+        if mine and startup.error is None and not failed_to_start:
+            calls, self._calls = self._calls, {}
+            for future in calls.values():  # they ignored cancellation: tell their callers
+                error = PortalClosedError(f"{self!r} closed while the call ran")
+                _settle(future, (False, error))
+            # Calls submitted while the loop shut down, whose callback never ran: the state is
+            # final now, so no new one can appear after this snapshot (see ``_call``).
+            for future in list(self._pending):
+                self._pending.discard(future)
+                error = PortalClosedError(f"{self!r} closed before the call ran")
+                _settle(future, (False, error))
         if failed_to_start:
             startup.error = self._close_error or PortalClosedError("the portal failed to start")
             self._close_error = None
@@ -568,7 +594,7 @@ class Portal:
 
         Safe to call from any thread but the portal's own.
 
-        .. versionadded:: 0.2.0
+        .. versionadded:: 0.1.0
         """
         while True:
             with self._lock:
@@ -625,8 +651,11 @@ async def _invoke(
 
 
 def _settle(future: concurrent.futures.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if future.set_running_or_notify_cancel():  # False: the caller cancelled, nobody waits
-        future.set_result(outcome)
+    try:
+        if future.set_running_or_notify_cancel():  # False: the caller cancelled, nobody waits
+            future.set_result(outcome)
+    except (RuntimeError, concurrent.futures.InvalidStateError):  # settled already
+        pass
 
 
 def _cancel_on_caller_exit(
@@ -686,7 +715,7 @@ def portal() -> Portal:
 
     Safe to call from any thread.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
     global _default
     current = _default
@@ -803,8 +832,6 @@ def async_to_sync(
     not run an event loop).
 
     .. versionadded:: 0.1.0
-    .. versionchanged:: 0.2.0
-        The ``portal`` option, and the ``@async_to_sync(portal=...)`` form.
     """
     if not isinstance(portal, (bool, Portal)):
         raise TypeError(
