@@ -17,13 +17,17 @@ self-signed certificate made here, with ``cryptography`` or the ``openssl`` comm
 
 Measured: wall-clock time per call (all calls, all threads, divided by the number of calls;
 the portal's start and close are outside the timing) and TCP connections the server accepted
-(distinct client addresses seen by its handlers). Median over interleaved rounds.
+(distinct client addresses seen by its handlers). Median over six rounds that run the three
+modes in every order once, each run starting after the server closed the previous run's
+connections and a ``gc.collect()``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
+import itertools
 import math
 import shutil
 import ssl
@@ -45,7 +49,7 @@ from resourceloop.demo.server import DemoServer, expected_average_duration_milli
 from resourceloop.queue import Queue
 from resourceloop.sync import Portal, async_to_sync
 
-from ._harness import Row, Settings
+from ._harness import Row, Settings, environment
 
 __all__ = ["case_portal"]
 
@@ -160,6 +164,7 @@ class Workload:
 
     def run(self, mode: str, names: list[str]) -> tuple[float, int]:
         """Seconds per call and connections accepted, for one pass over ``names``."""
+        self._settle()
         self.server.peers.clear()
         if mode == PER_CALL:
             seconds = _timed(async_to_sync(self.seed_function), names)
@@ -170,6 +175,14 @@ class Workload:
         else:
             seconds = self._run_anyio(names)
         return seconds / len(names), len(self.server.peers)
+
+    def _settle(self) -> None:
+        """Start from a quiet process: garbage collected, and the server done closing the last
+        run's connections (2,000 TLS shutdowns after per-call loops would slow the next mode)."""
+        gc.collect()
+        deadline = time.monotonic() + 10.0
+        while self.server.open_connections and time.monotonic() < deadline:
+            time.sleep(0.01)  # a benchmark, not a test: bounded polling of the server's count
 
     def _run_anyio(self, names: list[str]) -> float:
         from anyio.from_thread import start_blocking_portal
@@ -231,9 +244,13 @@ def _servers() -> Iterator[dict[str, tuple[DemoServer, ssl.SSLContext | None, st
 def case_portal(settings: Settings, data: dict[str, Any]) -> list[Row]:
     """Run the three modes over HTTP and HTTPS; print and record their table."""
     calls = 80 if settings.quick else 400
-    rounds = 1 if settings.quick else 7
+    # Every order of the three modes once (6 rounds): each mode follows each other equally
+    # often, so what one leaves behind (sockets closing, garbage) weighs on all alike.
+    orders = [list(MODES)] if settings.quick else [list(p) for p in itertools.permutations(MODES)]
+    rounds = len(orders)
     names = [f"summoner-{i:03d}" for i in range(calls)]
     anyio_version = _anyio_version()
+    env = environment()
     modes = [m for m in MODES if m != ANYIO or anyio_version is not None]
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with _servers() as servers:
@@ -242,10 +259,10 @@ def case_portal(settings: Settings, data: dict[str, Any]) -> list[Row]:
             samples: dict[str, list[tuple[float, int]]] = {m: [] for m in modes}
             for mode in modes:  # warm-up: imports, TLS setup, caches
                 workload.run(mode, names[: THREADS * 2])
-            for index in range(rounds):
-                shift = index % len(modes)
-                for mode in modes[shift:] + modes[:shift]:
-                    samples[mode].append(workload.run(mode, names))
+            for order in orders:
+                for mode in order:
+                    if mode in samples:
+                        samples[mode].append(workload.run(mode, names))
             results[scheme] = {
                 mode: {
                     "ms_per_call": statistics.median(s for s, _ in samples[mode]) * 1000,
@@ -270,6 +287,7 @@ def case_portal(settings: Settings, data: dict[str, Any]) -> list[Row]:
         anyio_version=anyio_version,
         balanced=balanced,
         quick=settings.quick,
+        env=env,
     )
     data["portal"] = {
         "calls": calls,
@@ -294,14 +312,21 @@ def markdown(
     anyio_version: str | None,
     balanced: bool,
     quick: bool,
+    env: dict[str, Any],
 ) -> str:
     lines = [
         "# Sync callers: per-call loops, resourceloop's portal, anyio's portal"
         + (" (quick run: small counts, not for quoting)" if quick else ""),
         "",
+        f"- date: {env['date']}; {env['python']}; {env['machine']}, {env['cpus']} CPUs (load "
+        f"average at start {env['load_average']}); resourceloop {env['resourceloop']} "
+        f"(commit {env['commit']})",
+        "- command: `python -m benchmarks --cases portal" + (" --quick`" if quick else "`"),
+        "",
         f"{THREADS} threads, {calls} calls per run, each one summoner + one history + "
         f"{MATCHES} matches against the demo API on 127.0.0.1 ({LATENCY * 1000:g} ms latency per "
-        f"response); median of {rounds} interleaved round(s). Connections: TCP connections the "
+        f"response); median of {rounds} round(s), the modes in every order once, each after "
+        "the server closed the previous run's connections. Connections: TCP connections the "
         f"server accepted during a run, the most over the rounds (pool limit "
         f"{CONNECTION_LIMIT}). anyio "
         f"{anyio_version or 'not installed'}; books balanced after the runs: {balanced}.",

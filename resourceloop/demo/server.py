@@ -113,6 +113,7 @@ class DemoServer:
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._runner: web.AppRunner | None = None
 
     @property
     def port(self) -> int:
@@ -130,6 +131,13 @@ class DemoServer:
     def connections(self) -> int:
         """TCP connections accepted so far (distinct client addresses that sent a request)."""
         return len(self.peers)
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections open right now (a snapshot; readable from any thread)."""
+        runner = self._runner
+        server = runner.server if runner is not None else None
+        return 0 if server is None else len(server.connections)
 
     def start(self) -> DemoServer:
         """Start serving and return once the port is bound."""
@@ -184,6 +192,7 @@ class DemoServer:
         app.router.add_get("/lol/match/v5/matches/{match_id}", self._match)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
+        self._runner = runner
         try:
             site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
             await site.start()
