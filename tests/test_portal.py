@@ -620,6 +620,7 @@ from resourceloop.sync import async_to_sync, portal
 POINT, FAULT = sys.argv[1], {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit,
                              "CancelledError": asyncio.CancelledError, "none": None}[sys.argv[2]]
 STARTED = threading.Event()
+CALLER_DONE = threading.Event()
 
 class Fake:
     def __init__(self, tag):
@@ -676,10 +677,15 @@ def start_stuck_call():
             stuck_call()
         except BaseException as exc:
             print(f"caller got {type(exc).__name__}", flush=True)
+        finally:
+            CALLER_DONE.set()
     threading.Thread(target=run, daemon=True).start()
     STARTED.wait()
 
 def books(when):
+    # The caller is a daemon thread: wait for its report before the interpreter ends.
+    if STARTED.is_set():
+        print(f"caller reported {CALLER_DONE.wait(60)}", flush=True)
     s = resourceloop.stats()
     live = sum(s.resources_live.values())
     ok = s.acquisitions == s.graceful_releases + s.forced_releases + s.release_failures + live
