@@ -30,6 +30,8 @@ import resourceloop
 from resourceloop import ResourceTemplate, resource_managed_loops, resource_manager, sync
 from resourceloop.sync import Portal, PortalCallError, PortalClosedError, async_to_sync
 
+from ._loops import is_uvloop, needs_uvloop, new_uvloop
+
 ROOT = Path(__file__).resolve().parent.parent
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -200,6 +202,22 @@ def test_loop_factory(portal: Portal) -> None:
     with Portal(loop_factory=factory) as own:
         assert own.call(current_loop) is made[0]
     assert made[0].is_closed()
+
+
+@needs_uvloop
+def test_portal_on_uvloop() -> None:
+    """With uvloop's loop the portal shares one resource and releases it once, on its loop."""
+    template = fake_template()
+
+    async def use() -> tuple[bool, Fake]:
+        return is_uvloop(asyncio.get_running_loop()), await template.acquire()
+
+    with Portal(loop_factory=new_uvloop) as own:
+        (on_uvloop, first), (_, second) = own.call(use), own.call(use)
+    assert on_uvloop
+    assert first is second
+    assert first.releases == ["on-loop"]
+    assert balanced()
 
 
 # -- async_to_sync ------------------------------------------------------------------------------
