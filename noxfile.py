@@ -161,7 +161,10 @@ def bench(session: nox.Session) -> None:
     ``-- --instructions`` (or ``--cases i1,...``) also counts instructions with callgrind;
     valgrind is installed with apt-get when missing and this runs as root.
     """
-    session.install("-e", ".[test]", "pyot==6.0.9", "matplotlib>=3.7")
+    # anyio and cryptography: the portal case's peer and its self-signed certificate.
+    session.install(
+        "-e", ".[test]", "pyot==6.0.9", "matplotlib>=3.7", "anyio>=4", "cryptography>=42"
+    )
     counts = any(arg == "--instructions" or re.search(r"(^|,)i\d", arg) for arg in session.posargs)
     if counts and shutil.which("valgrind") is None:
         if not hasattr(os, "geteuid") or os.geteuid() != 0:

@@ -44,6 +44,7 @@ from ._harness import (
     pyot_missing,
     pyot_module,
 )
+from ._portal import case_portal
 
 __all__ = ["CASES"]
 
@@ -859,4 +860,5 @@ CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
     "4": case_churn,
     "5": case_unmanaged,
     "6": case_scale,
+    "portal": case_portal,  # issue #13; its own table: see _portal
 }

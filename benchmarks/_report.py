@@ -283,7 +283,11 @@ def write(
         "samples": data,
     }
     (out / "results.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    portal = [f"wrote {out / 'portal.md'}"] if "portal" in data else []
+    if portal:
+        (out / "portal.md").write_text(data["portal"]["markdown"])
     return [
+        *portal,
         f"wrote {out / 'results.md'}",
         f"wrote {out / 'results.json'}",
         _plot(data, out / "churn.png", str(env.get("pyot", ""))),

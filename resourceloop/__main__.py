@@ -20,7 +20,7 @@ from . import __version__
 
 __all__ = ["main"]
 
-_MODES = ("managed", "decorator", "unmanaged", "baseline")
+_MODES = ("managed", "decorator", "unmanaged", "portal", "baseline")
 #: Bounds of the demo's counts: enough for a long soak, not enough to exhaust the machine.
 _MAX_THREADS = 256
 _MAX_SUMMONERS = 100_000
@@ -36,10 +36,13 @@ resourceloop.queue.Queue over its first --matches matches. It runs once per mode
   managed    async with resource_manager(), Queue() as queue: ...
   decorator  @async_to_sync @resource_manager.as_decorator
   unmanaged  no manager: the close hook releases each loop's session as the loop closes
+  portal     @async_to_sync(portal=True): every call on one long-lived loop, one session
+             whose connections all calls reuse, released when the portal closes
   baseline   no resourceloop: a hand-written dict from loop to aiohttp.ClientSession,
              the usual workaround; expected to leak sessions and file descriptors
 
-For each mode a table shows: event loops used, sessions created, released gracefully (on
+For each mode a table shows: event loops used, TCP connections the server accepted,
+sessions created, released gracefully (on
 their loop), released forcefully (without it), still open, open file descriptors before and
 after, warnings (Python warnings and asyncio/aiohttp/resourceloop log warnings, captured
 rather than printed), errors, and wall time. Answers are checked against the server's data.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar, final
@@ -14,9 +15,15 @@ from ._registry import LoopState, registry
 from ._release import force_batch, release_batch
 from ._runtime import track
 
-__all__ = ["ResourceManager"]
+__all__ = ["ResourceManager", "owned_loops"]
 
 F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+#: Loops whose resources an owner keeps for its own lifetime: the portal of ``resourceloop.sync``
+#: adds its loop once its own manager is active there. A manager entered on such a loop acquires
+#: like any other, but its exit releases nothing and it never conflicts with the owner's manager
+#: or another call's. Weak, so an entry ends with its loop; written only by the owner.
+owned_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 @final
@@ -85,6 +92,14 @@ class ResourceManager:
         loop = asyncio.get_running_loop()
         if self._active:
             raise RuntimeError("this ResourceManager is already active; create another one")
+        if loop in owned_loops:
+            # A portal's loop: its owner's manager holds the resources until the portal closes.
+            self._loop = loop
+            self._state = None  # so __aexit__ releases nothing
+            for template in registry.templates():
+                if not template.lazy:
+                    await template.acquire()
+            return self
         if loop.is_closed():  # pragma: no cover - a running loop is never closed
             raise LoopClosedError("cannot manage a closed event loop")
         state = track(loop)

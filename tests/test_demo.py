@@ -50,18 +50,23 @@ def test_demo_json_every_resourceloop_mode_is_clean() -> None:
     document = json.loads(result.stdout)
     assert document["ok"] is True
     modes = _modes(document)
-    assert list(modes) == ["managed", "decorator", "unmanaged", "baseline"]
-    for name in ("managed", "decorator", "unmanaged"):
+    assert list(modes) == ["managed", "decorator", "unmanaged", "portal", "baseline"]
+    for name in ("managed", "decorator", "unmanaged", "portal"):
         mode = modes[name]
+        per_call = 1 if name == "portal" else 4  # loops and sessions: one per call, or one
         assert mode["uses_resourceloop"] is True
         assert mode["calls"] == mode["correct_answers"] == 4
-        assert mode["loops"] == 4
-        assert mode["sessions_created"] == mode["released_gracefully"] == 4
+        assert mode["loops"] == per_call
+        assert mode["sessions_created"] == mode["released_gracefully"] == per_call
         assert mode["released_forcefully"] == 0
         assert mode["sessions_still_open"] == 0
         assert mode["fds_after"] == mode["fds_before"]
         assert mode["warnings"] == mode["errors"] == 0
         assert mode["leaked"] is False
+    # Each per-call session opens its own connections; the portal's one session reuses them:
+    # two threads with up to 5 requests in flight each need 10 connections at most.
+    assert all(modes[name]["connections"] >= 4 for name in ("managed", "decorator", "unmanaged"))
+    assert 1 <= modes["portal"]["connections"] <= 10
     baseline = modes["baseline"]
     assert baseline["uses_resourceloop"] is False
     assert baseline["correct_answers"] == 4
@@ -72,19 +77,20 @@ def test_demo_json_every_resourceloop_mode_is_clean() -> None:
     assert any("Unclosed client session" in w for w in baseline["warning_samples"])
     assert baseline["fds_after_dropping_sessions"] == baseline["fds_before"]
     # Each call asked the server for a summoner, a history and 5 matches.
-    assert document["server"]["requests"] == 4 * 4 * 7
+    assert document["server"]["requests"] == 5 * 4 * 7
 
 
 def test_demo_table() -> None:
     """The default output is a table with one row per chosen mode and an OK verdict."""
-    result = _demo("--threads", "2", "--summoners", "2", "--modes", "unmanaged,managed")
+    result = _demo("--threads", "2", "--summoners", "2", "--modes", "unmanaged,portal,managed")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("mode "))
-    for column in ("loops", "sessions", "graceful", "forced", "fds before", "fds after"):
+    for column in ("loops", "connections", "sessions", "graceful", "forced", "fds before"):
         assert column in header
-    rows = [line.split()[0] for line in lines if line.split()[:1] in (["managed"], ["unmanaged"])]
-    assert rows == ["unmanaged", "managed"]
+    chosen = (["managed"], ["unmanaged"], ["portal"])
+    rows = [line.split()[0] for line in lines if line.split()[:1] in chosen]
+    assert rows == ["unmanaged", "portal", "managed"]
     assert lines[-2].startswith("OK: ")
 
 

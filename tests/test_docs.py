@@ -505,6 +505,28 @@ def test_thread_pool_recipe(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_all_released_gracefully()
 
 
+def test_sync_portal_recipe(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Portal calls reuse one session and its sockets; closing it releases them, gracefully."""
+    from resourceloop import sync
+
+    recipe = load("sync_portal", monkeypatch)
+    batches = [["1", "2", "3"], ["2", "4"], ["5"], ["1", "1", "1", "5"]]
+    before = open_fds()
+    try:
+        recipe.averages(api, batches[:1])  # opens the portal's session and a connection
+        opened = open_fds()
+        for _ in range(5):  # the same calls again: the same session, no new sockets
+            assert recipe.averages(api, batches) == [2000.0, 3000.0, 5000.0, 2000.0]
+        assert resourceloop.stats().acquisitions == 1
+        assert open_fds() <= opened + 16  # at most the connections 4 threads x 4 requests need
+    finally:
+        sync.portal().close()
+    assert open_fds() == before
+    assert recipe.nightly_report(api, batches) == [2000.0, 3000.0, 5000.0, 2000.0]
+    assert open_fds() == before
+    assert_all_released_gracefully()
+
+
 # -- pytest plugin ---------------------------------------------------------------------------------
 
 

@@ -12,6 +12,10 @@ the HTTP sessions are managed:
 ``unmanaged``
     No manager at all: the close hook releases each loop's session when ``async_to_sync``
     closes the loop (the reaper would, for a loop closed without it).
+``portal``
+    The first example's function with ``@async_to_sync(portal=True)``: every call runs on the
+    one loop of the default portal, whose session (and its connections) every call reuses; the
+    mode closes the portal at its end, which releases the session gracefully.
 ``baseline``
     No resourceloop: a hand-written dict from loop to ``aiohttp.ClientSession``, as people do
     it today. Its sessions are never closed; the report shows what that costs.
@@ -19,7 +23,8 @@ the HTTP sessions are managed:
 For each mode it measures, rather than assumes: distinct loops, sessions created and released
 (from ``resourceloop.stats()``; for the baseline, from its dict), sessions still open, file
 descriptors of this process before and after (sockets the demo server accepted are not
-counted, so its side of a connection closing a moment later cannot blur the numbers), Python
+counted, so its side of a connection closing a moment later cannot blur the numbers), TCP
+connections the server accepted (one per call and more without a portal; reused with it), Python
 warnings and warning/error log records of ``asyncio``, ``aiohttp`` and ``resourceloop``,
 errors (failed calls, wrong answers, unraisable exceptions) and wall time.
 """
@@ -47,7 +52,7 @@ from typing import Final
 import aiohttp
 
 import resourceloop
-from resourceloop import resource_manager
+from resourceloop import resource_manager, sync
 from resourceloop.queue import Queue
 from resourceloop.sync import async_to_sync
 
@@ -65,8 +70,8 @@ __all__ = [
     "run_demo",
 ]
 
-MODES: Final = ("managed", "decorator", "unmanaged", "baseline")
-RESOURCELOOP_MODES: Final = ("managed", "decorator", "unmanaged")
+MODES: Final = ("managed", "decorator", "unmanaged", "portal", "baseline")
+RESOURCELOOP_MODES: Final = ("managed", "decorator", "unmanaged", "portal")
 #: The exit status after Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED: Final = 130
 
@@ -182,6 +187,13 @@ async def average_decorated(summoner_name: str, matches: int = 5) -> float:
     return await _average(summoner_name, matches)
 
 
+@async_to_sync(portal=True)
+async def average_on_portal(summoner_name: str, matches: int = 5) -> float:
+    """The seed's first example on the default portal: the manager nests in the portal's."""
+    async with resource_manager():
+        return await _average(summoner_name, matches)
+
+
 @async_to_sync
 async def average_unmanaged(summoner_name: str, matches: int = 5) -> float:
     """The example with no manager: what existing code looks like, unchanged."""
@@ -214,6 +226,7 @@ _FUNCTIONS: Final[dict[str, Callable[[str, int], float]]] = {
     "managed": average_managed,
     "decorator": average_decorated,
     "unmanaged": average_unmanaged,
+    "portal": average_on_portal,
     "baseline": average_unmanaged,  # the same code, with the hand-written sessions
 }
 
@@ -247,6 +260,7 @@ class ModeResult:
     calls: int
     correct_answers: int
     loops: int
+    connections: int
     sessions_created: int
     released_gracefully: int
     released_forcefully: int
@@ -301,6 +315,7 @@ def run_mode(
     capture = Capture()
     gc.collect()
     fds_before = count_fds(server.port)
+    connections_before = server.connections
     before = resourceloop.stats()
     correct = 0
     dropped_fds: int | None = None
@@ -377,6 +392,8 @@ def run_mode(
             pool.shutdown(wait=True)
             _calls.reset()
         wall = time.perf_counter() - start
+        if mode == "portal":
+            sync.portal().close()  # releases its session, on its loop; the next call gets a new one
         loops = _distinct_loops()
         _loops.clear()
         gc.collect()  # whatever leaked and is unreferenced complains now, in this mode
@@ -406,6 +423,7 @@ def run_mode(
         calls=len(names),
         correct_answers=correct,
         loops=loops,
+        connections=server.connections - connections_before,
         sessions_created=created,
         released_gracefully=graceful,
         released_forcefully=forced,
@@ -480,6 +498,7 @@ def _interruptible() -> Iterator[None]:
 _COLUMNS: Final = (
     ("mode", "mode", "<"),
     ("loops", "loops", ">"),
+    ("connections", "connections", ">"),
     ("sessions", "sessions_created", ">"),
     ("graceful", "released_gracefully", ">"),
     ("forced", "released_forcefully", ">"),
@@ -518,7 +537,9 @@ def format_report(settings: Settings, server: DemoServer, results: Sequence[Mode
         "",
         format_table(results),
         "",
-        "loops: event loops the calls ran on; sessions: aiohttp.ClientSession objects created;",
+        "loops: event loops the calls ran on; connections: TCP connections the server accepted",
+        "(the portal's one session reuses its connections across calls; elsewhere each call's",
+        "session opens its own); sessions: aiohttp.ClientSession objects created;",
         "graceful: closed with `await session.close()` on their own loop; forced: closed without",
         "their loop; still open: sessions left open when the mode ended; fds: open file",
         "descriptors of this process (the server's side of each connection not counted).",
@@ -571,7 +592,8 @@ def format_banner(settings: Settings) -> str:
     """The first line of the table output, printed when the first call is running."""
     return (
         f"resourceloop demo: {settings.summoners} summoners x {settings.matches} matches per "
-        f"mode, {settings.threads} threads, each call on its own event loop (Ctrl-C stops it)"
+        f"mode, {settings.threads} threads, each call on its own event loop (on the portal's"
+        " one loop in portal mode; Ctrl-C stops it)"
     )
 
 

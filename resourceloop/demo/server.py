@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import signal
+import ssl
 import statistics
 import threading
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final
 
@@ -91,21 +93,28 @@ class DemoServer:
 
     Args:
         latency: Seconds each response waits before it is sent.
+        ssl_context: Serve HTTPS with this context (``url`` then starts with ``https``).
+
+    It counts the TCP connections it accepted (:attr:`connections`), so a client's connection
+    reuse can be seen from the server's side.
 
     ``start``/``stop`` may be called from any thread that is not the server's own.
     """
 
-    def __init__(self, latency: float = 0.005) -> None:
+    def __init__(self, latency: float = 0.005, ssl_context: ssl.SSLContext | None = None) -> None:
         if latency < 0:
             raise ValueError(f"latency must be 0 or more seconds, got {latency!r}")
         self.latency = latency
+        self.ssl_context = ssl_context
         self.requests = 0  # written only on the server's loop
+        self.peers: set[Any] = set()  # client addresses served; written only on the server's loop
         self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._runner: web.AppRunner | None = None
 
     @property
     def port(self) -> int:
@@ -115,8 +124,21 @@ class DemoServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``, without a trailing slash."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://127.0.0.1:<port>`` (``https`` with TLS), without a trailing slash."""
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (distinct client addresses that sent a request)."""
+        return len(self.peers)
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections open right now (a snapshot; readable from any thread)."""
+        runner = self._runner
+        server = runner.server if runner is not None else None
+        return 0 if server is None else len(server.connections)
 
     def start(self) -> DemoServer:
         """Start serving and return once the port is bound."""
@@ -172,7 +194,7 @@ class DemoServer:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        app = web.Application()
+        app = web.Application(middlewares=[self._count_connection])
         app.router.add_get("/lol/summoner/v4/summoners/by-name/{name}", self._summoner)
         app.router.add_get("/lol/match/v5/matches/by-puuid/{puuid}/ids", self._match_ids)
         app.router.add_get("/lol/match/v5/matches/{match_id}", self._match)
@@ -180,14 +202,23 @@ class DemoServer:
         # the demo are cut off rather than waited for (a normal run ends with none in flight).
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
+        self._runner = runner
         try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
             await site.start()
             self._port = runner.addresses[0][1]
             self._ready.set()
             await self._stopping.wait()
         finally:
             await runner.cleanup()
+
+    @web.middleware
+    async def _count_connection(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.transport is not None:
+            self.peers.add(request.transport.get_extra_info("peername"))
+        return await handler(request)
 
     async def _respond(self, body: object) -> web.Response:
         self.requests += 1
