@@ -524,8 +524,15 @@ class Injected:
 
     def check(self) -> None:
         for fake in self.made:
-            # exactly once: one release call (successful or failed) or one forced release
-            assert len(fake.releases) == 1, (fake.tag, fake.releases)
+            # Exactly once: one release call (it succeeded or failed), one forced release, or a
+            # release call that a KeyboardInterrupt, SystemExit or cancellation cut short and
+            # that was then forced (custody: a graceful release that cannot finish is forced).
+            assert fake.releases in (["called"], ["forced"], ["called", "forced"]), (
+                fake.tag,
+                fake.releases,
+            )
+            if fake.tag != "middle":  # only the faulty one can be cut short
+                assert len(fake.releases) == 1, (fake.tag, fake.releases)
         assert {f.tag for f in self.made} >= {"first", "middle", "last"}
         assert balanced(), resourceloop.stats()
         assert resourceloop.stats().resources_live == {}
@@ -723,10 +730,14 @@ print("ready", flush=True)
 
 
 def _check_released_once(lines: list[str], pid: str | None = None) -> None:
+    """Each resource ends once: released, or forced (after a release cut short, for middle)."""
     mine = [ln for ln in lines if pid is None or ln.endswith(f" {pid}")]
     acquired = [ln.split()[1] for ln in mine if ln.startswith("acquire ")]
-    settled = [ln.split()[1] for ln in mine if ln.startswith(("release ", "forced "))]
-    assert sorted(acquired) == sorted(settled), lines
+    called = [ln.split()[1] for ln in mine if ln.startswith("release ")]
+    forced = [ln.split()[1] for ln in mine if ln.startswith("forced ")]
+    assert len(set(called)) == len(called) and len(set(forced)) == len(forced), lines
+    assert set(called) & set(forced) <= {"middle"}, lines
+    assert sorted(acquired) == sorted(set(called) | set(forced)), lines
     assert {"first", "middle", "last"} <= set(acquired)
 
 
