@@ -735,7 +735,8 @@ def _check_released_once(lines: list[str], pid: str | None = None) -> None:
     acquired = [ln.split()[1] for ln in mine if ln.startswith("acquire ")]
     called = [ln.split()[1] for ln in mine if ln.startswith("release ")]
     forced = [ln.split()[1] for ln in mine if ln.startswith("forced ")]
-    assert len(set(called)) == len(called) and len(set(forced)) == len(forced), lines
+    assert len(set(called)) == len(called), lines
+    assert len(set(forced)) == len(forced), lines
     assert set(called) & set(forced) <= {"middle"}, lines
     assert sorted(acquired) == sorted(set(called) | set(forced)), lines
     assert {"first", "middle", "last"} <= set(acquired)

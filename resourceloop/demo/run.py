@@ -592,8 +592,8 @@ def format_banner(settings: Settings) -> str:
     """The first line of the table output, printed when the first call is running."""
     return (
         f"resourceloop demo: {settings.summoners} summoners x {settings.matches} matches per "
-        f"mode, {settings.threads} threads, each call on its own event loop (on the portal's"
-        " one loop in portal mode; Ctrl-C stops it)"
+        f"mode, {settings.threads} threads, each call on its own event loop, on the portal's "
+        "one loop in portal mode (Ctrl-C stops it)"
     )
 
 
