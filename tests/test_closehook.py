@@ -684,3 +684,22 @@ def test_asyncgen_watcher_finishes_in_shutdown_asyncgens(
     loop.close()
     reap()
     assert len(rec.calls) == 1
+
+
+def test_close_from_another_loop_releases_in_a_daemon_helper(rec: Recorder) -> None:
+    """From inside another running loop, the release runs in a daemon helper thread, joined."""
+    seen: list[tuple[str, bool]] = []
+
+    async def release(r: object) -> None:
+        thread = threading.current_thread()
+        seen.append((thread.name, thread.daemon))
+
+    t: ResourceTemplate[Any] = ResourceTemplate(object, release, name="t")
+    other, _ = abandon(t)
+
+    async def main() -> None:
+        other.close()
+        assert seen == [("resourceloop-release", True)]  # done before close() returned
+
+    asyncio.run(main())
+    assert other.is_closed()

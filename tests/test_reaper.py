@@ -620,3 +620,88 @@ def test_two_racing_starts_make_one_reaper_thread(wakeup: CountingLock) -> None:
         assert names == ["resourceloop-reaper"]
     finally:
         reaper.stop(timeout=10)
+
+
+def test_the_owner_gets_its_run_forever_back(rec: Recorder) -> None:
+    """After releasing an abandoned loop the reaper removes its run_forever guard from it."""
+    t = rec.template("t")
+    loop, _ = abandon(t)
+    assert "run_forever" not in vars(loop)
+    reap()
+    assert len(rec.graceful) == 1
+    assert "run_forever" not in vars(loop)
+    loop.close()
+
+
+def test_force_release_interrupt_propagates_after_the_others(hook_disabled: None) -> None:
+    """A KeyboardInterrupt from one force function reaches reap() once every item is forced."""
+    forced: list[str] = []
+
+    def interrupt(r: object) -> None:
+        forced.append("interrupted")
+        raise KeyboardInterrupt
+
+    older = ResourceTemplate(object, name="older", force_release_func=lambda r: forced.append("o"))
+    newer = ResourceTemplate(object, name="newer", force_release_func=interrupt)
+
+    async def main() -> None:
+        await older.acquire()
+        await newer.acquire()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        asyncio.run(main())
+        with pytest.raises(KeyboardInterrupt):
+            reap()
+    assert forced == ["interrupted", "o"]
+    snap = stats()
+    assert (snap.forced_releases, snap.loops_tracked, snap.resources_live) == (2, 0, {})
+
+
+def test_unclosed_loops_of_two_threads_warn_once_each(rec: Recorder) -> None:
+    """Collected unclosed loops warn once per thread: two threads, two warnings."""
+    t = rec.template("t", hold_loop=False)
+    both = threading.Barrier(2)
+
+    def owner() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(t.acquire())
+        both.wait(30)  # alive together, so their thread idents differ
+        del loop
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        threads = [threading.Thread(target=owner, name=f"owner-{i}") for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        _collect()
+    with pytest.warns(UnclosedLoopWarning) as record:
+        reap()
+    assert sorted(str(w.message).split("'")[1] for w in record) == ["owner-0", "owner-1"]
+    assert len(rec.graceful) == 2
+
+
+def test_a_warning_filter_set_to_error_cannot_break_a_pass(
+    hook_disabled: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ForcedReleaseWarning turned into an error, reap() still forces and only logs it."""
+    forced: list[object] = []
+    t = ResourceTemplate(object, name="t", force_release_func=forced.append)
+
+    async def main() -> None:
+        await t.acquire()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        asyncio.run(main())
+        warnings.simplefilter("error", ForcedReleaseWarning)
+        reap()
+    assert len(forced) == 1
+    assert any(
+        "ForcedReleaseWarning" in r.getMessage() and "'t'" in r.getMessage()
+        for r in caplog.records
+        if r.name == "resourceloop"
+    )
+    assert stats().forced_releases == 1

@@ -408,9 +408,11 @@ def test_a_dropped_loop_with_resources_is_rescued_then_drained(reg: Registry) ->
     state, _ = reg.add(loop, "dropped")
     reg.store(state, A, ["holds the loop", loop])
     loop_id = id(loop)
+    wakeup_lock().acquire(blocking=False)  # as if the reaper thread were asleep on it
     del loop
     gc.collect()
     try:
+        assert not wakeup_lock().locked()  # the rescue woke the reaper
         assert len(_registry._rescued) == 1
         assert not reg.idle()
         [(drained_state, drained_loop, batch)] = reg.drain_rescued()
