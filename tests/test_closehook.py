@@ -703,3 +703,21 @@ def test_close_from_another_loop_releases_in_a_daemon_helper(rec: Recorder) -> N
 
     asyncio.run(main())
     assert other.is_closed()
+
+
+@pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning")
+def test_a_dropped_unclosed_loop_is_still_closed_by_its_finalizer() -> None:
+    """asyncio's ``__del__`` closes a dropped loop through our wrapper: its self-pipe closes."""
+    t: ResourceTemplate[Any] = ResourceTemplate(object, name="t")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(t.acquire())
+    loop.run_until_complete(t.release())  # still tracked and hooked, holding nothing
+    assert "close" in vars(loop)
+    csock = loop._csock  # type: ignore[attr-defined]
+    assert csock.fileno() != -1
+    del loop
+    gc.collect()
+    try:
+        assert csock.fileno() == -1  # the real close ran, though our weak reference had died
+    finally:
+        csock.close()

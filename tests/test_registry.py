@@ -192,6 +192,10 @@ def test_multithreaded_needs_two_threads_holding_loops_at_once(
         reg.discard(state)
     reg.add(_new(loops), "main")
     assert _multithreaded(reg)  # once seen, it stays: "have held resources at the same time"
+    for _loop, state in reg.snapshot():
+        reg.discard(state)
+    _on_thread(lambda: reg.add(_new(loops), "another worker"))  # alone now, but it stays
+    assert _multithreaded(reg)
 
 
 def test_multithreaded_when_a_second_thread_adds_while_the_first_holds(

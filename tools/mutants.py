@@ -103,6 +103,14 @@ EQUIVALENT: dict[str, str] = {
         "finds nothing to do and blocks on the next one (one extra check, no pass)"
     ),
     "_registry:215:0 -> 1": "template keys start at 2 instead of 1: same order",
+    "_registry:300:delete statement": (
+        "_last_thread only skips recomputing the multithreaded flag for the thread that last "
+        "computed it, when the result cannot have changed: recomputing gives the same flag"
+    ),
+    "_reaper:239:or -> and": (
+        "double-checked start: the same test is made again under the start lock, and decides"
+    ),
+    "_closehook:54:delete statement": "_closehook never uses its logger",
     "_closehook:219:delete statement": (
         "finish_closing() clears state.asyncgen_hook right after, and closing the running "
         "watcher from its own finally raises RuntimeError, which is caught"
