@@ -29,7 +29,15 @@ from resourceloop import (
     resource_manager,
     stats,
 )
-from resourceloop.warnings import BlockingReleaseWarning, UnclosedLoopWarning
+from resourceloop._registry import SETTLED, registry
+from resourceloop._release import force_batch
+from resourceloop.warnings import (
+    BlockingReleaseWarning,
+    ForcedReleaseWarning,
+    ReleaseTimeoutWarning,
+    UnclosedLoopWarning,
+    UngracefulLoopWarning,
+)
 
 from ._loops import LOOP_FACTORIES, LoopFactory, abandon
 
@@ -521,3 +529,98 @@ def test_stats_report_the_reaper_thread() -> None:
         resourceloop._runtime.reaper._pass()  # a pass raising SystemExit inside the thread
     assert stats().reaper_alive
     _books_balance()
+
+
+# -- the release engine piece by piece -----------------------------------------------------------
+
+
+def test_a_release_that_ignores_cancellation_ends_the_manager_exit_normally() -> None:
+    """Past release_timeout a stubborn release is closed and forced; the task carries on."""
+    resourceloop.configure(release_timeout=0.05)
+    forced: list[Any] = []
+
+    async def stubborn(res: Any) -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # ignores the deadline's cancellation; closing it ends it
+
+    template = ResourceTemplate(object, stubborn, name="stubborn", force_release_func=forced.append)
+
+    async def main() -> str:
+        async with resource_manager():
+            await template.acquire()
+        await asyncio.sleep(0)  # not cancelled: our cancellations were undone
+        return "carried on"
+
+    with pytest.warns(ReleaseTimeoutWarning, match="'stubborn'"):
+        assert asyncio.run(main()) == "carried on"
+    assert len(forced) == 1
+    s = stats()
+    assert (s.forced_releases, s.release_timeouts, s.resources_live) == (1, 1, {})
+
+
+def test_force_batch_skips_settled_items_and_forces_the_rest() -> None:
+    """An item another owner settled is skipped; the ones after it are still forced."""
+    forced: list[str] = []
+    first = ResourceTemplate(lambda: "first", name="first", force_release_func=forced.append)
+    second = ResourceTemplate(lambda: "second", name="second", force_release_func=forced.append)
+    loop = asyncio.new_event_loop()
+
+    async def use() -> None:
+        await first.acquire()
+        await second.acquire()
+
+    loop.run_until_complete(use())
+    state = registry.get(loop)
+    assert state is not None
+    batch = registry.take_all(state, closing=False)
+    newest, oldest = batch.items
+    assert registry.settle(batch, newest, "graceful_releases")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForcedReleaseWarning)
+        force_batch(batch, why="a test forces it")
+    assert forced == ["first"]
+    assert oldest.status == SETTLED
+    loop.close()
+    _books_balance()
+
+
+def test_a_sync_release_returning_a_coroutine_is_closed_when_forced(hook_disabled: None) -> None:
+    """Forced without its loop, a coroutine returned by a plain function is closed, not leaked."""
+    ran: list[str] = []
+
+    async def really_release(res: Any) -> None:  # pragma: no cover - it can never run
+        ran.append("ran")
+
+    def release(res: Any) -> Any:
+        return really_release(res)  # a plain function that returns a coroutine
+
+    template = ResourceTemplate(object, release, name="returns-coro")
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
+        reap()
+    gc.collect()  # an unclosed coroutine would warn "never awaited" here (an error in tests)
+    assert ran == []
+    assert stats().forced_releases == 1
+
+
+def test_warnings_point_at_the_users_code(hook_disabled: None) -> None:
+    """A warning from an acquisition names the caller's file, not resourceloop's."""
+    template = ResourceTemplate(object, name="t")
+    loop = asyncio.new_event_loop()
+    with pytest.warns(UngracefulLoopWarning) as record:
+        loop.run_until_complete(template.acquire())
+    assert [w.filename for w in record] != []
+    assert all("resourceloop" not in os.path.dirname(w.filename) for w in record), [
+        w.filename for w in record
+    ]
+    loop.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForcedReleaseWarning)
+        reap()

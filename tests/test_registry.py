@@ -304,7 +304,7 @@ def test_settle_counts_once_and_ends_custody(
     first, second = batch.items
     assert reg.settle(batch, first, "graceful_releases")
     assert first.status == SETTLED
-    assert not reg.settle(batch, first, "forced_releases")
+    assert reg.settle(batch, first, "forced_releases") is False
     assert reg.batches_of(state) == [batch]
     assert batch.unsettled() == [second]
     assert [s for s, _ in reg.live_entries()] == [A]
@@ -325,8 +325,8 @@ def test_claim_settles_without_counting(
     batch = reg.take_all(state, closing=True)
     [item] = batch.items
     assert reg.claim(batch, item)
-    assert not reg.claim(batch, item)
-    assert not reg.settle(batch, item, "graceful_releases")
+    assert reg.claim(batch, item) is False
+    assert reg.settle(batch, item, "graceful_releases") is False
     assert reg.batches_of(state) == []
     counts = reg.counters()
     assert counts.graceful_releases + counts.forced_releases + counts.release_failures == 0

@@ -107,6 +107,18 @@ EQUIVALENT: dict[str, str] = {
         "_last_thread only skips recomputing the multithreaded flag for the thread that last "
         "computed it, when the result cannot have changed: recomputing gives the same flag"
     ),
+    "_registry:282:1 -> 2": "serials step by 2: still increasing, only their order is used",
+    "_registry:328:0 -> 1": (
+        "the default is unreachable: add() records every state's thread, which the state keeps "
+        "alive"
+    ),
+    "_release:270:or -> and": (
+        "closing None or a future then fails with AttributeError, which is caught and logged "
+        "at debug level: the same end"
+    ),
+    "_release:370:delete statement": "the finished release coroutine stays referenced: memory",
+    "_release:438:return False": "Python 3.10 only (no Task.uncancel)",
+    "_release:438:return None": "Python 3.10 only (no Task.uncancel); None is falsy too",
     "_reaper:239:or -> and": (
         "double-checked start: the same test is made again under the start lock, and decides"
     ),
