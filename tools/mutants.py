@@ -117,7 +117,7 @@ EQUIVALENT: dict[str, str] = {
         "at debug level: the same end"
     ),
     "_release:370:delete statement": "the finished release coroutine stays referenced: memory",
-    "_release:438:return False": "Python 3.10 only (no Task.uncancel)",
+    "_release:438:False -> True": "Python 3.10 only (no Task.uncancel)",
     "_release:438:return None": "Python 3.10 only (no Task.uncancel); None is falsy too",
     "_reaper:239:or -> and": (
         "double-checked start: the same test is made again under the start lock, and decides"
