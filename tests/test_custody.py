@@ -624,3 +624,28 @@ def test_warnings_point_at_the_users_code(hook_disabled: None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ForcedReleaseWarning)
         reap()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "uncancel"), reason="Task.uncancel is 3.11+")
+def test_a_release_that_swallows_the_deadline_leaves_the_task_uncancelled() -> None:
+    """A release that catches the deadline's cancellation and returns: our cancel is undone."""
+    resourceloop.configure(release_timeout=0.05)
+
+    async def swallow(res: Any) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return  # ends at once, cancellation swallowed
+
+    template = ResourceTemplate(object, swallow, name="swallows")
+
+    async def main() -> int:
+        async with resource_manager():
+            await template.acquire()
+        task = asyncio.current_task()
+        assert task is not None
+        return task.cancelling()
+
+    assert asyncio.run(main()) == 0
+    assert stats().resources_live == {}
+    _books_balance()

@@ -123,6 +123,7 @@ EQUIVALENT: dict[str, str] = {
         "double-checked start: the same test is made again under the start lock, and decides"
     ),
     "_closehook:54:delete statement": "_closehook never uses its logger",
+    "_closehook:113:delete statement": "the wrapper's docstring: wording",
     "_closehook:219:delete statement": (
         "finish_closing() clears state.asyncgen_hook right after, and closing the running "
         "watcher from its own finally raises RuntimeError, which is caught"
