@@ -651,3 +651,36 @@ def test_a_release_that_swallows_the_deadline_leaves_the_task_uncancelled() -> N
     assert asyncio.run(main()) == 0
     assert stats().resources_live == {}
     _books_balance()
+
+
+def test_owner_run_until_complete_waits_for_the_reaper_instead_of_failing() -> None:
+    """While the reaper runs an abandoned loop, run_until_complete() from elsewhere waits."""
+    entered, gate = threading.Event(), threading.Event()
+    released: list[str] = []
+
+    async def release(res: Any) -> None:
+        entered.set()
+        await asyncio.to_thread(gate.wait, 30)
+        released.append("graceful")
+
+    template = ResourceTemplate(object, release, name="slow")
+    loop, _ = abandon(template)
+    reaper = threading.Thread(target=reap)
+    reaper.start()
+    assert entered.wait(30)
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(loop.run_until_complete(asyncio.sleep(0, "ran")))
+        except BaseException as exc:  # pragma: no cover - the failure this test guards against
+            results.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    gate.set()
+    runner.join(30)
+    reaper.join(30)
+    assert results == ["ran"]
+    assert released == ["graceful"]
+    loop.close()
