@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import LoopClosedError, ResourceTemplate, _crossthread, reap, stats
+from resourceloop import LoopClosedError, ResourceTemplate, _closehook, _crossthread, reap, stats
 from resourceloop._registry import registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
@@ -721,3 +721,46 @@ def test_a_dropped_unclosed_loop_is_still_closed_by_its_finalizer() -> None:
         assert csock.fileno() == -1  # the real close ran, though our weak reference had died
     finally:
         csock.close()
+
+
+def test_release_bound_covers_every_release_and_two_more() -> None:
+    """release_bound(n) is (n + 2) times one release's timeout plus its grace."""
+    resourceloop.configure(release_timeout=4.0)
+    assert _closehook.release_bound(0) == 2 * 5.0
+    assert _closehook.release_bound(3) == 5 * 5.0  # grace: min(4.0 * 0.25, 1.0) = 1.0
+
+
+class NoDictLoop(asyncio.SelectorEventLoop):
+    """A loop whose ``vars()`` fails, as for a C loop class without ``__dict__``."""
+
+    @property
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        raise AttributeError("__dict__")
+
+
+def test_install_close_hook_says_whether_it_wrapped() -> None:
+    """True once wrapped (and again, without wrapping twice); False where it cannot wrap."""
+    loop = asyncio.new_event_loop()
+    refusing, no_dict = RefusingLoop(), NoDictLoop()
+    try:
+        assert _closehook.install_close_hook(loop) is True
+        wrapper = vars(loop)["close"]
+        assert _closehook.install_close_hook(loop) is True
+        assert vars(loop)["close"] is wrapper
+        assert _closehook.install_close_hook(refusing) is False
+        assert _closehook.install_close_hook(no_dict) is False
+    finally:
+        for each in (loop, refusing, no_dict):
+            type(each).close(each)
+
+
+def test_install_asyncgen_hook_only_on_the_running_loop() -> None:
+    """The watcher starts only on this thread's running loop; otherwise it says False."""
+    loop = asyncio.new_event_loop()
+    state, _ = registry.add(loop, "idle")
+    try:
+        assert _closehook.install_asyncgen_hook(loop, state) is False
+        assert state.asyncgen_hook is None
+    finally:
+        registry.discard(state)
+        loop.close()
