@@ -705,3 +705,23 @@ def test_a_warning_filter_set_to_error_cannot_break_a_pass(
         if r.name == "resourceloop"
     )
     assert stats().forced_releases == 1
+
+
+class NoDictLoop(asyncio.SelectorEventLoop):
+    """A loop whose ``vars()`` fails, as for a C loop class without ``__dict__``."""
+
+    @property
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        raise AttributeError("__dict__")
+
+
+def test_abandoned_loop_without_dict_is_released_on_it(rec: Recorder) -> None:
+    """A loop class without ``__dict__`` (no run_forever guard possible) is still released."""
+    t = rec.template("t")
+    loop, r = abandon(t, NoDictLoop)
+    try:
+        reap()
+        assert [(res, own, closed) for res, own, closed in rec.graceful] == [(r, True, False)]
+        assert stats().resources_live == {}
+    finally:
+        loop.close()
