@@ -725,3 +725,19 @@ def test_abandoned_loop_without_dict_is_released_on_it(rec: Recorder) -> None:
         assert stats().resources_live == {}
     finally:
         loop.close()
+
+
+def test_a_failing_pass_is_logged_and_the_thread_carries_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever a pass raises is logged with its traceback; _pass() itself returns."""
+
+    def broken(*, collect: bool) -> None:
+        raise RuntimeError("broken pass")
+
+    monkeypatch.setattr(_reaper, "reap_once", broken)
+    _reaper.Reaper()._pass()
+    [record] = [r for r in caplog.records if r.name == "resourceloop"]
+    assert "reaper pass failed" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)

@@ -119,6 +119,11 @@ EQUIVALENT: dict[str, str] = {
     "_release:370:delete statement": "the finished release coroutine stays referenced: memory",
     "_release:438:False -> True": "Python 3.10 only (no Task.uncancel)",
     "_release:438:return None": "Python 3.10 only (no Task.uncancel); None is falsy too",
+    "_reaper:200:delete statement": (
+        "the rescued loop is unreachable and closed next; its emptied, detached store goes with it"
+    ),
+    "_reaper:211:0 -> 1": "a thread's ident is None only before it starts: unreachable",
+    "_reaper:271:break -> continue": "the while condition checks the same stop flag next",
     "_reaper:239:or -> and": (
         "double-checked start: the same test is made again under the start lock, and decides"
     ),
