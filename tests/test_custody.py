@@ -683,6 +683,8 @@ def test_owner_run_until_complete_waits_for_the_reaper_instead_of_failing() -> N
     gate.set()
     runner.join(30)
     reaper.join(30)
-    assert results == ["ran"]
-    assert released == ["graceful"]
-    loop.close()
+    try:
+        assert results == ["ran"]
+        assert released == ["graceful"]
+    finally:
+        loop.close()

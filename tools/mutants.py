@@ -159,6 +159,8 @@ EQUIVALENT.update(
 )
 
 SEED = 8  # issue 8
+#: ``--deselect`` node ids: tests known to fail on the unmutated code (a bug reported, not fixed).
+DESELECT: list[str] = []
 _NEGATED_COMPARE: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Eq: ast.NotEq,
     ast.NotEq: ast.Eq,
@@ -424,6 +426,7 @@ def _pytest(sandbox: Path, tests: list[str], timeout: float) -> tuple[str, str]:
         "no:cacheprovider",
         "-o",
         "timeout=60",
+        *[f"--deselect={n}" for n in DESELECT],
         *[t for t in tests if (sandbox / t.split("::")[0]).exists()],
     ]
     try:
@@ -505,6 +508,7 @@ def coverage_map(sandbox: Path, tests: list[str], timeout: float) -> CoverageMap
         "_mutants_ctx",
         "-o",
         "timeout=120",
+        *[f"--deselect={n}" for n in DESELECT],
         *[t for t in tests if (sandbox / t).exists()],
     ]
     done = subprocess.run(
@@ -570,7 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tests-ref", help="take the tests from this git revision (before/after)")
     parser.add_argument("--tests", nargs="*", help="override the test files of every module")
+    parser.add_argument("--deselect", action="append", default=[], help="a test to leave out")
     args = parser.parse_args(argv)
+    DESELECT[:] = args.deselect
 
     modules = args.module or list(TESTS)
     if args.show:
