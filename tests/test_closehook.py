@@ -760,6 +760,11 @@ def test_install_asyncgen_hook_only_on_the_running_loop() -> None:
     state, _ = registry.add(loop, "idle")
     try:
         assert _closehook.install_asyncgen_hook(loop, state) is False
+
+        async def from_another_loop() -> bool:  # its hooks are set: still not our loop
+            return _closehook.install_asyncgen_hook(loop, state)
+
+        assert asyncio.run(from_another_loop()) is False
         assert state.asyncgen_hook is None
     finally:
         registry.discard(state)
