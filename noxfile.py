@@ -1,7 +1,8 @@
 """Developer sessions: ``nox -s tests`` (3.10 to 3.15), ``lint``, ``typecheck``, ``demo``, ``docs``,
-``bench``.
+``bench``, ``mutants``, ``switchinterval``.
 
-``nox`` with no arguments runs lint, typecheck and tests. CI (``.ci/run``) runs the same.
+``nox`` with no arguments runs lint, typecheck and tests. CI (``.ci/run``) runs the same;
+``mutants`` and ``switchinterval`` are not part of it.
 """
 
 from __future__ import annotations
@@ -172,3 +173,44 @@ def bench(session: nox.Session) -> None:
         session.run("apt-get", "update", "-q", external=True)
         session.run("apt-get", "install", "-y", "-q", "valgrind", external=True)
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python="3.11")
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the custody core (not in CI): ``nox -s mutants -- --module _reaper``.
+
+    Options after ``--`` go to ``tools/mutants.py`` (``--sample``, ``--module``, ``--only``,
+    ``--jobs``, ``--list``); by default 60 sampled mutants of each of ``_registry``,
+    ``_release``, ``_closehook`` and ``_reaper``.
+    """
+    session.install("-e", ".[test]", "coverage>=7.4")
+    session.run("python", "tools/mutants.py", *session.posargs)
+
+
+#: The tests that race threads against each other.
+CONCURRENCY_TESTS = [
+    "tests/test_threads.py",
+    "tests/test_custody.py",
+    "tests/test_reaper.py",
+    "tests/test_stateful.py",
+]
+
+
+@nox.session(python="3.11")
+def switchinterval(session: nox.Session) -> None:
+    """The concurrency tests with a thread switch at almost every bytecode (free-threading proxy).
+
+    ``sys.setswitchinterval(1e-6)`` (set by ``tests/conftest.py`` from
+    ``RESOURCELOOP_SWITCHINTERVAL``); pass another interval as ``-- 1e-5``.
+    """
+    session.install("-e", ".[test]")
+    interval = session.posargs[0] if session.posargs else "1e-6"
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        *CONCURRENCY_TESTS,
+        env={"RESOURCELOOP_SWITCHINTERVAL": interval},
+    )

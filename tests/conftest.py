@@ -1,15 +1,31 @@
-"""Shared fixtures: every test starts and ends with an empty resourceloop runtime."""
+"""Shared fixtures: every test starts and ends with an empty resourceloop runtime.
+
+``RESOURCELOOP_SWITCHINTERVAL=1e-6`` runs the tests with ``sys.setswitchinterval(1e-6)``: the
+interpreter then switches threads at almost every bytecode, a stand-in for free-threaded
+CPython (``nox -s switchinterval``).
+"""
 
 from __future__ import annotations
 
 import gc
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 
 import pytest
 
 from resourceloop import _config, _runtime
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    interval = os.environ.get("RESOURCELOOP_SWITCHINTERVAL")
+    if interval:
+        sys.setswitchinterval(float(interval))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"thread switch interval: {sys.getswitchinterval()}s"
 
 
 @pytest.fixture(autouse=True)

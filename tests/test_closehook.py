@@ -9,6 +9,7 @@ the loop's resources on that loop, while it can still run, with no code change; 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import logging
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, reap, stats
+from resourceloop import LoopClosedError, ResourceTemplate, _closehook, _crossthread, reap, stats
 from resourceloop._registry import registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
@@ -561,3 +562,210 @@ def test_no_warning_on_the_graceful_paths(rec: Recorder) -> None:
             asyncio.run(main())
     assert [w for w in record if issubclass(w.category, ResourceLoopWarning)] == []
     assert len(rec.calls) == 20
+
+
+# -- what closing finishes -------------------------------------------------------------------
+
+
+def _frame(watcher: Any) -> object:
+    """The watcher's frame: ``None`` once the async generator has finished."""
+    return watcher.ag_frame
+
+
+# The queued call's coroutine is dropped, never started, with the closed loop's ready queue.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_close_fails_a_queued_cross_thread_acquisition_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An acquisition queued from another thread fails when its loop closes, without a poll."""
+    # With the liveness poll out of the way, only the close hook can end the waiter.
+    monkeypatch.setattr(_crossthread, "_REMOTE_LIVENESS_CHECK", 3600)
+    t: ResourceTemplate[Any] = ResourceTemplate(object, name="t")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(t.acquire())
+    loop.run_until_complete(t.release())  # tracked, holding nothing
+    inside, queued = threading.Event(), threading.Event()
+
+    def hold_the_loop() -> None:
+        inside.set()
+        queued.wait(30)
+        loop.stop()  # the queued acquisition never runs: the loop stops, then closes
+
+    def owner() -> None:
+        loop.call_soon(hold_the_loop)
+        loop.run_forever()
+        loop.close()
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    assert inside.wait(30)
+
+    async def remote() -> BaseException | None:
+        task = asyncio.ensure_future(t.acquire(loop))
+        state = registry.get(loop)
+        assert state is not None
+        for _ in range(100):
+            if state.remote:
+                break
+            await asyncio.sleep(0)
+        assert state.remote
+        queued.set()
+        try:
+            await asyncio.wait_for(task, 30)
+        except BaseException as exc:
+            return exc
+        return None  # pragma: no cover - the failure this test guards against
+
+    failure = asyncio.run(remote())
+    thread.join(30)
+    gc.collect()
+    assert isinstance(failure, LoopClosedError), failure
+    assert loop.is_closed()
+    assert stats().loops_tracked == 0
+
+
+def test_fail_remote_waiters_leaves_finished_ones_alone() -> None:
+    """Only waiters still pending get the error; one that finished keeps its result."""
+    t: ResourceTemplate[Any] = ResourceTemplate(object, name="t")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(t.acquire())
+    state = registry.get(loop)
+    assert state is not None
+    finished: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    finished.set_result("done")
+    pending: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    state.remote.update({finished, pending})
+    loop.close()
+    assert finished.result() == "done"
+    assert isinstance(pending.exception(), LoopClosedError)
+    assert "closed before acquiring" in str(pending.exception())
+    assert state.remote == set()
+
+
+@pytest.mark.parametrize("factory", UNWRAPPABLE)
+def test_asyncgen_watcher_is_finished_when_the_reaper_releases(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """A loop closed without shutdown_asyncgens(): the reaper ends our watcher, none is left."""
+    t = rec.template("t")
+    loop = factory()
+    loop.run_until_complete(t.acquire())
+    state = registry.get(loop)
+    assert state is not None
+    watcher = state.asyncgen_hook
+    assert watcher is not None
+    assert _frame(watcher) is not None  # suspended at its yield, registered with the loop
+    loop.close()
+    with pytest.warns(ForcedReleaseWarning):
+        reap()
+    assert state.asyncgen_hook is None
+    assert _frame(watcher) is None  # finished, so the loop's finalizer has nothing to run
+    assert [c.kind for c in rec.calls] == ["forced"]
+
+
+@pytest.mark.parametrize("factory", UNWRAPPABLE)
+def test_asyncgen_watcher_finishes_in_shutdown_asyncgens(
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+) -> None:
+    """shutdown_asyncgens() runs the watcher's release; the state is then untracked."""
+    t = rec.template("t")
+    loop = factory()
+    loop.run_until_complete(t.acquire())
+    state = registry.get(loop)
+    assert state is not None
+    watcher = state.asyncgen_hook
+    assert watcher is not None
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    assert [c.kind for c in rec.calls] == ["graceful"]
+    assert _frame(watcher) is None
+    assert state.asyncgen_hook is None
+    assert state.discarded
+    assert registry.get(loop) is None
+    loop.close()
+    reap()
+    assert len(rec.calls) == 1
+
+
+def test_close_from_another_loop_releases_in_a_daemon_helper(rec: Recorder) -> None:
+    """From inside another running loop, the release runs in a daemon helper thread, joined."""
+    seen: list[tuple[str, bool]] = []
+
+    async def release(r: object) -> None:
+        thread = threading.current_thread()
+        seen.append((thread.name, thread.daemon))
+
+    t: ResourceTemplate[Any] = ResourceTemplate(object, release, name="t")
+    other, _ = abandon(t)
+
+    async def main() -> None:
+        other.close()
+        assert seen == [("resourceloop-release", True)]  # done before close() returned
+
+    asyncio.run(main())
+    assert other.is_closed()
+
+
+@pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning")
+def test_a_dropped_unclosed_loop_is_still_closed_by_its_finalizer() -> None:
+    """asyncio's ``__del__`` closes a dropped loop through our wrapper: its self-pipe closes."""
+    t: ResourceTemplate[Any] = ResourceTemplate(object, name="t")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(t.acquire())
+    loop.run_until_complete(t.release())  # still tracked and hooked, holding nothing
+    assert "close" in vars(loop)
+    csock = loop._csock  # type: ignore[attr-defined]
+    assert csock.fileno() != -1
+    del loop
+    gc.collect()
+    try:
+        assert csock.fileno() == -1  # the real close ran, though our weak reference had died
+    finally:
+        csock.close()
+
+
+def test_release_bound_covers_every_release_and_two_more() -> None:
+    """release_bound(n) is (n + 2) times one release's timeout plus its grace."""
+    resourceloop.configure(release_timeout=4.0)
+    assert _closehook.release_bound(0) == 2 * 5.0
+    assert _closehook.release_bound(3) == 5 * 5.0  # grace: min(4.0 * 0.25, 1.0) = 1.0
+
+
+class NoDictLoop(asyncio.SelectorEventLoop):
+    """A loop whose ``vars()`` fails, as for a C loop class without ``__dict__``."""
+
+    @property
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        raise AttributeError("__dict__")
+
+
+def test_install_close_hook_says_whether_it_wrapped() -> None:
+    """True once wrapped (and again, without wrapping twice); False where it cannot wrap."""
+    loop = asyncio.new_event_loop()
+    refusing, no_dict = RefusingLoop(), NoDictLoop()
+    try:
+        assert _closehook.install_close_hook(loop) is True
+        wrapper = vars(loop)["close"]
+        assert _closehook.install_close_hook(loop) is True
+        assert vars(loop)["close"] is wrapper
+        assert _closehook.install_close_hook(refusing) is False
+        assert _closehook.install_close_hook(no_dict) is False
+    finally:
+        for each in (loop, refusing, no_dict):
+            type(each).close(each)
+
+
+def test_install_asyncgen_hook_only_on_the_running_loop() -> None:
+    """The watcher starts only on this thread's running loop; otherwise it says False."""
+    loop = asyncio.new_event_loop()
+    state, _ = registry.add(loop, "idle")
+    try:
+        assert _closehook.install_asyncgen_hook(loop, state) is False
+
+        async def from_another_loop() -> bool:  # its hooks are set: still not our loop
+            return _closehook.install_asyncgen_hook(loop, state)
+
+        assert asyncio.run(from_another_loop()) is False
+        assert state.asyncgen_hook is None
+    finally:
+        registry.discard(state)
+        loop.close()

@@ -32,7 +32,15 @@ from resourceloop import (
     resource_manager,
     stats,
 )
-from resourceloop.warnings import BlockingReleaseWarning, ForcedReleaseWarning, UnclosedLoopWarning
+from resourceloop._registry import SETTLED, registry
+from resourceloop._release import force_batch
+from resourceloop.warnings import (
+    BlockingReleaseWarning,
+    ForcedReleaseWarning,
+    ReleaseTimeoutWarning,
+    UnclosedLoopWarning,
+    UngracefulLoopWarning,
+)
 
 from ._loops import LOOP_FACTORIES, LoopFactory, abandon, uvloop
 
@@ -127,15 +135,15 @@ def _run_like_runner(main: Callable[[], Any], factory: LoopFactory) -> None:
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(main())
-        return
-    loop = factory()  # pragma: no cover - 3.10
-    try:
-        loop.run_until_complete(main())
-    finally:
+    else:  # pragma: no cover - 3.10
+        loop = factory()
         try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(main())
         finally:
-            loop.close()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
 
 
 def _run_path(path: str, faulty: Faulty) -> None:
@@ -708,3 +716,162 @@ def test_forced_release_closes_an_awaitable_it_cannot_run_and_says_so() -> None:
     assert "nothing was released" in text
     assert "pass force_release_func=" in text
     assert closed == []
+
+
+# -- the release engine piece by piece -----------------------------------------------------------
+
+
+def test_a_release_that_ignores_cancellation_ends_the_manager_exit_normally() -> None:
+    """Past release_timeout a stubborn release is closed and forced; the task carries on."""
+    resourceloop.configure(release_timeout=0.05)
+    forced: list[Any] = []
+
+    async def stubborn(res: Any) -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # ignores the deadline's cancellation; closing it ends it
+
+    template = ResourceTemplate(object, stubborn, name="stubborn", force_release_func=forced.append)
+
+    async def main() -> tuple[str, int]:
+        async with resource_manager():
+            await template.acquire()
+        await asyncio.sleep(0)  # not cancelled: our cancellations were undone
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = getattr(task, "cancelling", lambda: 0)  # 3.11+
+        return "carried on", cancelling()
+
+    with pytest.warns(ReleaseTimeoutWarning, match="'stubborn'"):
+        assert asyncio.run(main()) == ("carried on", 0)
+    assert len(forced) == 1
+    s = stats()
+    assert (s.forced_releases, s.release_timeouts, s.resources_live) == (1, 1, {})
+
+
+def test_force_batch_skips_settled_items_and_forces_the_rest() -> None:
+    """An item another owner settled is skipped; the ones after it are still forced."""
+    forced: list[str] = []
+    first = ResourceTemplate(lambda: "first", name="first", force_release_func=forced.append)
+    second = ResourceTemplate(lambda: "second", name="second", force_release_func=forced.append)
+    loop = asyncio.new_event_loop()
+
+    async def use() -> None:
+        await first.acquire()
+        await second.acquire()
+
+    loop.run_until_complete(use())
+    state = registry.get(loop)
+    assert state is not None
+    batch = registry.take_all(state, closing=False)
+    newest, oldest = batch.items
+    assert registry.settle(batch, newest, "graceful_releases")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForcedReleaseWarning)
+        force_batch(batch, why="a test forces it")
+    assert forced == ["first"]
+    assert oldest.status == SETTLED
+    loop.close()
+    _books_balance()
+
+
+def test_a_sync_release_returning_a_coroutine_is_closed_when_forced(hook_disabled: None) -> None:
+    """Forced without its loop, a coroutine returned by a plain function is closed, not leaked."""
+    ran: list[str] = []
+
+    async def really_release(res: Any) -> None:  # pragma: no cover - it can never run
+        ran.append("ran")
+
+    def release(res: Any) -> Any:
+        return really_release(res)  # a plain function that returns a coroutine
+
+    template = ResourceTemplate(object, release, name="returns-coro")
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
+        reap()
+    gc.collect()  # an unclosed coroutine would warn "never awaited" here (an error in tests)
+    assert ran == []
+    assert stats().forced_releases == 1
+
+
+def test_warnings_point_at_the_users_code(hook_disabled: None) -> None:
+    """A warning from an acquisition names the caller's file, not resourceloop's."""
+    template = ResourceTemplate(object, name="t")
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.warns(UngracefulLoopWarning) as record:
+            loop.run_until_complete(template.acquire())
+    finally:
+        loop.close()
+    assert [w.filename for w in record] == [__file__]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForcedReleaseWarning)
+        reap()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "uncancel"), reason="Task.uncancel is 3.11+")
+def test_a_release_that_swallows_the_deadline_leaves_the_task_uncancelled() -> None:
+    """A release that catches the deadline's cancellation and returns: our cancel is undone."""
+    resourceloop.configure(release_timeout=0.05)
+
+    async def swallow(res: Any) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return  # ends at once, cancellation swallowed
+
+    template = ResourceTemplate(object, swallow, name="swallows")
+
+    async def main() -> int:
+        async with resource_manager():
+            await template.acquire()
+        task = asyncio.current_task()
+        assert task is not None
+        return int(task.cancelling())  # type: ignore[attr-defined, unused-ignore]
+
+    assert asyncio.run(main()) == 0
+    assert stats().resources_live == {}
+    _books_balance()
+
+
+def test_owner_run_until_complete_waits_for_the_reaper_instead_of_failing() -> None:
+    """While the reaper runs an abandoned loop, run_until_complete() from elsewhere waits."""
+    entered, gate = threading.Event(), threading.Event()
+    released: list[str] = []
+
+    async def release(res: Any) -> None:
+        entered.set()
+        await asyncio.to_thread(gate.wait, 30)
+        released.append("graceful")
+
+    template = ResourceTemplate(object, release, name="slow")
+    loop, _ = abandon(template)
+    reaper = threading.Thread(target=reap)
+    reaper.start()
+    assert entered.wait(30)
+    results: list[object] = []
+
+    def run() -> None:
+        work = asyncio.sleep(0, "ran")
+        try:
+            results.append(loop.run_until_complete(work))
+        except BaseException as exc:  # pragma: no cover - the failure this test guards against
+            work.close()  # never started: no "never awaited" warning in a later test
+            results.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    gate.set()
+    runner.join(30)
+    reaper.join(30)
+    try:
+        assert results == ["ran"]
+        assert released == ["graceful"]
+    finally:
+        loop.close()

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, _reaper, reap, stats
+from resourceloop import ResourceTemplate, _reaper, _registry, reap, stats
 from resourceloop._registry import READY_ATTR, registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
     ResourceLoopWarning,
+    UnclosedLoopWarning,
     UngracefulLoopWarning,
 )
 from tests._loops import abandon, needs_uvloop
@@ -127,10 +128,11 @@ def quiet_unclosed() -> Iterator[None]:
 
 @pytest.mark.parametrize("factory", FACTORIES)
 def test_closed_without_hook_warns_once_then_reap_forces(
-    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder
+    factory: Callable[[], asyncio.AbstractEventLoop], rec: Recorder, hook_disabled: None
 ) -> None:
     """close_hook=False: one UngracefulLoopWarning per loop; reap() forces each resource once."""
-    resourceloop.configure(close_hook=False)
+    # Disabled through the environment: configure() would kick the reaper thread into a pass
+    # that races this test for the closed loops.
     first, second = rec.template("first"), rec.template("second")
 
     async def main() -> tuple[Res, Res]:
@@ -409,3 +411,350 @@ def test_failing_force_release_is_logged_and_others_still_run(
     snap = stats()
     # A force function that raises counts as a failure, not also as forced: one end each.
     assert (snap.release_failures, snap.forced_releases, snap.loops_tracked) == (1, 1, 0)
+
+
+# -- the thread --------------------------------------------------------------------------------
+
+
+class CountingLock:
+    """Wraps the wake-up lock; says when the reaper thread blocks on it, and how often."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.acquires = 0
+        self.entered = threading.Event()
+
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        self.acquires += 1
+        self.entered.set()
+        return bool(self.lock.acquire(*args, **kwargs))
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+class RecordingEvent(threading.Event):
+    """The reaper's kick event, recording each wait: its timeout and whether it was set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[tuple[float | None, bool]] = []
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append((timeout, self.is_set()))
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+@pytest.fixture
+def wakeup(monkeypatch: pytest.MonkeyPatch) -> CountingLock:
+    """The wake-up lock, taken (nothing to do), seen by new reaper threads through a counter."""
+    lock = _registry.wakeup_lock()
+    lock.acquire(blocking=False)
+    counting = CountingLock(lock)
+    monkeypatch.setattr(_reaper, "wakeup_lock", lambda: counting)
+    return counting
+
+
+def test_idle_reaper_thread_blocks_on_the_wakeup_lock(wakeup: CountingLock) -> None:
+    """With nothing tracked the thread blocks on the wake-up lock (no polling, no pass)."""
+    reaper = _reaper.Reaper()
+    reaper.ensure_started()
+    try:
+        assert wakeup.entered.wait(10), "the idle reaper never blocked on its wake-up lock"
+        assert wakeup.acquires == 1
+        assert stats().reaper_passes == 0
+        wakeup.entered.clear()
+        _registry.wake_reaper()  # woken with still nothing to do: it blocks again, alive
+        assert wakeup.entered.wait(10)
+        assert wakeup.acquires == 2
+        assert reaper.alive
+        assert stats().reaper_passes == 0
+    finally:
+        reaper.stop(timeout=10)
+    assert not reaper.alive
+
+
+def test_busy_reaper_thread_waits_an_interval_between_passes(wakeup: CountingLock) -> None:
+    """With a loop tracked the thread waits reap_interval (or a kick) before each pass."""
+    loop = asyncio.new_event_loop()
+    state, _ = registry.add(loop, "tracked")
+    reaper = _reaper.Reaper()
+    kick = RecordingEvent()
+    reaper._kick = kick
+    reaper.ensure_started()
+    try:
+        assert kick.waiting.wait(10), "the reaper never waited for its interval"
+        assert kick.waits == [(3600.0, False)]
+        assert stats().reaper_passes == 0
+        kick.waiting.clear()
+        reaper.kick()  # one pass, then the next wait (the kick cleared)
+        assert kick.waiting.wait(10)
+        assert kick.waits == [(3600.0, False), (3600.0, False)]
+        assert stats().reaper_passes == 1
+        assert wakeup.acquires == 0  # never idle meanwhile
+    finally:
+        reaper.stop(timeout=10)
+        registry.discard(state)
+        loop.close()
+    assert not reaper.alive
+    assert stats().reaper_passes == 1  # stopping ends the thread without another pass
+
+
+def test_one_reaper_thread_and_none_after_stop(wakeup: CountingLock) -> None:
+    """ensure_started() starts one thread however often it is called, and none once stopped."""
+    reaper = _reaper.Reaper()
+    assert not reaper.alive
+    reaper.ensure_started()
+    first = reaper._thread
+    assert first is not None
+    assert first.daemon
+    assert first.name == "resourceloop-reaper"
+    try:
+        for _ in range(3):
+            reaper.ensure_started()
+        assert reaper._thread is first
+        names = [t.name for t in threading.enumerate() if t.name == "resourceloop-reaper"]
+        assert len(names) == 1
+    finally:
+        reaper.stop(timeout=10)
+    assert not first.is_alive()
+    reaper.ensure_started()
+    assert reaper._thread is first
+    assert not reaper.alive
+    assert repr(reaper) == "<Reaper alive=False stopping=True>"
+
+
+def test_reaper_stop_from_its_own_thread_does_not_join_itself() -> None:
+    """stop() called on the reaper thread (by a release function) returns instead of hanging."""
+    reaper = _reaper.Reaper()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        reaper._thread = threading.current_thread()
+        try:
+            reaper.stop(timeout=3600)
+        except BaseException as exc:  # pragma: no cover - the failure this test guards against
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert errors == []
+
+
+def test_the_pass_collects_only_with_suspects_and_when_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gc.collect runs in a pass only when a live thread has moved on from a loop."""
+    collections: list[int] = []
+
+    def collect(*args: object) -> int:
+        collections.append(1)
+        return 0
+
+    monkeypatch.setattr(gc, "collect", collect)  # the pass calls gc.collect() through the module
+    monkeypatch.setattr(_reaper, "_last_collect", float("-inf"))
+    t = ResourceTemplate(object, name="t")
+    go = threading.Event()
+    ready = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def worker() -> None:
+        for _ in range(2):  # the first loop is left behind, the second is its newest
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(t.acquire())
+            loops.append(loop)
+            if len(loops) == 1:
+                reap()  # no suspect yet: nothing collected
+        ready.set()
+        go.wait(30)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        assert collections == []
+        assert _reaper.collect_due()
+        _reaper.reap_once(collect=False)
+        assert collections == []  # a suspect, but the thread was not due
+        reap()
+        assert collections == [1]
+        assert not _reaper.collect_due()  # the thread waits COLLECT_INTERVAL before the next
+    finally:
+        go.set()
+        thread.join(30)
+        for loop in loops:
+            loop.close()
+
+
+class ArrivalLock:
+    """The reaper's start lock, held by the test, counting the threads that wait for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.arrived = threading.Semaphore(0)
+
+    def __enter__(self) -> bool:
+        self.arrived.release()
+        return self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_two_racing_starts_make_one_reaper_thread(wakeup: CountingLock) -> None:
+    """Two threads that both find no reaper running start one thread between them."""
+    reaper = _reaper.Reaper()
+    start_lock = ArrivalLock()
+    reaper._start_lock = start_lock  # type: ignore[assignment]
+    start_lock.lock.acquire()  # both callers get past the unlocked check, then queue here
+    callers = [threading.Thread(target=reaper.ensure_started) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    try:
+        assert start_lock.arrived.acquire(timeout=30)
+        assert start_lock.arrived.acquire(timeout=30)
+        start_lock.lock.release()
+        for caller in callers:
+            caller.join(30)
+        names = [t.name for t in threading.enumerate() if t.name == "resourceloop-reaper"]
+        assert names == ["resourceloop-reaper"]
+    finally:
+        reaper.stop(timeout=10)
+
+
+def test_the_owner_gets_its_run_forever_back(rec: Recorder) -> None:
+    """After releasing an abandoned loop the reaper removes its run_forever guard from it."""
+    t = rec.template("t")
+    loop, _ = abandon(t)
+    assert "run_forever" not in vars(loop)
+    reap()
+    assert len(rec.graceful) == 1
+    assert "run_forever" not in vars(loop)
+    loop.close()
+
+
+def test_force_release_interrupt_propagates_after_the_others(hook_disabled: None) -> None:
+    """A KeyboardInterrupt from one force function reaches reap() once every item is forced."""
+    forced: list[str] = []
+
+    def interrupt(r: object) -> None:
+        forced.append("interrupted")
+        raise KeyboardInterrupt
+
+    older = ResourceTemplate(object, name="older", force_release_func=lambda r: forced.append("o"))
+    newer = ResourceTemplate(object, name="newer", force_release_func=interrupt)
+
+    async def main() -> None:
+        await older.acquire()
+        await newer.acquire()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        asyncio.run(main())
+        with pytest.raises(KeyboardInterrupt):
+            reap()
+    assert forced == ["interrupted", "o"]
+    snap = stats()
+    assert (snap.forced_releases, snap.loops_tracked, snap.resources_live) == (2, 0, {})
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_unclosed_loops_of_two_threads_warn_once_each(rec: Recorder) -> None:
+    """Two living threads that leave loops unclosed and move on: one warning for each thread."""
+    t = rec.template("t")  # holds its loop: resourceloop holds it until the thread moves on
+    ready = threading.Barrier(3)
+    done = threading.Event()
+
+    def owner() -> None:
+        dropped = asyncio.new_event_loop()  # left unclosed and dropped ...
+        dropped.run_until_complete(t.acquire())
+        del dropped
+        newest = asyncio.new_event_loop()  # ... once this one supersedes it
+        newest.run_until_complete(t.acquire())
+        ready.wait(30)
+        done.wait(30)  # alive while the main thread reaps
+        newest.close()
+
+    threads = [threading.Thread(target=owner, name=f"owner-{i}") for i in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        ready.wait(30)
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", UnclosedLoopWarning)
+            reap()  # unpins the superseded loops and runs the collector
+            _collect()
+            reap()  # releases what the collector rescued
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(30)
+    ours = [w for w in record if issubclass(w.category, UnclosedLoopWarning)]
+    assert sorted(str(w.message).split("'")[1] for w in ours) == ["owner-0", "owner-1"]
+    assert len(rec.graceful) == 4  # two dropped (by the reaper), two closed by their owner
+
+
+def test_a_warning_filter_set_to_error_cannot_break_a_pass(
+    hook_disabled: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ForcedReleaseWarning turned into an error, reap() still forces and only logs it."""
+    forced: list[object] = []
+    t = ResourceTemplate(object, name="t", force_release_func=forced.append)
+
+    async def main() -> None:
+        await t.acquire()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        asyncio.run(main())
+        warnings.simplefilter("error", ForcedReleaseWarning)
+        reap()
+    assert len(forced) == 1
+    assert any(
+        "ForcedReleaseWarning" in r.getMessage() and "'t'" in r.getMessage()
+        for r in caplog.records
+        if r.name == "resourceloop"
+    )
+    assert stats().forced_releases == 1
+
+
+class NoDictLoop(asyncio.SelectorEventLoop):
+    """A loop whose ``vars()`` fails, as for a C loop class without ``__dict__``."""
+
+    @property
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        raise AttributeError("__dict__")
+
+
+def test_abandoned_loop_without_dict_is_released_on_it(rec: Recorder) -> None:
+    """A loop class without ``__dict__`` (no run_forever guard possible) is still released."""
+    t = rec.template("t")
+    loop, r = abandon(t, NoDictLoop)
+    try:
+        reap()
+        assert [(res, own, closed) for res, own, closed in rec.graceful] == [(r, True, False)]
+        assert stats().resources_live == {}
+    finally:
+        loop.close()
+
+
+def test_a_failing_pass_is_logged_and_the_thread_carries_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever a pass raises is logged with its traceback; _pass() itself returns."""
+
+    def broken(*, collect: bool) -> None:
+        raise RuntimeError("broken pass")
+
+    monkeypatch.setattr(_reaper, "reap_once", broken)
+    _reaper.Reaper()._pass()
+    [record] = [r for r in caplog.records if r.name == "resourceloop"]
+    assert "reaper pass failed" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)

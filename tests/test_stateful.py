@@ -115,7 +115,9 @@ class LoopModel:
         self.probe = weakref.ref(loop)
         self.status = "open"  # open | hooked-closed | bypass-closed | abandoned
         self.tracked = False  # has a (non-discarded) state in the registry
-        self.held: dict[int, Res] = {}  # template -> live resource in the registry
+        # template -> id of its live resource in the registry. Ids, not the resources: a
+        # template 0 resource holds its loop, and the model must not keep a dropped loop alive.
+        self.held: dict[int, int] = {}
         self.collected = False
 
     @property
@@ -170,8 +172,8 @@ class RegistryMachine(RuleBasedStateMachine):
         return any(ok(m) for m in self.loops)
 
     def _released(self, model: LoopModel, kind: str) -> None:
-        for r in model.held.values():
-            self.expected[r.id] = kind
+        for rid in model.held.values():
+            self.expected[rid] = kind
         model.held.clear()
 
     # -- rules -----------------------------------------------------------------------------
@@ -196,11 +198,12 @@ class RegistryMachine(RuleBasedStateMachine):
         r = model.owner.call(lambda loop: loop.run_until_complete(work()))
         model.tracked = True
         if template in model.held:
-            assert r is model.held[template]
+            assert r.id == model.held[template]
         else:
             assert r.id not in self.created
             self.created[r.id] = template
-            model.held[template] = r
+            model.held[template] = r.id
+        del r
 
     @precondition(lambda self: self._has(lambda m: m.usable))
     @rule(index=st.integers(0, MAX_LOOPS), template=st.integers(0, N_TEMPLATES - 1))
@@ -209,9 +212,9 @@ class RegistryMachine(RuleBasedStateMachine):
         assert model.owner is not None
         t = self.templates[template]
         model.owner.call(lambda loop: loop.run_until_complete(t.release()))
-        r = model.held.pop(template, None)
-        if r is not None:
-            self.expected[r.id] = "graceful"
+        rid = model.held.pop(template, None)
+        if rid is not None:
+            self.expected[rid] = "graceful"
 
     @precondition(lambda self: self._has(lambda m: m.usable))
     @rule(index=st.integers(0, MAX_LOOPS), inside=st.sets(st.integers(0, N_TEMPLATES - 1)))
@@ -228,10 +231,10 @@ class RegistryMachine(RuleBasedStateMachine):
         model.tracked = True
         for i, r in zip(sorted(inside), got, strict=True):
             if i in model.held:
-                assert r is model.held[i]
+                assert r.id == model.held[i]
             else:
                 self.created[r.id] = i
-                model.held[i] = r
+                model.held[i] = r.id
         self._released(model, "graceful")
 
     @precondition(lambda self: self._has(lambda m: m.usable))

@@ -1,0 +1,651 @@
+"""Mutation testing of the custody core: does the suite notice when the code is wrong?
+
+Each mutant is one small change to one module, made on its syntax tree: a comparison or
+boolean operator swapped, ``not`` dropped, a constant changed, an arithmetic operator swapped,
+a ``return`` made to return ``None``, ``break`` and ``continue`` swapped, or one statement
+deleted. Text that only words a log record or a warning (string constants, f-strings,
+arguments of ``logger.*(...)`` and ``warn(...)``), a ``logger.debug`` call, docstrings,
+annotations and lines marked ``pragma: no cover`` are not mutated: changing them changes no
+behaviour this suite could promise.
+
+A mutant is applied to a private copy of the package and tests (never to the working tree),
+and the module's test files (``TESTS``) run against it with ``pytest -x -q -p
+no:cacheprovider`` and a timeout. To keep a run affordable, the unmutated tests first run once
+under coverage with one context per test (lines run by any thread count for the test running
+then), and each mutant gets only the tests that run one of its lines; a mutant on a line no
+test runs in-process (import time, a fork child) gets every test of its files. A mutant is
+*killed* when the tests fail (or time out), *survived* when they pass. Mutants listed in
+``EQUIVALENT`` were reviewed: they change no observable behaviour, or only a warning's
+wording; they are reported, but left out of the score.
+
+Mutants are sampled per module with a fixed seed, so two runs test the same mutants::
+
+    python tools/mutants.py                       # 60 per module, the four modules
+    python tools/mutants.py --module _reaper --sample 20
+    python tools/mutants.py --list --module _registry
+    python tools/mutants.py --only _reaper:41,_registry:7
+    python tools/mutants.py --tests-ref HEAD~3            # the same mutants, older tests
+
+Exit status: 0 when every module reaches ``--threshold`` (default 90%) of its scored mutants
+killed, 1 otherwise. Not part of CI (``nox -s mutants``): a full run takes tens of minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "resourceloop"
+
+#: The tests each module is checked against, most specific first (``-x`` stops at the first
+#: failure, so a mutant that a fast, targeted test kills costs little).
+TESTS: dict[str, list[str]] = {
+    "_registry": [
+        "tests/test_registry.py",
+        "tests/test_custody.py",
+        "tests/test_reaper.py",
+        "tests/test_closehook.py",
+        "tests/test_exit_fork.py",
+        "tests/test_threads.py",
+        "tests/test_template.py",
+        "tests/test_manager.py",
+    ],
+    "_release": [
+        "tests/test_custody.py",
+        "tests/test_closehook.py",
+        "tests/test_reaper.py",
+        "tests/test_manager.py",
+        "tests/test_template.py",
+        "tests/test_exit_fork.py",
+        "tests/test_threads.py",
+    ],
+    "_closehook": [
+        "tests/test_closehook.py",
+        "tests/test_custody.py",
+        "tests/test_reaper.py",
+        "tests/test_threads.py",
+        "tests/test_template.py",
+        "tests/test_exit_fork.py",
+        "tests/test_manager.py",
+    ],
+    "_reaper": [
+        "tests/test_reaper.py",
+        "tests/test_custody.py",
+        "tests/test_exit_fork.py",
+        "tests/test_closehook.py",
+        "tests/test_threads.py",
+        "tests/test_template.py",
+    ],
+}
+
+#: Reviewed mutants that change no observable behaviour, or only the wording of a warning, by
+#: ``module:line:change`` (the key printed for each survivor), with the reason. Not scored.
+EQUIVALENT: dict[str, str] = {
+    "_registry:90:delete statement": "dict.__init__() with no arguments does nothing",
+    "_registry:119:False -> True": "Item.timed_out is never read (a dead field)",
+    "_registry:122:True -> False": "slots=False on Item: memory only",
+    "_registry:146:0 -> 1": "LoopState.serial is always passed explicitly",
+    "_registry:179:0 -> 1": "Counters is always built from every counter",
+    "_registry:188:delete statement": (
+        "the wake-up lock starts released: the idle reaper's first acquire returns at once, it "
+        "finds nothing to do and blocks on the next one (one extra check, no pass)"
+    ),
+    "_registry:215:0 -> 1": "template keys start at 2 instead of 1: same order",
+    "_registry:300:delete statement": (
+        "_last_thread only skips recomputing the multithreaded flag for the thread that last "
+        "computed it, when the result cannot have changed: recomputing gives the same flag"
+    ),
+    "_registry:282:1 -> 2": "serials step by 2: still increasing, only their order is used",
+    "_registry:328:0 -> 1": (
+        "the default is unreachable: add() records every state's thread, which the state keeps "
+        "alive"
+    ),
+    "_release:270:or -> and": (
+        "closing None or a future then fails with AttributeError, which is caught and logged "
+        "at debug level: the same end"
+    ),
+    "_release:370:delete statement": "the finished release coroutine stays referenced: memory",
+    "_release:438:False -> True": "Python 3.10 only (no Task.uncancel)",
+    "_release:438:return None": "Python 3.10 only (no Task.uncancel); None is falsy too",
+    "_reaper:200:delete statement": (
+        "the rescued loop is unreachable and closed next; its emptied, detached store goes with it"
+    ),
+    "_reaper:211:0 -> 1": "a thread's ident is None only before it starts: unreachable",
+    "_reaper:271:break -> continue": "the while condition checks the same stop flag next",
+    "_reaper:239:or -> and": (
+        "double-checked start: the same test is made again under the start lock, and decides"
+    ),
+    "_closehook:54:delete statement": "_closehook never uses its logger",
+    "_closehook:113:delete statement": "the wrapper's docstring: wording",
+    "_closehook:219:delete statement": (
+        "finish_closing() clears state.asyncgen_hook right after, and closing the running "
+        "watcher from its own finally raises RuntimeError, which is caught"
+    ),
+    "_reaper:188:delete statement": (
+        "release_on_loop() settles every item itself, and a collected loop cannot be running"
+    ),
+    "_release:80:2 -> 3": (
+        "only the location of a warning whose stack is all internal (the reaper thread): wording"
+    ),
+    "_reaper:188:True -> False": "release_on_loop() has settled every item: nothing to warn about",
+}
+#: ``_warn_forced`` picks the words of the forced-release warning; these only pick other words.
+EQUIVALENT.update(
+    dict.fromkeys(
+        [
+            "_release:223:Is -> IsNot",
+            "_release:235:delete statement",
+            "_release:239:Is -> IsNot",
+            "_release:240:delete statement",
+            "_release:241:and -> or",
+            "_release:241:Is -> IsNot",
+            "_release:241:or -> and",
+            "_release:242:delete statement",
+        ],
+        "chooses the wording of the forced-release warning",
+    )
+)
+
+SEED = 8  # issue 8
+#: ``--deselect`` node ids: tests known to fail on the unmutated code (a bug reported, not fixed).
+DESELECT: list[str] = []
+_NEGATED_COMPARE: dict[type[ast.cmpop], type[ast.cmpop]] = {
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Lt: ast.GtE,
+    ast.GtE: ast.Lt,
+    ast.Gt: ast.LtE,
+    ast.LtE: ast.Gt,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+}
+_SWAPPED_BINOP: dict[type[ast.operator], type[ast.operator]] = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+}
+_DELETABLE = (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Raise, ast.Delete)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    module: str
+    index: int  # position in the module's full, deterministic list
+    node: int  # position of the mutated node in ast.walk order
+    kind: str
+    line: int
+    end_line: int
+    change: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.module}:{self.line}:{self.change}"
+
+    @property
+    def ident(self) -> str:
+        return f"{self.module}:{self.index}"
+
+
+def _source(module: str) -> str:
+    return (ROOT / PACKAGE / f"{module}.py").read_text()
+
+
+def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+def _is_wording_call(node: ast.AST) -> bool:
+    """A call whose arguments only word a log record or a warning."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return func.value.id == "logger" or (func.value.id == "warnings" and func.attr == "warn")
+    return isinstance(func, ast.Name) and func.id in ("warn", "_warn_forced", "_failed")
+
+
+def _excluded(node: ast.AST, parents: dict[ast.AST, ast.AST], lines: list[str]) -> bool:  # noqa: PLR0911
+    child: ast.AST | None = None
+    current: ast.AST | None = node
+    while current is not None:
+        line = getattr(current, "lineno", None)
+        if line is not None and "pragma: no cover" in lines[line - 1]:
+            return True
+        if current is not node and _is_wording_call(current):
+            return True  # inside the arguments of a log or warning call
+        if isinstance(current, (ast.arg, ast.AnnAssign)) and child is current.annotation:
+            return True
+        if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)) and child is (
+            current.returns
+        ):
+            return True
+        if isinstance(current, ast.JoinedStr):
+            return True
+        if isinstance(current, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in current.targets
+        ):
+            return True
+        child, current = current, parents.get(current)
+    return False
+
+
+def _is_docstring(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    parent = parents.get(node)
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        and isinstance(parent, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and parent.body[0] is node
+    )
+
+
+def _is_debug_log(node: ast.AST) -> bool:
+    if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+        return False
+    func = node.value.func
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "debug"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "logger"
+    )
+
+
+def _changes(node: ast.AST) -> Iterator[tuple[str, str]]:
+    """(kind, change) for each mutation this node offers."""
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        op = type(node.ops[0])
+        if op in _NEGATED_COMPARE:
+            yield "compare", f"{op.__name__} -> {_NEGATED_COMPARE[op].__name__}"
+    elif isinstance(node, ast.BoolOp):
+        yield "boolop", "and -> or" if isinstance(node.op, ast.And) else "or -> and"
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        yield "not", "drop not"
+    elif isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, bool):
+            yield "constant", f"{value} -> {not value}"
+        elif isinstance(value, int):
+            yield "constant", f"{value} -> {value + 1}"
+        elif isinstance(value, float):
+            yield "constant", f"{value} -> {value * 2 if value else 1.0}"
+    elif isinstance(node, (ast.BinOp, ast.AugAssign)):
+        arith = type(node.op)
+        if arith in _SWAPPED_BINOP:
+            yield "arith", f"{arith.__name__} -> {_SWAPPED_BINOP[arith].__name__}"
+    elif isinstance(node, (ast.Break, ast.Continue)):
+        yield "jump", "break -> continue" if isinstance(node, ast.Break) else "continue -> break"
+    returns_none = isinstance(node, ast.Return) and (
+        node.value is None or (isinstance(node.value, ast.Constant) and node.value.value is None)
+    )
+    if isinstance(node, ast.Return) and not returns_none:
+        yield "return", "return None"
+    if isinstance(node, _DELETABLE):
+        yield "delete", "delete statement"
+
+
+def _replace(parents: dict[ast.AST, ast.AST], old: ast.AST, new: ast.AST) -> None:
+    parent = parents[old]
+    for field, value in ast.iter_fields(parent):
+        if value is old:
+            setattr(parent, field, new)
+            return
+        if isinstance(value, list) and any(v is old for v in value):
+            value[next(i for i, v in enumerate(value) if v is old)] = new
+            return
+    raise AssertionError(f"{old!r} not found in its parent")
+
+
+def _apply(tree: ast.Module, node_index: int, kind: str) -> None:
+    nodes = list(ast.walk(tree))
+    node = nodes[node_index]
+    parents = _parents(tree)
+    if kind == "compare":
+        assert isinstance(node, ast.Compare)
+        node.ops = [_NEGATED_COMPARE[type(node.ops[0])]()]
+    elif kind == "boolop":
+        assert isinstance(node, ast.BoolOp)
+        node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif kind == "not":
+        assert isinstance(node, ast.UnaryOp)
+        _replace(parents, node, node.operand)
+    elif kind == "constant":
+        assert isinstance(node, ast.Constant)
+        value = node.value
+        if isinstance(value, bool):
+            node.value = not value
+        elif isinstance(value, int):
+            node.value = value + 1
+        else:
+            assert isinstance(value, float)
+            node.value = value * 2 if value else 1.0
+    elif kind == "arith":
+        assert isinstance(node, (ast.BinOp, ast.AugAssign))
+        node.op = _SWAPPED_BINOP[type(node.op)]()
+    elif kind == "jump":
+        _replace(parents, node, ast.Continue() if isinstance(node, ast.Break) else ast.Break())
+    elif kind == "return":
+        assert isinstance(node, ast.Return)
+        node.value = ast.Constant(None)
+    elif kind == "delete":
+        _replace(parents, node, ast.Pass())
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+    ast.fix_missing_locations(tree)
+
+
+def enumerate_mutants(module: str) -> list[Mutant]:
+    """Every mutant of ``module``, in a deterministic order."""
+    source = _source(module)
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    parents = _parents(tree)
+    found: list[Mutant] = []
+    for position, node in enumerate(ast.walk(tree)):
+        if _is_docstring(node, parents) or _is_debug_log(node):
+            continue
+        changes = list(_changes(node))
+        if not changes or _excluded(node, parents, lines):
+            continue
+        for kind, change in changes:
+            line = getattr(node, "lineno", 0)
+            end = getattr(node, "end_lineno", None) or line
+            if isinstance(node, ast.Compare | ast.BoolOp | ast.UnaryOp | ast.Constant):
+                end = line  # an operand spread over lines: the operator's line is the one run
+            found.append(Mutant(module, len(found), position, kind, line, end, change))
+    return found
+
+
+def mutated_source(mutant: Mutant) -> str:
+    tree = ast.parse(_source(mutant.module))
+    _apply(tree, mutant.node, mutant.kind)
+    return ast.unparse(tree) + "\n"
+
+
+def sample(module: str, n: int, seed: int = SEED) -> list[Mutant]:
+    every = enumerate_mutants(module)
+    if n >= len(every):
+        return every
+    return sorted(random.Random(f"{seed}:{module}").sample(every, n), key=lambda m: m.index)
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    mutant: Mutant
+    status: str  # "killed", "timeout", "survived", "equivalent"
+    seconds: float
+    detail: str = ""
+
+
+def _make_sandbox(tests_ref: str | None = None) -> Path:
+    """A private copy of the package and tests (the tests of ``tests_ref``, if given)."""
+    sandbox = Path(tempfile.mkdtemp(prefix="resourceloop-mutants-"))
+    shutil.copytree(ROOT / PACKAGE, sandbox / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "pyproject.toml", sandbox / "pyproject.toml")
+    if tests_ref is None:
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(ROOT / "tests", sandbox / "tests", ignore=ignore)
+    else:
+        archive = subprocess.run(
+            ["git", "archive", tests_ref, "tests"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(sandbox)], input=archive, check=True)
+    return sandbox
+
+
+def _pytest(sandbox: Path, tests: list[str], timeout: float) -> tuple[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(sandbox)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "timeout=60",
+        *[f"--deselect={n}" for n in DESELECT],
+        *[t for t in tests if (sandbox / t.split("::")[0]).exists()],
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            cwd=sandbox,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout", f"no result after {timeout:.0f}s"
+    if done.returncode == 0:
+        return "survived", ""
+    failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    return "killed", (failed[0] if failed else done.stdout.strip().splitlines()[-1:] or [""])[0]
+
+
+_CONTEXT_PLUGIN = """
+import coverage
+
+ORDER = []
+
+
+def pytest_runtest_setup(item):
+    ORDER.append(item.nodeid)
+    cov = coverage.Coverage.current()
+    if cov is not None:
+        cov.switch_context(item.nodeid)
+
+
+def pytest_sessionfinish(session):
+    with open("_mutants_order.txt", "w") as out:
+        out.write("\\n".join(ORDER))
+"""
+
+
+@dataclass
+class CoverageMap:
+    """Which tests run each line of each module, and the order the tests ran in."""
+
+    lines: dict[str, dict[int, set[str]]]
+    order: list[str]
+
+    def tests_for(self, mutant: Mutant, files: list[str]) -> list[str]:
+        """The tests (of ``files``) that run a line of the mutated node, in file order."""
+        wanted: set[str] = set()
+        by_line = self.lines.get(mutant.module, {})
+        for line in range(mutant.line, mutant.end_line + 1):
+            wanted |= by_line.get(line, set())
+        rank = {name: i for i, name in enumerate(files)}
+        chosen = [n for n in self.order if n in wanted and n.split("::")[0] in rank]
+        return sorted(chosen, key=lambda n: rank[n.split("::")[0]])
+
+
+def coverage_map(sandbox: Path, tests: list[str], timeout: float) -> CoverageMap:
+    """Run ``tests`` once under coverage, with one coverage context per test (any thread)."""
+    import coverage
+
+    (sandbox / "_mutants_ctx.py").write_text(_CONTEXT_PLUGIN)
+    data_file = sandbox / ".coverage.mutants"
+    env = dict(os.environ, PYTHONPATH=str(sandbox), PYTHONDONTWRITEBYTECODE="1")
+    command = [
+        sys.executable,
+        "-m",
+        "coverage",
+        "run",
+        f"--data-file={data_file}",
+        "--concurrency=thread",
+        f"--source={PACKAGE}",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "_mutants_ctx",
+        "-o",
+        "timeout=120",
+        *[f"--deselect={n}" for n in DESELECT],
+        *[t for t in tests if (sandbox / t).exists()],
+    ]
+    done = subprocess.run(
+        command, cwd=sandbox, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the unmutated tests do not pass:\n{done.stdout[-3000:]}")
+    data = coverage.CoverageData(basename=str(data_file))
+    data.read()
+    lines: dict[str, dict[int, set[str]]] = {}
+    for filename in data.measured_files():
+        path = Path(filename)
+        if path.parent.name != PACKAGE:
+            continue
+        contexts = data.contexts_by_lineno(filename)
+        lines[path.stem] = {n: {c for c in ctx if c} for n, ctx in contexts.items()}
+    order = (sandbox / "_mutants_order.txt").read_text().split("\n")
+    return CoverageMap(lines, order)
+
+
+def run_one(
+    sandbox: Path, mutant: Mutant, tests: list[str], timeout: float, cover: CoverageMap | None
+) -> Outcome:
+    if mutant.key in EQUIVALENT:
+        return Outcome(mutant, "equivalent", 0.0, EQUIVALENT[mutant.key])
+    selected = cover.tests_for(mutant, tests) if cover is not None else []
+    target = sandbox / PACKAGE / f"{mutant.module}.py"
+    original = target.read_text()
+    target.write_text(mutated_source(mutant))
+    started = time.monotonic()
+    try:
+        # No test of the subset runs this line in this process (a fork child, import time, a
+        # subprocess): run them all rather than call it a survivor untested.
+        status, detail = _pytest(sandbox, selected or tests, timeout)
+    finally:
+        target.write_text(original)
+    detail = f"{len(selected) or 'all'} tests; {detail}"
+    return Outcome(mutant, status, time.monotonic() - started, detail)
+
+
+def _describe(mutant: Mutant) -> str:
+    line = _source(mutant.module).splitlines()[mutant.line - 1].strip()
+    return f"{mutant.ident:>14}  {mutant.key:<40} | {line}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--module", action="append", choices=sorted(TESTS), help="module(s) to mutate"
+    )
+    parser.add_argument("--sample", type=int, default=60, help="mutants per module (default 60)")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--only", help="comma-separated mutant ids (module:index) to run")
+    parser.add_argument("--list", action="store_true", help="list the sampled mutants and stop")
+    parser.add_argument("--show", help="print the mutated source of one mutant id and stop")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per mutant")
+    parser.add_argument("--threshold", type=float, default=90.0)
+    parser.add_argument(
+        "--no-coverage",
+        action="store_true",
+        help="run every test of the module's files for each mutant, not only those that run it",
+    )
+    parser.add_argument("--tests-ref", help="take the tests from this git revision (before/after)")
+    parser.add_argument("--tests", nargs="*", help="override the test files of every module")
+    parser.add_argument("--deselect", action="append", default=[], help="a test to leave out")
+    args = parser.parse_args(argv)
+    DESELECT[:] = args.deselect
+
+    modules = args.module or list(TESTS)
+    if args.show:
+        module, index = args.show.split(":")
+        print(mutated_source(enumerate_mutants(module)[int(index)]))
+        return 0
+    if args.only:
+        chosen: list[Mutant] = []
+        for ident in args.only.split(","):
+            module, index = ident.strip().split(":")
+            chosen.append(enumerate_mutants(module)[int(index)])
+        modules = sorted({m.module for m in chosen}, key=list(TESTS).index)
+    else:
+        chosen = [m for module in modules for m in sample(module, args.sample, args.seed)]
+    if args.list:
+        for mutant in chosen:
+            print(_describe(mutant))
+        return 0
+
+    started = time.monotonic()
+    sandboxes = [_make_sandbox(args.tests_ref) for _ in range(max(1, args.jobs))]
+    free = list(sandboxes)
+    outcomes: list[Outcome] = []
+    cover: CoverageMap | None = None
+    try:
+        if not args.no_coverage:
+            union = list(dict.fromkeys(t for m in modules for t in args.tests or TESTS[m]))
+            cover = coverage_map(sandboxes[0], union, timeout=1800)
+            print(f"unmutated tests pass; coverage map in {time.monotonic() - started:.0f}s")
+        with concurrent.futures.ThreadPoolExecutor(len(sandboxes)) as pool:
+
+            def task(mutant: Mutant) -> Outcome:
+                sandbox = free.pop()
+                try:
+                    tests = args.tests or TESTS[mutant.module]
+                    return run_one(sandbox, mutant, tests, args.timeout, cover)
+                finally:
+                    free.append(sandbox)
+
+            for outcome in pool.map(task, chosen):
+                outcomes.append(outcome)
+                mark = {"killed": "K", "timeout": "T", "survived": "S", "equivalent": "="}
+                print(
+                    f"[{mark[outcome.status]}] {outcome.mutant.ident:>14} {outcome.seconds:5.1f}s "
+                    f"{outcome.mutant.key}  {outcome.detail}",
+                    flush=True,
+                )
+    finally:
+        for sandbox in sandboxes:
+            shutil.rmtree(sandbox, ignore_errors=True)
+
+    ok = True
+    print(f"\n{'module':<12} {'killed':>7} {'scored':>7} {'score':>7} {'equiv':>6}")
+    for module in modules:
+        mine = [o for o in outcomes if o.mutant.module == module]
+        killed = sum(o.status in ("killed", "timeout") for o in mine)
+        scored = sum(o.status != "equivalent" for o in mine)
+        equivalent = len(mine) - scored
+        score = 100.0 * killed / scored if scored else 100.0
+        ok &= score >= args.threshold
+        print(f"{module:<12} {killed:>7} {scored:>7} {score:>6.1f}% {equivalent:>6}")
+    survivors = [o for o in outcomes if o.status == "survived"]
+    if survivors:
+        print("\nsurvivors:")
+        for outcome in survivors:
+            print(_describe(outcome.mutant))
+    print(f"\nwall time {time.monotonic() - started:.0f}s for {len(outcomes)} mutants")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
