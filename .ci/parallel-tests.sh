@@ -3,9 +3,12 @@
 # order; every group logs to its own file, printed whole when it ends. Exits non-zero if any
 # group failed; a TERM or INT stops every group.
 set -uo pipefail
+# Job control: each group runs in a process group of its own, and, unlike a plain background
+# job, without SIGINT and SIGQUIT ignored (the Ctrl-C tests need the usual disposition).
+set -m
 logs=$(mktemp -d)
 pids=()
-trap 'kill -- "${pids[@]}" 2>/dev/null; rm -rf "$logs"' EXIT
+trap 'for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null; done; rm -rf "$logs"' EXIT
 trap 'exit 130' INT TERM
 i=0
 for group in "$@"; do

@@ -327,9 +327,16 @@ def test_one_ctrl_c_stops_the_demo(modes: str) -> None:
     is running (the banner line says so), so stopping within seconds means the calls in
     flight were cancelled, not waited for.
     """
+    # SIGINT as a terminal delivers it: a runner may have started us with it ignored (a shell's
+    # background job), and a child inherits that; the demo must see the usual handler.
+    start = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['resourceloop', *sys.argv[1:]]; "
+        "runpy.run_module('resourceloop', run_name='__main__', alter_sys=True)"
+    )
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "resourceloop", "demo"),
+            *(sys.executable, "-c", start, "demo"),
             *("--summoners", "100000", "--latency", "10000", "--modes", modes),
         ],
         stdout=subprocess.PIPE,

@@ -825,6 +825,7 @@ def test_fork_child_gets_its_own_portal(point: str, fault: str) -> None:
 
 CTRL_C_SCRIPT = """
 import asyncio, os, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal has it, not inherited
 import resourceloop
 from resourceloop.sync import Portal
 
@@ -871,7 +872,8 @@ def test_ctrl_c_cancels_the_call_and_returns_promptly() -> None:
 
 
 CTRL_C_FROM_PARENT = """
-import asyncio, sys
+import asyncio, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal has it, not inherited
 from resourceloop.sync import async_to_sync
 
 @async_to_sync(portal=True)
