@@ -539,8 +539,14 @@ def test_worker_thread_loops_are_not_kept_alive() -> None:
     _books_balance()
 
 
-def test_owner_close_waits_for_the_reaper_instead_of_failing() -> None:
-    """While the reaper runs an abandoned loop, the owner's close() waits, then closes it."""
+def _reaper_mid_release() -> tuple[
+    asyncio.AbstractEventLoop, threading.Event, threading.Thread, list[str]
+]:
+    """An abandoned loop that a ``reap()`` thread is running, held inside a release.
+
+    Returns the loop, the gate that lets the release finish, the reaping thread, and the
+    list the release appends to once it finishes.
+    """
     entered, gate = threading.Event(), threading.Event()
     released: list[str] = []
 
@@ -554,6 +560,12 @@ def test_owner_close_waits_for_the_reaper_instead_of_failing() -> None:
     reaper = threading.Thread(target=reap)
     reaper.start()
     assert entered.wait(30)
+    return loop, gate, reaper, released
+
+
+def test_owner_close_waits_for_the_reaper_instead_of_failing() -> None:
+    """While the reaper runs an abandoned loop, the owner's close() waits, then closes it."""
+    loop, gate, reaper, released = _reaper_mid_release()
     errors: list[BaseException] = []
 
     def close() -> None:
@@ -570,39 +582,6 @@ def test_owner_close_waits_for_the_reaper_instead_of_failing() -> None:
     assert errors == []
     assert loop.is_closed()
     assert released == ["graceful"]
-
-
-def test_owner_run_until_complete_waits_for_the_reaper() -> None:
-    """While the reaper runs an abandoned loop, the owner's run_until_complete() waits for it."""
-    entered, gate = threading.Event(), threading.Event()
-
-    async def release(res: Any) -> None:
-        entered.set()
-        await asyncio.to_thread(gate.wait, 30)
-
-    template = ResourceTemplate(object, release, name="slow")
-    loop, _ = abandon(template)
-    reaper = threading.Thread(target=reap)
-    reaper.start()
-    assert entered.wait(30)
-    results: list[object] = []
-
-    def use_again() -> None:
-        async def work() -> str:
-            return "ran after the reaper"
-
-        try:
-            results.append(loop.run_until_complete(work()))
-        except BaseException as exc:  # pragma: no cover - the failure this test guards against
-            results.append(exc)
-
-    owner = threading.Thread(target=use_again)
-    owner.start()
-    gate.set()
-    owner.join(30)
-    reaper.join(30)
-    loop.close()
-    assert results == ["ran after the reaper"]
 
 
 def test_acquisition_cycles_raise_instead_of_hanging() -> None:
@@ -842,19 +821,7 @@ def test_a_release_that_swallows_the_deadline_leaves_the_task_uncancelled() -> N
 
 def test_owner_run_until_complete_waits_for_the_reaper_instead_of_failing() -> None:
     """While the reaper runs an abandoned loop, run_until_complete() from elsewhere waits."""
-    entered, gate = threading.Event(), threading.Event()
-    released: list[str] = []
-
-    async def release(res: Any) -> None:
-        entered.set()
-        await asyncio.to_thread(gate.wait, 30)
-        released.append("graceful")
-
-    template = ResourceTemplate(object, release, name="slow")
-    loop, _ = abandon(template)
-    reaper = threading.Thread(target=reap)
-    reaper.start()
-    assert entered.wait(30)
+    loop, gate, reaper, released = _reaper_mid_release()
     results: list[object] = []
 
     def run() -> None:
