@@ -35,6 +35,7 @@ from resourceloop.warnings import (
     ResourceLoopWarning,
     UngracefulLoopWarning,
 )
+from tests._warnings import Warned, record_text
 from tests.servers import postgres_connections, redis_connections, require, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -206,16 +207,14 @@ def tag() -> str:
 
 
 @contextmanager
-def witnessed(caplog: pytest.LogCaptureFixture) -> Iterator[list[warnings.WarningMessage]]:
+def witnessed(caplog: pytest.LogCaptureFixture) -> Iterator[list[Warned]]:
     """Record every warning (any thread) and fail on an error logged by asyncio.
 
-    The garbage collector runs at the end, so warnings from finalizers are caught too.
+    The garbage collector runs at the end, so warnings from finalizers are caught too. Warnings
+    are recorded as text (``record_text``), so that asyncio's "unclosed event loop" warning does
+    not resurrect the loop it is about (its ``source``).
     """
-    with (
-        caplog.at_level(logging.ERROR, logger="asyncio"),
-        warnings.catch_warnings(record=True) as caught,
-    ):
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.ERROR, logger="asyncio"), record_text() as caught:
         yield caught
         gc.enable()
         for _ in range(3):
@@ -224,7 +223,7 @@ def witnessed(caplog: pytest.LogCaptureFixture) -> Iterator[list[warnings.Warnin
     assert errors == []
 
 
-def foreign(caught: list[warnings.WarningMessage]) -> list[str]:
+def foreign(caught: list[Warned]) -> list[str]:
     """Warnings that are not resourceloop's own: the client library's or asyncio's."""
     return [
         f"{w.category.__name__}: {w.message}"
@@ -233,7 +232,7 @@ def foreign(caught: list[warnings.WarningMessage]) -> list[str]:
     ]
 
 
-def ours(caught: list[warnings.WarningMessage]) -> list[type[Warning]]:
+def ours(caught: list[Warned]) -> list[type[Warning]]:
     return [w.category for w in caught if issubclass(w.category, ResourceLoopWarning)]
 
 

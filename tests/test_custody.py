@@ -454,6 +454,8 @@ def test_creation_in_flight_at_close_is_released_before_the_loop_closes() -> Non
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Python 3.12+ warns that forking a multi-threaded process (the reaper is a thread) may deadlock.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_child_does_not_inherit_the_hot_path_cache() -> None:
     """A loop inherited through fork gives the child its own resource, not the parent's."""
     template = ResourceTemplate(os.getpid, name="pid")
