@@ -374,15 +374,17 @@ class Portal:
         if self._state != "running" or loop is None:
             pending.discard(future)
             raise PortalClosedError(self._closed_message())
+        # One handler from the hand-off on: Ctrl-C may land while call_soon_threadsafe wakes the
+        # portal (the GIL is released there, and the call may already be running on return).
         try:
-            loop.call_soon_threadsafe(self._start_call, func, args, kwargs, future)
-        except RuntimeError:  # its loop closed in between
-            pending.discard(future)
-            raise PortalClosedError(self._closed_message()) from None
-        try:
+            try:
+                loop.call_soon_threadsafe(self._start_call, func, args, kwargs, future)
+            except RuntimeError:  # its loop closed in between
+                raise PortalClosedError(self._closed_message()) from None
             outcome = _result_in_slices(future)
         except BaseException:
             future.cancel()  # a no-op once it is done; else the call's coroutine is cancelled
+            pending.discard(future)  # if the call never began; _start_call skips it then
             raise
         ok, value = outcome
         if ok:

@@ -464,6 +464,54 @@ def test_caller_exception_cancels_the_remote_call(portal: Portal) -> None:
     assert portal.running
 
 
+def test_ctrl_c_during_the_hand_off_cancels_the_call() -> None:
+    """Ctrl-C that lands inside ``call_soon_threadsafe`` (the call already handed over).
+
+    Waking the portal's loop writes to its self-pipe with the GIL released, so the call can
+    start on the portal before the caller's hand-off returns: an interrupt at that instant
+    must cancel it as one during the wait does, not leave it running with nobody waiting.
+    """
+    started = threading.Event()
+    cancelled = threading.Event()
+    interrupt = threading.Event()
+
+    class InterruptedHandOff(asyncio.SelectorEventLoop):
+        def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+            handle = super().call_soon_threadsafe(*args, **kwargs)
+            if interrupt.is_set() and threading.current_thread().name == "caller":
+                interrupt.clear()
+                assert started.wait(30)  # the call runs on the portal before we return
+                raise KeyboardInterrupt
+            return handle
+
+    async def slow() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    caught: list[BaseException] = []
+
+    def caller() -> None:
+        interrupt.set()
+        try:
+            portal.call(slow)
+        except BaseException as exc:
+            caught.append(exc)
+
+    with Portal(name="hand-off", loop_factory=InterruptedHandOff) as portal:
+        portal.start()
+        thread = threading.Thread(target=caller, name="caller")
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert [type(exc) for exc in caught] == [KeyboardInterrupt]
+        assert cancelled.wait(30)
+        assert portal.running
+
+
 # -- exactly once when the portal stops, with faults injected -----------------------------------
 
 POINTS = ["release-call", "release-await", "acquire-call", "acquire-await"]
