@@ -87,6 +87,7 @@ def _note_loop() -> None:
 #: What a worker or the SIGINT handler puts on ``_Calls.events`` besides a finished call's index.
 _STARTED: Final = -1  # the first call of the mode is running on its loop
 _WAKE: Final = -2  # Ctrl-C: look at ``_Calls.stop_requested``
+_WAIT_SLICE: Final = 0.25  # seconds the main thread waits for an event between two looks
 
 
 class _Calls:
@@ -351,7 +352,13 @@ def run_mode(
             while finished < len(names):
                 if _calls.stop_requested:
                     raise KeyboardInterrupt
-                index = events.get()
+                try:
+                    # In slices: a Ctrl-C the kernel hands to another thread (one that does not
+                    # block SIGINT, say a thread of the user's) runs our handler only once the
+                    # main thread runs Python code again, not when the wait is interrupted.
+                    index = events.get(timeout=_WAIT_SLICE)
+                except queue.Empty:
+                    continue
                 if index == _WAKE:
                     continue
                 if on_running is not None:  # the first call is running (or already over)
