@@ -330,7 +330,9 @@ def test_one_ctrl_c_stops_the_demo(modes: str) -> None:
     # SIGINT as a terminal delivers it: a runner may have started us with it ignored (a shell's
     # background job), and a child inherits that; the demo must see the usual handler.
     start = (
-        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "import faulthandler, runpy, signal, sys; "
+        "signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "faulthandler.register(signal.SIGUSR1, all_threads=True); "
         "sys.argv = ['resourceloop', *sys.argv[1:]]; "
         "runpy.run_module('resourceloop', run_name='__main__', alter_sys=True)"
     )
@@ -350,7 +352,12 @@ def test_one_ctrl_c_stops_the_demo(modes: str) -> None:
         assert "(Ctrl-C stops it)" in banner
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=TIMEOUT)
+        try:
+            out, err = process.communicate(timeout=5.0)
+        except subprocess.TimeoutExpired:  # say where it is stuck: every thread's stack
+            process.send_signal(signal.SIGUSR1)
+            out, err = process.communicate(timeout=TIMEOUT)
+            pytest.fail(f"still running 5 s after Ctrl-C; its threads then:\n{err}")
         elapsed = time.monotonic() - sent
     finally:
         if process.poll() is None:  # pragma: no cover - only when the demo ignores Ctrl-C
