@@ -182,12 +182,8 @@ def wait_for_guard(state: LoopState) -> None:
 def fail_remote_waiters(state: LoopState) -> None:
     """Fail cross-thread acquisitions that the loop will never run now."""
     while state.remote:
-        waiter = state.remote.pop()
-        if not waiter.done():
-            try:
-                waiter.set_exception(LoopClosedError(f"{state.origin} closed before acquiring"))
-            except Exception:  # pragma: no cover - it completed in between
-                pass
+        call = state.remote.pop()
+        call.fail(LoopClosedError(f"{call.what}: {state.origin} closed before the call finished"))
 
 
 def finish_closing(

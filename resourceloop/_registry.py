@@ -61,14 +61,16 @@ from __future__ import annotations
 import _thread
 import asyncio
 import collections
-import concurrent.futures
 import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._crossthread import RemoteCall
 
 __all__ = [
     "READY_ATTR",
@@ -180,7 +182,7 @@ class LoopState:
     strong_store: Store | None = None
     pending: dict[Spec, asyncio.Future[Any]] = attrs.field(factory=dict)
     #: Cross-thread acquisitions waiting for this loop; failed if it closes without running them.
-    remote: set[concurrent.futures.Future[Any]] = attrs.field(factory=set)
+    remote: set[RemoteCall] = attrs.field(factory=set)
     batches: set[Batch] = attrs.field(factory=set)
     managed: bool = False
     closing: bool = False

@@ -9,7 +9,6 @@ the loop's resources on that loop, while it can still run, with no code change; 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import gc
 import logging
 import sys
@@ -23,6 +22,7 @@ import pytest
 
 import resourceloop
 from resourceloop import LoopClosedError, ResourceTemplate, _closehook, _crossthread, reap, stats
+from resourceloop._crossthread import RemoteCall
 from resourceloop._registry import registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
@@ -625,21 +625,32 @@ def test_close_fails_a_queued_cross_thread_acquisition_at_once(
 
 
 def test_fail_remote_waiters_leaves_finished_ones_alone() -> None:
-    """Only waiters still pending get the error; one that finished keeps its result."""
+    """Only calls still waiting get the error (and never start); a finished one keeps its result."""
     t: ResourceTemplate[Any] = ResourceTemplate(object, name="t")
     loop = asyncio.new_event_loop()
     loop.run_until_complete(t.acquire())
     state = registry.get(loop)
     assert state is not None
-    finished: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    finished.set_result("done")
-    pending: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    state.remote.update({finished, pending})
+    caller = asyncio.new_event_loop()
+
+    async def work() -> str:  # pragma: no cover - neither call may start
+        return "ran"
+
+    finished = RemoteCall("finished", work, caller, caller.create_future())
+    finished.answer.set_result("done")
+    waiting = RemoteCall("cannot acquire 't'", work, caller, caller.create_future())
+    state.remote.update({finished, waiting})
     loop.close()
-    assert finished.result() == "done"
-    assert isinstance(pending.exception(), LoopClosedError)
-    assert "closed before acquiring" in str(pending.exception())
+    caller.run_until_complete(asyncio.sleep(0))  # the answers arrive by call_soon_threadsafe
+    assert finished.answer.result() == "done"
+    error = waiting.answer.exception()
+    assert isinstance(error, LoopClosedError)
+    assert str(error).startswith("cannot acquire 't': ")
+    assert "closed before the call finished" in str(error)
+    waiting.start()  # queued on a loop that closed: it never runs
+    assert waiting.task is None
     assert state.remote == set()
+    caller.close()
 
 
 @pytest.mark.parametrize("factory", UNWRAPPABLE)

@@ -476,7 +476,7 @@ def test_ctrl_c_during_the_hand_off_cancels_the_call() -> None:
     interrupt = threading.Event()
 
     class InterruptedHandOff(asyncio.SelectorEventLoop):
-        def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:
+        def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
             handle = super().call_soon_threadsafe(*args, **kwargs)
             if interrupt.is_set() and threading.current_thread().name == "caller":
                 interrupt.clear()
@@ -497,19 +497,19 @@ def test_ctrl_c_during_the_hand_off_cancels_the_call() -> None:
     def caller() -> None:
         interrupt.set()
         try:
-            portal.call(slow)
+            hand_off.call(slow)
         except BaseException as exc:
             caught.append(exc)
 
-    with Portal(name="hand-off", loop_factory=InterruptedHandOff) as portal:
-        portal.start()
+    with Portal(name="hand-off", loop_factory=InterruptedHandOff) as hand_off:
+        hand_off.start()
         thread = threading.Thread(target=caller, name="caller")
         thread.start()
         thread.join(30)
         assert not thread.is_alive()
         assert [type(exc) for exc in caught] == [KeyboardInterrupt]
         assert cancelled.wait(30)
-        assert portal.running
+        assert hand_off.running
 
 
 # -- exactly once when the portal stops, with faults injected -----------------------------------

@@ -20,6 +20,7 @@ import resourceloop
 from resourceloop import LoopClosedError, ResourceTemplate, resource_templates
 from resourceloop.warnings import ForcedReleaseWarning, UngracefulLoopWarning
 from tests._loops import LOOP_FACTORIES, LoopFactory, run
+from tests._warnings import record_text
 
 T = TypeVar("T")
 
@@ -1050,3 +1051,53 @@ def test_creation_finishing_after_the_loop_began_releasing_is_released_on_the_lo
     run(main)
     assert rec.forced == []
     assert resourceloop.stats().graceful_releases == 1
+
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["untracked-loop", "tracked-loop"])
+def test_remote_acquisition_queued_on_a_loop_that_closes_never_runs(
+    rec: Recorder, tracked: bool
+) -> None:
+    """A call handed to a busy loop that then stops and closes fails, never runs, and is quiet.
+
+    The loop's own thread stops and closes it with the call still queued. On an untracked loop
+    nothing runs it: its coroutine never started, and is closed rather than left for the
+    garbage collector to report as "never awaited". On a tracked one, the close hook's last
+    run reaches it, and it fails as the loop is closing.
+    """
+    template = ResourceTemplate(rec.make, name="queued")
+    other = ResourceTemplate(rec.make, name="other")
+    loop = asyncio.new_event_loop()
+    busy, go = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        loop.run_forever()
+        loop.close()
+
+    thread = threading.Thread(target=serve, name="remote-loop")
+    thread.start()
+    if tracked:  # the loop is known to the runtime: its close hook releases and fails waiters
+        asyncio.run_coroutine_threadsafe(other.acquire(), loop).result(10)
+
+    def block() -> None:
+        busy.set()
+        assert go.wait(10)
+        loop.stop()  # the queued call is never reached by run_forever()
+
+    loop.call_soon_threadsafe(block)
+    assert busy.wait(10)
+
+    async def main() -> None:
+        call = asyncio.ensure_future(template.acquire(loop=loop))
+        await asyncio.sleep(0)  # handed over: queued behind block()
+        go.set()
+        await asyncio.to_thread(thread.join, 10)
+        assert loop.is_closed()
+        with pytest.raises(LoopClosedError, match="'queued'"):
+            await call
+
+    with record_text() as warned:
+        run(main)
+        gc.collect()
+    assert [w.message for w in warned if "never awaited" in w.message] == []
+    assert len(rec.created) == (1 if tracked else 0)
+    assert resourceloop.stats().acquisitions == len(rec.created)
