@@ -31,6 +31,7 @@ import gc
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -50,8 +51,9 @@ COLLECT_INTERVAL = 5.0
 #: Serializes passes. Reentrant, so a release function that calls ``reap()`` cannot deadlock.
 _pass_lock = threading.RLock()
 _last_collect = float("-inf")
-#: Threads already warned about unclosed loops (one warning per thread, not per loop).
-_warned_threads: set[int] = set()
+#: Threads already warned about unclosed loops (one warning per thread, not per loop). Weak, and
+#: by thread object rather than ident: idents are reused once a thread ends.
+_warned_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 def pass_lock() -> threading.RLock:
@@ -235,10 +237,9 @@ def _close_unreachable(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _warn_unclosed(state: LoopState, names: list[str]) -> None:
-    ident = state.thread.ident or 0
-    if ident in _warned_threads:
+    if state.thread in _warned_threads:
         return
-    _warned_threads.add(ident)
+    _warned_threads.add(state.thread)
     warn(
         UnclosedLoopWarning,
         f"event loops created on thread {state.thread.name!r} were left unclosed and "

@@ -700,6 +700,50 @@ def test_unclosed_loops_of_two_threads_warn_once_each(rec: Recorder) -> None:
     assert len(rec.graceful) == 4  # two dropped (by the reaper), two closed by their owner
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_thread_started_after_a_warned_one_ended_is_warned_too(rec: Recorder) -> None:
+    """One warning per thread, even when the next thread reuses the ended one's ident."""
+    t = rec.template("t")
+    idents: list[int | None] = []
+    names: list[str] = []
+
+    for i in range(2):
+        ready, done = threading.Event(), threading.Event()
+
+        def owner(ready: threading.Event, done: threading.Event) -> None:
+            idents.append(threading.get_ident())
+            dropped = asyncio.new_event_loop()  # left unclosed and dropped ...
+            dropped.run_until_complete(t.acquire())
+            del dropped
+            newest = asyncio.new_event_loop()  # ... once this one supersedes it
+            newest.run_until_complete(t.acquire())
+            ready.set()
+            done.wait(30)  # alive while the main thread reaps
+            newest.close()
+
+        thread = threading.Thread(target=owner, args=(ready, done), name=f"owner-{i}")
+        thread.start()
+        try:
+            assert ready.wait(30)
+            with warnings.catch_warnings(record=True) as record:
+                warnings.simplefilter("ignore")
+                warnings.simplefilter("always", UnclosedLoopWarning)
+                reap()
+                _collect()
+                reap()
+        finally:
+            done.set()
+            thread.join(30)
+        names += [
+            str(w.message).split("'")[1]
+            for w in record
+            if issubclass(w.category, UnclosedLoopWarning)
+        ]
+    assert names == ["owner-0", "owner-1"], idents
+    assert len(rec.graceful) == 4
+
+
 def test_a_warning_filter_set_to_error_cannot_break_a_pass(
     hook_disabled: None, caplog: pytest.LogCaptureFixture
 ) -> None:
