@@ -148,7 +148,6 @@ class Item:
     status: int = HELD
     #: The release coroutine while ``RELEASING``, so an owner that abandons it can close it.
     release: Any = None
-    timed_out: bool = False
 
 
 @attrs.define(eq=False, slots=True)
