@@ -171,11 +171,15 @@ def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def wait_for_guard(state: LoopState) -> None:
-    """Wait, bounded, while another thread runs this loop to release it."""
+    """Wait, bounded, while another thread (the reaper) runs this loop to release it.
+
+    The bound is that of releasing what is in custody on the loop, and what is being created.
+    """
     guard = state.guard
     if not guard.locked():
         return
-    if guard.acquire(timeout=min(release_bound(len(state.batches)), threading.TIMEOUT_MAX)):
+    in_custody = sum(len(batch.items) for batch in list(state.batches)) + len(state.pending)
+    if guard.acquire(timeout=min(release_bound(in_custody), threading.TIMEOUT_MAX)):
         guard.release()
 
 

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _config
-from ._closehook import finish_closing
+from ._closehook import finish_closing, wait_for_guard
 from ._registry import READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
 from ._release import force_batch, release_on_loop, warn
 from .warnings import UnclosedLoopWarning
@@ -177,19 +177,11 @@ def _waiting(
     me: threading.Thread,
 ) -> Callable[..., Any]:
     def wait_then_run(*args: Any, **kwargs: Any) -> Any:
-        waited = threading.current_thread() is not me and state.guard.acquire(
-            timeout=min(_bound(), threading.TIMEOUT_MAX)
-        )
-        if waited:
-            state.guard.release()
+        if threading.current_thread() is not me:
+            wait_for_guard(state)
         return original(loop, *args, **kwargs)
 
     return wait_then_run
-
-
-def _bound() -> float:
-    timeout = _config.current().release_timeout
-    return 4 * timeout + 5
 
 
 def _reap_rescued() -> None:
