@@ -391,35 +391,45 @@ def test_close_is_idempotent_and_refuses_later_calls() -> None:
     assert "closed" in repr(used)
 
 
-def test_close_cancels_running_calls(portal: Portal) -> None:
-    """A call still running at close is cancelled; its caller gets PortalClosedError."""
-    started = threading.Event()
-    cancelled = threading.Event()
+class BlockedCall:
+    """A coroutine that waits until cancelled, called through a portal from its own thread."""
 
-    async def forever() -> None:
-        started.set()
+    def __init__(self, portal: Portal, *, name: str = "caller") -> None:
+        self.portal = portal
+        self.started = threading.Event()  # it runs on the portal
+        self.cancelled = threading.Event()  # its cancellation reached it
+        self.caught: list[BaseException] = []  # what the calling thread got
+        self.thread = threading.Thread(target=self._call, name=name)
+
+    async def forever(self) -> None:
+        self.started.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            cancelled.set()
+            self.cancelled.set()
             raise
 
-    errors: list[BaseException] = []
-
-    def caller() -> None:
+    def _call(self) -> None:
         try:
-            portal.call(forever)
+            self.portal.call(self.forever)
         except BaseException as exc:
-            errors.append(exc)
+            self.caught.append(exc)
 
-    thread = threading.Thread(target=caller)
-    thread.start()
-    assert started.wait(30)
+    def join(self) -> list[type[BaseException]]:
+        """Wait for the calling thread; the types of what it caught."""
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        return [type(exc) for exc in self.caught]
+
+
+def test_close_cancels_running_calls(portal: Portal) -> None:
+    """A call still running at close is cancelled; its caller gets PortalClosedError."""
+    call = BlockedCall(portal)
+    call.thread.start()
+    assert call.started.wait(30)
     portal.close()
-    thread.join()
-    assert cancelled.is_set()
-    assert len(errors) == 1
-    assert isinstance(errors[0], PortalClosedError)
+    assert call.join() == [PortalClosedError]
+    assert call.cancelled.is_set()
 
 
 def test_caller_exception_cancels_the_remote_call(portal: Portal) -> None:
@@ -430,37 +440,15 @@ def test_caller_exception_cancels_the_remote_call(portal: Portal) -> None:
     """
     import ctypes
 
-    started = threading.Event()
-    cancelled = threading.Event()
-
-    async def slow() -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    caught: list[BaseException] = []
-
-    def caller() -> None:
-        try:
-            portal.call(slow)
-        except BaseException as exc:
-            caught.append(exc)
-
-    thread = threading.Thread(target=caller)
-    thread.start()
-    assert started.wait(30)
-    assert thread.ident is not None
+    call = BlockedCall(portal)
+    call.thread.start()
+    assert call.started.wait(30)
+    assert call.thread.ident is not None
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt)
+        ctypes.c_ulong(call.thread.ident), ctypes.py_object(KeyboardInterrupt)
     )
-    thread.join(30)
-    assert not thread.is_alive()
-    assert cancelled.wait(30)
-    assert len(caught) == 1
-    assert isinstance(caught[0], KeyboardInterrupt)
+    assert call.join() == [KeyboardInterrupt]
+    assert call.cancelled.wait(30)
     assert portal.running
 
 
@@ -471,44 +459,23 @@ def test_ctrl_c_during_the_hand_off_cancels_the_call() -> None:
     start on the portal before the caller's hand-off returns: an interrupt at that instant
     must cancel it as one during the wait does, not leave it running with nobody waiting.
     """
-    started = threading.Event()
-    cancelled = threading.Event()
-    interrupt = threading.Event()
+    calls: list[BlockedCall] = []
 
     class InterruptedHandOff(asyncio.SelectorEventLoop):
         def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
             handle = super().call_soon_threadsafe(*args, **kwargs)
-            if interrupt.is_set() and threading.current_thread().name == "caller":
-                interrupt.clear()
-                assert started.wait(30)  # the call runs on the portal before we return
+            if calls and threading.current_thread() is calls[0].thread:
+                assert calls.pop().started.wait(30)  # it runs on the portal before we return
                 raise KeyboardInterrupt
             return handle
 
-    async def slow() -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    caught: list[BaseException] = []
-
-    def caller() -> None:
-        interrupt.set()
-        try:
-            hand_off.call(slow)
-        except BaseException as exc:
-            caught.append(exc)
-
     with Portal(name="hand-off", loop_factory=InterruptedHandOff) as hand_off:
         hand_off.start()
-        thread = threading.Thread(target=caller, name="caller")
-        thread.start()
-        thread.join(30)
-        assert not thread.is_alive()
-        assert [type(exc) for exc in caught] == [KeyboardInterrupt]
-        assert cancelled.wait(30)
+        call = BlockedCall(hand_off)
+        calls.append(call)
+        call.thread.start()
+        assert call.join() == [KeyboardInterrupt]
+        assert call.cancelled.wait(30)
         assert hand_off.running
 
 
