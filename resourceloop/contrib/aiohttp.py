@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from resourceloop import ResourceTemplate
+from resourceloop.contrib._template import client_template
 
 __all__ = ["SUPPORTED_AIOHTTP", "client_session_template", "close_session_now"]
 
@@ -92,14 +93,7 @@ def client_session_template(
             return aiohttp.ClientSession(**session_kwargs)
         return aiohttp.ClientSession(connector=connector_factory(), **session_kwargs)
 
-    open_session.__qualname__ = open_session.__name__ = f"open_session[{name}]"
-    return ResourceTemplate(
-        open_session,
-        close_session,
-        name=name,
-        lazy=lazy,
-        force_release_func=close_session_now,
-    )
+    return client_template(open_session, close_session, close_session_now, name=name, lazy=lazy)
 
 
 async def close_session(session: aiohttp.ClientSession) -> None:

@@ -33,6 +33,7 @@ import asyncpg
 
 from resourceloop import ResourceTemplate
 from resourceloop.contrib._asyncio import force_close
+from resourceloop.contrib._template import client_template
 
 __all__ = ["SUPPORTED_ASYNCPG", "close_pool", "pool_template", "terminate_now"]
 
@@ -87,10 +88,7 @@ def pool_template(
     async def open_pool() -> asyncpg.Pool:
         return await asyncpg.create_pool(dsn, **pool_kwargs)
 
-    open_pool.__qualname__ = open_pool.__name__ = f"open_pool[{name}]"
-    return ResourceTemplate(
-        open_pool, close_pool, name=name, lazy=lazy, force_release_func=terminate_now
-    )
+    return client_template(open_pool, close_pool, terminate_now, name=name, lazy=lazy)
 
 
 async def close_pool(pool: asyncpg.Pool) -> None:

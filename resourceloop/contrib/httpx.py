@@ -35,6 +35,7 @@ import httpx
 
 from resourceloop import ResourceTemplate
 from resourceloop.contrib._asyncio import force_close
+from resourceloop.contrib._template import client_template
 
 __all__ = ["SUPPORTED_HTTPX", "async_client_template", "close_client", "close_client_now"]
 
@@ -92,10 +93,7 @@ def async_client_template(
         _loops[client] = weakref.ref(asyncio.get_running_loop())
         return client
 
-    open_client.__qualname__ = open_client.__name__ = f"open_client[{name}]"
-    return ResourceTemplate(
-        open_client, close_client, name=name, lazy=lazy, force_release_func=close_client_now
-    )
+    return client_template(open_client, close_client, close_client_now, name=name, lazy=lazy)
 
 
 async def close_client(client: httpx.AsyncClient) -> None:

@@ -32,6 +32,7 @@ import redis.asyncio
 
 from resourceloop import ResourceTemplate
 from resourceloop.contrib._asyncio import force_close
+from resourceloop.contrib._template import client_template
 
 __all__ = ["SUPPORTED_REDIS", "close_redis", "close_redis_now", "redis_template"]
 
@@ -90,10 +91,7 @@ def redis_template(
             return redis.asyncio.Redis(**kwargs)
         return redis.asyncio.Redis.from_url(url, **kwargs)
 
-    open_client.__qualname__ = open_client.__name__ = f"open_client[{name}]"
-    return ResourceTemplate(
-        open_client, close_redis, name=name, lazy=lazy, force_release_func=close_redis_now
-    )
+    return client_template(open_client, close_redis, close_redis_now, name=name, lazy=lazy)
 
 
 async def close_redis(client: redis.asyncio.Redis) -> None:

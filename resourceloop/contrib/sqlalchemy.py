@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from resourceloop import ResourceTemplate
+from resourceloop.contrib._template import client_template
 
 __all__ = [
     "SUPPORTED_SQLALCHEMY",
@@ -116,10 +117,7 @@ def async_engine_template(
 
         return engine
 
-    open_engine.__qualname__ = open_engine.__name__ = f"open_engine[{name}]"
-    return ResourceTemplate(
-        open_engine, dispose_engine, name=name, lazy=lazy, force_release_func=close_engine_now
-    )
+    return client_template(open_engine, dispose_engine, close_engine_now, name=name, lazy=lazy)
 
 
 async def dispose_engine(engine: AsyncEngine) -> None:
