@@ -36,6 +36,7 @@ from resourceloop.contrib.aiohttp import client_session_template
 from tests._loops import is_uvloop as _is_uvloop
 from tests._loops import needs_uvloop, uvloop
 from tests._loops import new_uvloop as _new_uvloop
+from tests._warnings import logged
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/fd").is_dir() or not Path("/proc/net/tcp").exists(),
@@ -332,4 +333,4 @@ def test_no_unclosed_log_records(server: Server, caplog: pytest.LogCaptureFixtur
 
         asyncio.run(main())
         gc.collect()
-    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert logged(caplog.records, "asyncio") == []

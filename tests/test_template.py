@@ -20,7 +20,7 @@ import resourceloop
 from resourceloop import LoopClosedError, ResourceTemplate, resource_templates
 from resourceloop.warnings import ForcedReleaseWarning, UngracefulLoopWarning
 from tests._loops import LOOP_FACTORIES, LoopFactory, run
-from tests._warnings import record_text
+from tests._warnings import logged, record_text
 
 T = TypeVar("T")
 
@@ -584,7 +584,7 @@ def test_remote_acquisition_fails_cleanly_when_that_loop_shuts_down(
         gc.collect()
     assert rec.created == []
     assert resourceloop.stats().acquisitions == 0
-    assert [r.getMessage() for r in caplog.records] == []
+    assert logged(caplog.records) == []
 
 
 @pytest.mark.parametrize("tracked", [False, True], ids=["untracked-loop", "tracked-loop"])
