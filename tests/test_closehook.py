@@ -572,8 +572,6 @@ def _frame(watcher: Any) -> object:
     return watcher.ag_frame
 
 
-# The queued call's coroutine is dropped, never started, with the closed loop's ready queue.
-@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_close_fails_a_queued_cross_thread_acquisition_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
