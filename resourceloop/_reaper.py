@@ -37,6 +37,7 @@ from typing import Any
 
 from . import _config
 from ._closehook import finish_closing, wait_for_guard
+from ._compat import block_signals_in_this_thread
 from ._registry import READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
 from ._release import force_batch, release_on_loop, warn
 from .warnings import UnclosedLoopWarning
@@ -279,6 +280,7 @@ class Reaper:
             thread.join(min(timeout, threading.TIMEOUT_MAX))
 
     def _run(self) -> None:
+        block_signals_in_this_thread()
         wakeup = wakeup_lock()
         while not self._stop.is_set():
             if registry.idle():

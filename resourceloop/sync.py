@@ -48,7 +48,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, final, overload
 
 from . import _config
-from ._compat import get_running_loop_or_none, iscoroutinefunction
+from ._compat import block_signals_in_this_thread, get_running_loop_or_none, iscoroutinefunction
 from ._manager import owned_loops as _owned_loops
 from .resources import ResourceManager
 
@@ -438,6 +438,7 @@ class Portal:
             _settle(future, task.result())
 
     def _thread_main(self, startup: _Startup) -> None:
+        block_signals_in_this_thread()  # Ctrl-C is for the callers' threads
         loop: asyncio.AbstractEventLoop | None = None
         try:
             loop = self._loop_factory()

@@ -7,6 +7,8 @@ import collections
 import gc
 import importlib.util
 import logging
+import signal
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Coroutine, Iterator
@@ -265,3 +267,37 @@ def test_many_threads_acquiring_on_one_shared_loop_share_one_creation(
         hub.close()
     assert quiet == []
     assert resourceloop.stats().loops_tracked == 0
+
+
+def _blocked_signals(thread: threading.Thread) -> int:
+    """The signal mask of ``thread``, as Linux shows it in ``/proc``."""
+    assert thread.native_id is not None
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        for line in status:
+            if line.startswith("SigBlk:"):
+                return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line")  # pragma: no cover
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_our_threads_leave_ctrl_c_to_the_main_thread() -> None:
+    """The reaper and the portal block SIGINT and SIGTERM: the kernel delivers them elsewhere.
+
+    A signal handed to a thread that does not block it leaves a main thread asleep in
+    ``Event.wait()`` asleep until it runs Python code again: Ctrl-C would wait.
+    """
+    from resourceloop.sync import Portal
+
+    asyncio.run(ResourceTemplate(object, name="starts-the-reaper").acquire())
+    with Portal(name="mask-probe") as portal:
+        portal.start()
+        ours = [
+            t
+            for t in threading.enumerate()
+            if t.name in ("resourceloop-reaper", "mask-probe") and t.is_alive()
+        ]
+        assert sorted(t.name for t in ours) == ["mask-probe", "resourceloop-reaper"]
+        wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+        for thread in ours:
+            assert _blocked_signals(thread) & wanted == wanted, thread.name
+    assert _blocked_signals(threading.main_thread()) & wanted == 0
