@@ -880,19 +880,45 @@ def _run(func: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[
 def _run_in_thread(
     func: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> R:
-    """Run the call on a new loop in a worker thread and wait for it (blocks this thread)."""
+    """Run the call on a new loop in a worker thread and wait for it (blocks this thread).
+
+    An exception raised in this thread while it waits (Ctrl-C) cancels the call on its loop,
+    waits for the worker to finish, and propagates: no call runs on with nobody waiting.
+    """
     context = contextvars.copy_context()
     outcome: list[Any] = []
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+    gave_up = False
+
+    async def call() -> R:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append((asyncio.get_running_loop(), task))
+        if gave_up:  # the caller gave up before the call began: it never does
+            raise asyncio.CancelledError
+        return await func(*args, **kwargs)
 
     def target() -> None:
         try:
-            outcome.append((True, context.run(_run, func, args, kwargs)))
+            outcome.append((True, context.run(asyncio.run, call())))
         except BaseException as error:
             outcome.append((False, error))
 
     worker = threading.Thread(target=target, name=f"resourceloop-async_to_sync-{func!r:.40}")
     worker.start()
-    worker.join()
+    try:
+        while worker.is_alive():  # in slices: an exception raised into this thread gets in
+            worker.join(_WAIT_SLICE)
+    except BaseException:
+        gave_up = True
+        for loop, task in running:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the call ended and its loop closed meanwhile
+                pass
+        worker.join()
+        outcome.clear()
+        raise
     ok, value = outcome[0]
     if ok:
         return value  # type: ignore[no-any-return]

@@ -165,6 +165,54 @@ async def test_from_a_thread_running_a_loop() -> None:
     assert not caller_loop.is_closed()
 
 
+def test_ctrl_c_while_waiting_inside_a_running_loop_cancels_the_call() -> None:
+    """An exception raised into the waiting caller (as Ctrl-C is) cancels the worker's call.
+
+    The call does not run on in its worker thread with nobody waiting for it: it is
+    cancelled on its own loop, the worker ends, and the caller gets the exception.
+    """
+    import ctypes
+
+    started, cancelled = threading.Event(), threading.Event()
+    template = ResourceTemplate(Fake, release_fake)
+    held: list[Fake] = []
+
+    @async_to_sync
+    async def forever() -> None:
+        held.append(await template.acquire())
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    caught: list[BaseException] = []
+
+    def caller() -> None:
+        async def main() -> None:
+            forever()  # blocking, from a running loop: the call runs in a worker thread
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert started.wait(30)
+    assert thread.ident is not None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt)
+    )
+    thread.join(30)
+    assert not thread.is_alive()
+    assert [type(exc) for exc in caught] == [KeyboardInterrupt]
+    assert cancelled.is_set()
+    assert [t for t in threading.enumerate() if t.name.startswith("resourceloop-async")] == []
+    assert [fake.releases for fake in held] == [1]  # released on its loop as it closed
+
+
 @pytest.mark.asyncio
 async def test_from_a_running_loop_propagates_exceptions() -> None:
     """The worker thread's exception reaches the caller."""
