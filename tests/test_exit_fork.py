@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, _runtime, reap, stats
+from resourceloop import ResourceTemplate, _reaper, _runtime, reap, stats
 from resourceloop.warnings import ForcedReleaseWarning, ResourceLoopWarning, UnclosedLoopWarning
 from tests._env import child_env
 
@@ -518,6 +518,21 @@ def test_fork_child_warns_its_own_threads_again() -> None:
     report = _in_child(lambda: {"warnings": _unclosed_warnings(t)})
     assert report == {"warnings": 1}
     assert _unclosed_warnings(t) == 0
+
+
+@needs_fork
+@fork_warning
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+def test_fork_child_reaper_may_collect_at_its_first_pass() -> None:
+    """The parent's last collection does not hold back the child's reaper thread.
+
+    The thread collects for suspects at most every ``COLLECT_INTERVAL`` seconds; the child's
+    thread is new, so its first pass with suspects may collect at once.
+    """
+    t = ResourceTemplate(lambda: Res(asyncio.get_running_loop()), name="t")
+    assert _unclosed_warnings(t) == 1  # the parent collected just now
+    assert not _reaper.collect_due()
+    assert _in_child(lambda: {"due": _reaper.collect_due()}) == {"due": True}
 
 
 @needs_fork
