@@ -866,3 +866,47 @@ def test_a_suspect_used_again_then_dropped_is_still_released(rec: Recorder) -> N
         _books_balance()
     finally:
         newest.close()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+def test_ctrl_c_while_the_reaper_runs_a_rescued_loop_forces_first() -> None:
+    """A KeyboardInterrupt out of a dropped loop's run, mid-release, reaches reap() after the
+    interrupted release is forced.
+    """
+    forced: list[Res] = []
+    interrupts = [1]  # the dropped loop's release only
+
+    async def acquire() -> Res:
+        return Res(asyncio.get_running_loop(), hold_loop=True)
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def release(r: Res) -> None:
+        if interrupts:
+            interrupts.pop()
+            asyncio.get_running_loop().call_soon(interrupt)  # Ctrl-C, outside the task
+            await asyncio.Event().wait()
+
+    t = ResourceTemplate(acquire, release, name="t", force_release_func=forced.append)
+    dropped = asyncio.new_event_loop()
+    dropped.run_until_complete(t.acquire())
+    del dropped
+    newest = asyncio.new_event_loop()  # the thread moves on: the dropped loop is a suspect
+    newest.run_until_complete(t.acquire())
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            with pytest.raises(KeyboardInterrupt):
+                reap()
+        assert [w.category for w in record if issubclass(w.category, ResourceLoopWarning)] == [
+            ForcedReleaseWarning,
+            UnclosedLoopWarning,
+        ]
+        assert len(forced) == 1
+        assert stats().resources_live == {"t": 1}  # the newest loop's
+        _books_balance()
+        del record
+        _collect()  # the dropped loop goes, with the interrupted release
+    finally:
+        newest.close()
