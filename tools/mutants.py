@@ -137,6 +137,11 @@ EQUIVALENT: dict[str, str] = {
     "_release:370:delete statement": "the finished release coroutine stays referenced: memory",
     "_release:438:False -> True": "Python 3.10 only (no Task.uncancel)",
     "_release:438:return None": "Python 3.10 only (no Task.uncancel); None is falsy too",
+    "_release:495:and -> or": (
+        "a runner done and cancelled has just raised its CancelledError out of "
+        "run_until_complete(); exception() raises one more in its place (runner is None only "
+        "if ensure_future() failed on a loop the callers found open)"
+    ),
     "_release:80:2 -> 3": (
         "only the location of a warning whose stack is all internal (the reaper thread): wording"
     ),
