@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, _reaper, _registry, reap, stats
+from resourceloop import ResourceTemplate, _reaper, _registry, reap, resource_manager, stats
 from resourceloop._registry import READY_ATTR, registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
@@ -172,6 +172,44 @@ def test_closed_without_hook_warns_once_then_reap_forces(
 
     reap()  # nothing left: a second pass releases nothing and warns nothing
     assert len(rec.forced) == 4
+
+
+def test_what_a_cancelled_manager_exit_left_is_forced_when_the_loop_closes_without_hook(
+    hook_disabled: None,
+) -> None:
+    """A manager exit cancelled mid-release leaves the releases not begun in custody; the
+    loop then closes without the hook: the next pass forces them too.
+    """
+    forced: list[str] = []
+
+    async def cancelled(res: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # the task leaving the manager is cancelled, mid-release
+        await asyncio.sleep(0)
+
+    older = ResourceTemplate(lambda: "older", name="older", force_release_func=forced.append)
+    newer = ResourceTemplate(
+        lambda: "newer", cancelled, name="newer", force_release_func=forced.append
+    )
+
+    async def main() -> None:
+        async with resource_manager():
+            await older.acquire()
+            await newer.acquire()
+
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(main())
+        assert forced == ["newer"]  # the release in progress
+        assert stats().resources_live == {"older": 1}  # in custody, for the close
+        loop.close()
+        reap()
+    assert forced == ["newer", "older"]
+    assert stats().resources_live == {}
+    _books_balance()
 
 
 def test_hook_disabled_after_installation(rec: Recorder) -> None:
