@@ -732,6 +732,28 @@ def test_a_dropped_unclosed_loop_is_still_closed_by_its_finalizer() -> None:
         csock.close()
 
 
+@pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning")
+def test_a_dropped_loop_holding_a_resource_is_still_closed_by_its_finalizer() -> None:
+    """A dropped unclosed loop whose resource does not refer to it closes for real when
+    collected (its self-pipe closes), and the next pass forces the resource.
+    """
+    forced: list[object] = []
+    t = ResourceTemplate(object, name="t", force_release_func=forced.append)
+    loop = asyncio.new_event_loop()
+    r = loop.run_until_complete(t.acquire())
+    csock = loop._csock  # type: ignore[attr-defined]
+    del loop
+    gc.collect()
+    try:
+        assert csock.fileno() == -1
+    finally:
+        csock.close()
+    with pytest.warns(ForcedReleaseWarning, match="garbage-collected before anything released"):
+        reap()
+    assert forced == [r]
+    assert stats().resources_live == {}
+
+
 def test_release_bound_covers_every_release_and_two_more() -> None:
     """release_bound(n) is (n + 2) times one release's timeout plus its grace."""
     resourceloop.configure(release_timeout=4.0)

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, _runtime, reap, stats
-from resourceloop.warnings import ForcedReleaseWarning, ResourceLoopWarning
+from resourceloop import ResourceTemplate, _reaper, _runtime, reap, stats
+from resourceloop.warnings import ForcedReleaseWarning, ResourceLoopWarning, UnclosedLoopWarning
 from tests._env import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -473,6 +473,117 @@ def test_fork_while_the_parent_is_mid_pass() -> None:
             passing.join()
     assert report == {"reaped": True, "acquired": True, "live": {"slow": 1}}
     assert stats().forced_releases == 1
+
+
+def _leave_an_unclosed_loop(
+    t: ResourceTemplate[Res],
+) -> tuple[list[asyncio.AbstractEventLoop], asyncio.AbstractEventLoop]:
+    """Acquire ``t`` on a loop this thread leaves unclosed, moving on to a new loop.
+
+    Returns a list holding the old loop (clear it to drop the loop) and the new one (to close).
+    """
+    old = asyncio.new_event_loop()
+    old.run_until_complete(t.acquire())
+    newest = asyncio.new_event_loop()
+    newest.run_until_complete(t.acquire())
+    return [old], newest
+
+
+def _unclosed_warnings(t: ResourceTemplate[Res]) -> int:
+    """How many UnclosedLoopWarning a reap() gives for one loop this thread left unclosed."""
+    dropped, newest = _leave_an_unclosed_loop(t)
+    dropped.clear()
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", UnclosedLoopWarning)
+            reap()  # unpins the dropped loop, collects it, releases it on it
+        return sum(issubclass(w.category, UnclosedLoopWarning) for w in record)
+    finally:
+        newest.close()
+
+
+@needs_fork
+@fork_warning
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+def test_fork_child_warns_its_own_threads_again() -> None:
+    """The once-per-thread UnclosedLoopWarning: the child's threads were never warned.
+
+    The child's main thread has the ident of the parent's thread that forked, which the parent
+    warned already.
+    """
+    t = ResourceTemplate(lambda: Res(asyncio.get_running_loop()), name="t")
+    assert _unclosed_warnings(t) == 1
+    assert _unclosed_warnings(t) == 0  # once per thread
+    report = _in_child(lambda: {"warnings": _unclosed_warnings(t)})
+    assert report == {"warnings": 1}
+    assert _unclosed_warnings(t) == 0
+
+
+@needs_fork
+@fork_warning
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+def test_fork_child_reaper_may_collect_at_its_first_pass() -> None:
+    """The parent's last collection does not hold back the child's reaper thread.
+
+    The thread collects for suspects at most every ``COLLECT_INTERVAL`` seconds; the child's
+    thread is new, so its first pass with suspects may collect at once.
+    """
+    t = ResourceTemplate(lambda: Res(asyncio.get_running_loop()), name="t")
+    assert _unclosed_warnings(t) == 1  # the parent collected just now
+    assert not _reaper.collect_due()
+    assert _in_child(lambda: {"due": _reaper.collect_due()}) == {"due": True}
+
+
+@needs_fork
+@fork_warning
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+def test_fork_child_inherits_no_collected_loop_awaiting_the_reaper() -> None:
+    """Loops the parent's collector found, not yet released by a pass: not the child's.
+
+    One unpinned (its store rescued with the loop) and one pinned (its resource does not refer
+    to its loop, so only the resource is left): the child neither counts nor releases them.
+    """
+    calls: list[str] = []
+    hold = {"loop": True}
+
+    async def acquire() -> Res:
+        return Res(asyncio.get_running_loop(), hold_loop=hold["loop"])
+
+    async def release(r: Res) -> None:
+        calls.append(f"graceful in={os.getpid()}")
+
+    def force(r: Res) -> None:
+        calls.append(f"forced in={os.getpid()}")
+
+    t = ResourceTemplate(acquire, release, name="t", force_release_func=force)
+    dropped, newest = _leave_an_unclosed_loop(t)
+    hold["loop"] = False
+    pinned = asyncio.new_event_loop()
+    pinned.run_until_complete(t.acquire())
+    try:
+        reap()  # unpins the old loop (not collected: this test still refers to it)
+        dropped.clear()
+        del pinned
+        gc.collect()  # rescues the old loop with its store; hands the pinned loop's over
+        assert calls == []
+
+        def child() -> dict[str, Any]:
+            before = stats()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceLoopWarning)
+                reap()
+            return {"live": before.resources_live, "calls": list(calls)}
+
+        assert _in_child(child) == {"live": {}, "calls": []}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceLoopWarning)
+            reap()
+        parent = os.getpid()
+        assert sorted(calls) == [f"forced in={parent}", f"graceful in={parent}"]
+        assert stats().resources_live == {"t": 1}  # the newest loop's
+    finally:
+        newest.close()
 
 
 FORK_EXIT_SCRIPT = """

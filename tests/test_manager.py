@@ -22,7 +22,12 @@ from resourceloop import (
     resource_manager,
 )
 from resourceloop._compat import ExceptionGroup
-from resourceloop.warnings import ForcedReleaseWarning, ReleaseTimeoutWarning, UngracefulLoopWarning
+from resourceloop.warnings import (
+    ForcedReleaseWarning,
+    ReleaseTimeoutWarning,
+    ResourceLoopWarning,
+    UngracefulLoopWarning,
+)
 from tests._loops import LOOP_FACTORIES, LoopFactory, run
 
 T = TypeVar("T")
@@ -514,6 +519,41 @@ def test_release_ignoring_cancellation_is_still_bounded(rec: Recorder) -> None:
     with pytest.warns(ReleaseTimeoutWarning, match="'t-stubborn'"):
         run(main)
     assert resourceloop.stats().release_timeouts == 1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 has no Task.uncancel")
+def test_a_cancel_arriving_while_a_release_overruns_still_cancels_the_task() -> None:
+    """Our deadline cancels an overrunning release; a cancel from elsewhere meanwhile is kept.
+
+    The release is forced, and the task leaving the manager ends cancelled at the manager's
+    exit: the code after the ``async with`` does not run.
+    """
+    resourceloop.configure(release_timeout=0.05)
+    forced: list[object] = []
+
+    async def release(res: object) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # the deadline's
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # someone else's cancel, arriving meanwhile
+            raise
+
+    template = ResourceTemplate(object, release, name="t", force_release_func=forced.append)
+    after: list[str] = []
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+        after.append("ran")
+
+    with pytest.warns(ResourceLoopWarning, match="'t'"), pytest.raises(asyncio.CancelledError):
+        run(main)
+    assert after == []
+    assert len(forced) == 1
+    snap = resourceloop.stats()
+    assert (snap.forced_releases, snap.resources_live) == (1, {})
 
 
 def test_cancelled_body_still_releases_everything(rec: Recorder) -> None:

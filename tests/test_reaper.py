@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, _reaper, _registry, reap, stats
+from resourceloop import ResourceTemplate, _reaper, _registry, reap, resource_manager, stats
 from resourceloop._registry import READY_ATTR, registry
 from resourceloop.warnings import (
     ForcedReleaseWarning,
@@ -172,6 +172,44 @@ def test_closed_without_hook_warns_once_then_reap_forces(
 
     reap()  # nothing left: a second pass releases nothing and warns nothing
     assert len(rec.forced) == 4
+
+
+def test_what_a_cancelled_manager_exit_left_is_forced_when_the_loop_closes_without_hook(
+    hook_disabled: None,
+) -> None:
+    """A manager exit cancelled mid-release leaves the releases not begun in custody; the
+    loop then closes without the hook: the next pass forces them too.
+    """
+    forced: list[str] = []
+
+    async def cancelled(res: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # the task leaving the manager is cancelled, mid-release
+        await asyncio.sleep(0)
+
+    older = ResourceTemplate(lambda: "older", name="older", force_release_func=forced.append)
+    newer = ResourceTemplate(
+        lambda: "newer", cancelled, name="newer", force_release_func=forced.append
+    )
+
+    async def main() -> None:
+        async with resource_manager():
+            await older.acquire()
+            await newer.acquire()
+
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(main())
+        assert forced == ["newer"]  # the release in progress
+        assert stats().resources_live == {"older": 1}  # in custody, for the close
+        loop.close()
+        reap()
+    assert forced == ["newer", "older"]
+    assert stats().resources_live == {}
+    _books_balance()
 
 
 def test_hook_disabled_after_installation(rec: Recorder) -> None:
@@ -802,3 +840,155 @@ def test_a_failing_pass_is_logged_and_the_thread_carries_on(
     assert "reaper pass failed" in record.getMessage()
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], RuntimeError)
+
+
+# -- what the reaper leaves behind -------------------------------------------------------------
+
+
+def _books_balance() -> None:
+    s = stats()
+    live = sum(s.resources_live.values())
+    assert s.acquisitions == s.graceful_releases + s.forced_releases + s.release_failures + live
+
+
+def test_an_acquisition_on_an_abandoned_loop_the_reaper_runs_is_refused(rec: Recorder) -> None:
+    """A task left on an abandoned loop that acquires when the reaper runs it gets an error.
+
+    The reaper takes the loop's resources to release them and untracks the loop: a resource
+    created meanwhile would be stored on a loop nobody releases any more.
+    """
+    a, b = rec.template("a"), rec.template("b")
+    refused: list[BaseException] = []
+    out: list[asyncio.AbstractEventLoop] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def late() -> None:
+        try:
+            await b.acquire()
+        except resourceloop.LoopClosedError as exc:
+            refused.append(exc)
+
+    def owner() -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(a.acquire())
+        tasks.append(loop.create_task(late()))  # first to run when the loop runs again
+        out.append(loop)
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    thread.join()
+    try:
+        reap()
+        assert len(refused) == 1
+        assert tasks[0].done()
+        assert [r.loop is out[0] for r, _, _ in rec.graceful] == [True]
+        assert rec.forced == []
+        assert stats().resources_live == {}
+        _books_balance()
+    finally:
+        out[0].close()
+
+
+def test_the_owner_waits_for_the_reaper_at_least_one_release_long() -> None:
+    """The owner's run_until_complete waits for the reaper as long as one release may take.
+
+    The reaper's run of an abandoned loop ends within ``2 * (release_timeout + grace)`` for one
+    resource (``release_on_loop``); a shorter wait would fail the owner's call with "This event
+    loop is already running" while a single slow release is still inside its bound.
+    """
+    from resourceloop._release import grace
+
+    for timeout in (0.5, 4.0, 10.0, 60.0):
+        resourceloop.configure(release_timeout=timeout)
+        assert _reaper._bound() >= 2 * (timeout + grace(timeout))
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+def test_a_suspect_closed_without_the_hook_then_collected_is_forced(rec: Recorder) -> None:
+    """A loop the thread moved on from, closed behind the hook's back, then dropped: forced."""
+    t = rec.template("t")
+    dropped = asyncio.new_event_loop()
+    r = dropped.run_until_complete(t.acquire())
+    newest = asyncio.new_event_loop()
+    newest.run_until_complete(t.acquire())
+    try:
+        reap()  # the dropped loop is unpinned: only the loop and its resource hold its store
+        assert rec.forced == []
+        type(dropped).close(dropped)  # no hook
+        del dropped
+        r.loop = None
+        _collect()  # the store is rescued before any pass sees the loop closed
+        with pytest.warns(ForcedReleaseWarning, match="closed without running the close hook"):
+            reap()
+        assert rec.forced == [r]
+        assert rec.graceful == []
+        assert stats().resources_live == {"t": 1}  # the newest loop's
+        _books_balance()
+    finally:
+        newest.close()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+def test_a_suspect_used_again_then_dropped_is_still_released(rec: Recorder) -> None:
+    """A suspect acquired on again is held again: dropped later, its resources are forced."""
+    t, u = rec.template("t", hold_loop=False), rec.template("u", hold_loop=False)
+    old = asyncio.new_event_loop()
+    r1 = old.run_until_complete(t.acquire())
+    newest = asyncio.new_event_loop()
+    newest.run_until_complete(t.acquire())
+    try:
+        reap()  # the old loop is a suspect now (this test still refers to it)
+        r2 = old.run_until_complete(u.acquire())  # in use after all
+        del old
+        _collect()
+        with pytest.warns(ForcedReleaseWarning, match="garbage-collected"):
+            reap()
+        assert sorted(map(id, rec.forced)) == sorted(map(id, [r1, r2]))
+        assert stats().resources_live == {"t": 1}  # the newest loop's
+        _books_balance()
+    finally:
+        newest.close()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+def test_ctrl_c_while_the_reaper_runs_a_rescued_loop_forces_first() -> None:
+    """A KeyboardInterrupt out of a dropped loop's run, mid-release, reaches reap() after the
+    interrupted release is forced.
+    """
+    forced: list[Res] = []
+    interrupts = [1]  # the dropped loop's release only
+
+    async def acquire() -> Res:
+        return Res(asyncio.get_running_loop(), hold_loop=True)
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def release(r: Res) -> None:
+        if interrupts:
+            interrupts.pop()
+            asyncio.get_running_loop().call_soon(interrupt)  # Ctrl-C, outside the task
+            await asyncio.Event().wait()
+
+    t = ResourceTemplate(acquire, release, name="t", force_release_func=forced.append)
+    dropped = asyncio.new_event_loop()
+    dropped.run_until_complete(t.acquire())
+    del dropped
+    newest = asyncio.new_event_loop()  # the thread moves on: the dropped loop is a suspect
+    newest.run_until_complete(t.acquire())
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            with pytest.raises(KeyboardInterrupt):
+                reap()
+        assert [w.category for w in record if issubclass(w.category, ResourceLoopWarning)] == [
+            ForcedReleaseWarning,
+            UnclosedLoopWarning,
+        ]
+        assert len(forced) == 1
+        assert stats().resources_live == {"t": 1}  # the newest loop's
+        _books_balance()
+        del record
+        _collect()  # the dropped loop goes, with the interrupted release
+    finally:
+        newest.close()

@@ -13,7 +13,9 @@ and the module's test files (``TESTS``) run against it with ``pytest -x -q -p
 no:cacheprovider`` and a timeout. To keep a run affordable, the unmutated tests first run once
 under coverage with one context per test (lines run by any thread count for the test running
 then), and each mutant gets only the tests that run one of its lines; a mutant on a line no
-test runs in-process (import time, a fork child) gets every test of its files. A mutant is
+test runs in-process (import time, a fork child) gets every test of its files, and one in a
+function named for forking (``forget_after_fork``) gets the tests named for it as well, since
+coverage does not follow a fork child, where that code runs. A mutant is
 *killed* when the tests fail (or time out), *survived* when they pass. Mutants listed in
 ``EQUIVALENT`` were reviewed: they change no observable behaviour, or only a warning's
 wording; they are reported, but left out of the score.
@@ -28,6 +30,27 @@ Mutants are sampled per module with a fixed seed, so two runs test the same muta
 
 Exit status: 0 when every module reaches ``--threshold`` (default 90%) of its scored mutants
 killed, 1 otherwise. Not part of CI (``nox -s mutants``): a full run takes tens of minutes.
+
+Last measured (2026-12-02, CPython 3.11.7, ``--sample 60 --seed 8 --jobs 1``, on 2 cores shared
+with other work, so the times are loaded ones; killed includes timeouts)::
+
+    module      killed/scored  score   equivalent  wall time  tests at
+    _registry       52/52     100.0%       8        } 1565 s  9ea604b (with _release)
+    _release        47/51      92.2%       9        }
+    _closehook      53/58      91.4%       2          782 s  e58199d
+    _reaper         52/55      94.5%       5         1331 s  9ea604b
+
+Survivors, left as they are: ``_reaper`` 70 and ``_closehook`` 50 (a waiter keeps the guard
+of a state already discarded: only a second waiter racing the first would see it), 92 (the
+owner started or closed the loop between the pass's checks: a race), 120 (a blocking acquire
+of a guard nothing holds at that point); ``_release`` 172 (a force every caller repeats,
+except for a rescued loop with a release in flight in another task), 176 (a runner left
+uncancelled on a loop that is dropped or never runs again), 201 and 203 (the size of the
+bound on one run: time only); ``_closehook`` 13 (a second rescue of a store that
+``Store.__del__`` rescues already: dropping it would fix the double count of that store in
+``stats().resources_live`` until the next pass, an open bug), 85 and 108 (the
+async-generator watcher on a discarded state; an acquisition made by a release function
+during shutdown_asyncgens), 109 (the helper thread's bound: time only).
 """
 
 from __future__ import annotations
@@ -93,22 +116,38 @@ TESTS: dict[str, list[str]] = {
 #: Reviewed mutants that change no observable behaviour, or only the wording of a warning, by
 #: ``module:line:change`` (the key printed for each survivor), with the reason. Not scored.
 EQUIVALENT: dict[str, str] = {
-    "_registry:90:delete statement": "dict.__init__() with no arguments does nothing",
-    "_registry:119:False -> True": "Item.timed_out is never read (a dead field)",
-    "_registry:122:True -> False": "slots=False on Item: memory only",
-    "_registry:146:0 -> 1": "LoopState.serial is always passed explicitly",
-    "_registry:179:0 -> 1": "Counters is always built from every counter",
-    "_registry:188:delete statement": (
+    "_registry:116:delete statement": "dict.__init__() with no arguments does nothing",
+    "_registry:140:False -> True": "Items are never compared or hashed: eq=True changes nothing",
+    "_registry:140:True -> False": "slots=False on Item: memory only",
+    "_registry:149:False -> True": "Item.timed_out is never read (a dead field)",
+    "_registry:176:0 -> 1": "LoopState.serial is always passed explicitly",
+    **dict.fromkeys(
+        [f"_registry:{line}:0 -> 1" for line in range(209, 215)],
+        "Counters is always built from every counter (dict.fromkeys of its fields)",
+    ),
+    "_registry:227:delete statement": (
         "the wake-up lock starts released: the idle reaper's first acquire returns at once, it "
         "finds nothing to do and blocks on the next one (one extra check, no pass)"
     ),
-    "_registry:215:0 -> 1": "template keys start at 2 instead of 1: same order",
-    "_registry:300:delete statement": (
+    "_registry:272:0 -> 1": "template keys start at 2 instead of 1: same order",
+    "_registry:320:1 -> 2": "template keys step by 2: still unique, insertion order kept",
+    "_registry:320:Add -> Sub": "template keys count down: still unique, insertion order kept",
+    "_registry:276:0 -> 1": "serials start at 2 instead of 1: only their order is used",
+    "_registry:341:1 -> 2": "serials step by 2: still increasing, only their order is used",
+    "_registry:376:IsNot -> Is": (
+        "redundant: discard() deletes the loop's reference to the store just below, so the "
+        "store (never None here: an unpinned one dies only with its untracked loop) goes with "
+        "this call whether or not it still refers to the loop"
+    ),
+    "_registry:451:or -> and": (
+        "redundant: a state on _collected was pinned with resources when its loop died, and "
+        "only this drain discards it (a fork child clears the queue), so each test is false"
+    ),
+    "_registry:360:delete statement": (
         "_last_thread only skips recomputing the multithreaded flag for the thread that last "
         "computed it, when the result cannot have changed: recomputing gives the same flag"
     ),
-    "_registry:282:1 -> 2": "serials step by 2: still increasing, only their order is used",
-    "_registry:328:0 -> 1": (
+    "_registry:414:0 -> 1": (
         "the default is unreachable: add() records every state's thread, which the state keeps "
         "alive"
     ),
@@ -119,27 +158,45 @@ EQUIVALENT: dict[str, str] = {
     "_release:370:delete statement": "the finished release coroutine stays referenced: memory",
     "_release:438:False -> True": "Python 3.10 only (no Task.uncancel)",
     "_release:438:return None": "Python 3.10 only (no Task.uncancel); None is falsy too",
-    "_reaper:200:delete statement": (
-        "the rescued loop is unreachable and closed next; its emptied, detached store goes with it"
-    ),
-    "_reaper:211:0 -> 1": "a thread's ident is None only before it starts: unreachable",
-    "_reaper:271:break -> continue": "the while condition checks the same stop flag next",
-    "_reaper:239:or -> and": (
-        "double-checked start: the same test is made again under the start lock, and decides"
-    ),
-    "_closehook:54:delete statement": "_closehook never uses its logger",
-    "_closehook:113:delete statement": "the wrapper's docstring: wording",
-    "_closehook:219:delete statement": (
-        "finish_closing() clears state.asyncgen_hook right after, and closing the running "
-        "watcher from its own finally raises RuntimeError, which is caught"
-    ),
-    "_reaper:188:delete statement": (
-        "release_on_loop() settles every item itself, and a collected loop cannot be running"
+    "_release:495:and -> or": (
+        "a runner done and cancelled has just raised its CancelledError out of "
+        "run_until_complete(); exception() raises one more in its place (runner is None only "
+        "if ensure_future() failed on a loop the callers found open)"
     ),
     "_release:80:2 -> 3": (
         "only the location of a warning whose stack is all internal (the reaper thread): wording"
     ),
-    "_reaper:188:True -> False": "release_on_loop() has settled every item: nothing to warn about",
+    "_closehook:53:delete statement": "_closehook never uses its logger",
+    "_closehook:116:delete statement": "the wrapper's docstring: wording",
+    "_closehook:232:delete statement": (
+        "finish_closing() clears state.asyncgen_hook right after, and closing the running "
+        "watcher from its own finally raises RuntimeError, which is caught"
+    ),
+    "_reaper:109:Add -> Sub": (
+        "only the truth of the suspect count is used, and a sum of 0/1 terms is zero either way"
+    ),
+    "_reaper:213:delete statement": (
+        "release_on_loop() settles every item itself, and a collected loop cannot be running"
+    ),
+    "_reaper:213:True -> False": "release_on_loop() has settled every item: nothing to warn about",
+    "_reaper:227:delete statement": (
+        "the rescued loop is unreachable; its store, emptied and detached by drain_rescued(), "
+        "goes with it"
+    ),
+    "_reaper:238:0 -> 1": "a thread's ident is None only before it starts: unreachable",
+    "_reaper:266:or -> and": (
+        "double-checked start: the same test is made again under the start lock, and decides"
+    ),
+    "_reaper:298:break -> continue": "the while condition checks the same stop flag next",
+    # _close_unreachable closes nothing today (reported): the close hook's wrapper lost its weak
+    # reference to the loop in the collection and finds no ``self`` in this caller, so
+    # ``loop.close()`` returns without closing; the collector has finalized the loop's
+    # self-pipe sockets already; its selector goes when the loop is freed. Whether or when it
+    # is called changes nothing.
+    **dict.fromkeys(
+        ["_reaper:231:and -> or", "_reaper:231:drop not", "_reaper:232:delete statement"],
+        "_close_unreachable's loop.close() is a no-op on a collected loop (see above)",
+    ),
 }
 #: ``_warn_forced`` picks the words of the forced-release warning; these only pick other words.
 EQUIVALENT.update(
@@ -191,6 +248,7 @@ class Mutant:
     line: int
     end_line: int
     change: str
+    function: str = ""  # the enclosing function's name, "" at module or class level
 
     @property
     def key(self) -> str:
@@ -265,6 +323,15 @@ def _is_debug_log(node: ast.AST) -> bool:
         and isinstance(func.value, ast.Name)
         and func.value.id == "logger"
     )
+
+
+def _enclosing_function(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> str:
+    current = parents.get(node)
+    while current is not None:
+        if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return current.name
+        current = parents.get(current)
+    return ""
 
 
 def _changes(node: ast.AST) -> Iterator[tuple[str, str]]:
@@ -368,7 +435,8 @@ def enumerate_mutants(module: str) -> list[Mutant]:
             end = getattr(node, "end_lineno", None) or line
             if isinstance(node, ast.Compare | ast.BoolOp | ast.UnaryOp | ast.Constant):
                 end = line  # an operand spread over lines: the operator's line is the one run
-            found.append(Mutant(module, len(found), position, kind, line, end, change))
+            function = _enclosing_function(node, parents)
+            found.append(Mutant(module, len(found), position, kind, line, end, change, function))
     return found
 
 
@@ -479,6 +547,9 @@ class CoverageMap:
         by_line = self.lines.get(mutant.module, {})
         for line in range(mutant.line, mutant.end_line + 1):
             wanted |= by_line.get(line, set())
+        if "fork" in mutant.function:
+            # Code that runs in a fork child, which coverage does not follow: the fork tests.
+            wanted |= {n for n in self.order if "fork" in n.rpartition("::")[2]}
         rank = {name: i for i, name in enumerate(files)}
         chosen = [n for n in self.order if n in wanted and n.split("::")[0] in rank]
         return sorted(chosen, key=lambda n: rank[n.split("::")[0]])
