@@ -44,6 +44,7 @@ from ._release import force_batch, grace, release_batch, release_on_loop, run_el
 __all__ = [
     "fail_remote_waiters",
     "finish_closing",
+    "guard_bound",
     "install_asyncgen_hook",
     "install_close_hook",
     "release_bound",
@@ -178,9 +179,14 @@ def wait_for_guard(state: LoopState) -> None:
     guard = state.guard
     if not guard.locked():
         return
-    in_custody = sum(len(batch.items) for batch in list(state.batches)) + len(state.pending)
-    if guard.acquire(timeout=min(release_bound(in_custody), threading.TIMEOUT_MAX)):
+    if guard.acquire(timeout=min(guard_bound(state), threading.TIMEOUT_MAX)):
         guard.release()
+
+
+def guard_bound(state: LoopState) -> float:
+    """How long a run of ``state``'s loop to release what is in custody on it may take."""
+    in_custody = sum(len(batch.items) for batch in list(state.batches)) + len(state.pending)
+    return release_bound(in_custody)
 
 
 def fail_remote_waiters(state: LoopState) -> None:

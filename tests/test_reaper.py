@@ -889,18 +889,38 @@ def test_an_acquisition_on_an_abandoned_loop_the_reaper_runs_is_refused(rec: Rec
         out[0].close()
 
 
-def test_the_owner_waits_for_the_reaper_at_least_one_release_long() -> None:
-    """The owner's run_until_complete waits for the reaper as long as one release may take.
+@pytest.mark.parametrize("held", [1, 4])
+def test_the_owner_waits_for_the_reaper_as_long_as_its_releases_may_take(held: int) -> None:
+    """The owner's wait on the reaper covers every release in custody on the loop, and more.
 
-    The reaper's run of an abandoned loop ends within ``2 * (release_timeout + grace)`` for one
-    resource (``release_on_loop``); a shorter wait would fail the owner's call with "This event
-    loop is already running" while a single slow release is still inside its bound.
+    The reaper's run of an abandoned loop ends within ``(n + 1) * (release_timeout + grace)``
+    for ``n`` resources held or being created (``release_on_loop``); a shorter wait would fail
+    the owner's call with "This event loop is already running" while slow releases are still
+    inside their bound.
     """
-    from resourceloop._release import grace
+    from resourceloop._closehook import guard_bound
+    from resourceloop._release import grace, release_batch
 
-    for timeout in (0.5, 4.0, 10.0, 60.0):
-        resourceloop.configure(release_timeout=timeout)
-        assert _reaper._bound() >= 2 * (timeout + grace(timeout))
+    templates = [ResourceTemplate(object, name=f"r{i}") for i in range(held)]
+
+    async def hold() -> None:
+        for template in templates:
+            await template.acquire()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(hold())
+        state = registry.get(loop)
+        assert state is not None
+        batch = registry.take_all(state, closing=False)  # in custody, as the reaper holds it
+        for timeout in (0.5, 4.0, 10.0, 60.0):
+            resourceloop.configure(release_timeout=timeout)
+            assert guard_bound(state) >= (held + 1) * (timeout + grace(timeout))
+        loop.run_until_complete(release_batch(batch))
+    finally:
+        loop.close()
+    assert stats().graceful_releases == held
+    _books_balance()
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
