@@ -38,7 +38,7 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
-from ._registry import READY_ATTR, LoopState, Store, registry, rescue
+from ._registry import READY_ATTR, LoopState, Store, registry
 from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
 
 __all__ = [
@@ -151,9 +151,9 @@ def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
 
     Its state is gone because the collector found the loop unreachable, and this call comes
     from the loop's ``__del__``: the loop is still whole. Keeping it (and its store) on
-    ``_rescued`` resurrects it, so that the reaper can release its resources on it and then
-    close it, rather than this finalizer closing it under them. Lock-free, as a finalizer
-    must be: a deque append and a raw lock release.
+    ``_rescued`` (which its store's ``__del__`` does) resurrects it, so that the reaper can
+    release its resources on it and then close it, rather than this finalizer closing it
+    under them. True tells the caller not to close it now.
     """
     try:
         store = vars(loop).get(READY_ATTR)
@@ -165,10 +165,9 @@ def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
     # forces what it held (see ``_registry``).
     if not (isinstance(store, Store) and store and store.current()) or store.state.discarded:
         return False
-    if store.loop is None:
-        return False
-    rescue(store)
-    return True
+    # The store's own ``__del__`` puts it on ``_rescued`` in this same collection (it is part
+    # of the unreachable cycle); rescuing it here too would count its resources twice.
+    return store.loop is not None
 
 
 def wait_for_guard(state: LoopState) -> None:

@@ -1012,3 +1012,27 @@ def test_ctrl_c_while_the_reaper_runs_a_rescued_loop_forces_first() -> None:
         _collect()  # the dropped loop goes, with the interrupted release
     finally:
         newest.close()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_books_balance_between_a_collection_and_the_next_pass(rec: Recorder) -> None:
+    """A dropped suspect loop, collected: its resource is counted live once until reaped."""
+    t = rec.template("t")  # holds its loop
+    dropped = asyncio.new_event_loop()
+    dropped.run_until_complete(t.acquire())
+    newest = asyncio.new_event_loop()
+    newest.run_until_complete(t.acquire())
+    try:
+        reap()  # the dropped loop is a suspect now: unpinned
+        del dropped
+        _collect()  # rescued, resurrected, not yet released
+        assert stats().resources_live == {"t": 2}
+        _books_balance()
+        reap()  # released on the rescued loop, which is then closed
+        assert stats().resources_live == {"t": 1}
+        _books_balance()
+        assert len(rec.graceful) == 1
+    finally:
+        newest.close()
+    _books_balance()
