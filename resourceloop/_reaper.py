@@ -217,16 +217,30 @@ def _reap_rescued() -> None:
 
 
 def _close_unreachable(loop: asyncio.AbstractEventLoop) -> None:
-    """Close a collected loop we rescued: nobody else can reach it, and its __del__ has run."""
+    """Close a collected loop we rescued: nobody else can reach it, and its __del__ has run.
+
+    Through its class: the close hook on the instance no longer knows the loop (its weak
+    reference died in the collection). The collector may have finalized the loop's self-pipe
+    sockets in that same collection, and a selector loop's ``close()`` then fails on their
+    closed fds before it closes the selector; the selector is closed directly then, so that
+    its fd is freed now rather than whenever the loop is collected again.
+    """
     try:
         vars(loop).pop(READY_ATTR, None)
     except TypeError:  # pragma: no cover - a loop without __dict__ has no store to rescue
         pass
+    if loop.is_closed() or loop.is_running():
+        return
     try:
-        if not loop.is_closed() and not loop.is_running():
-            loop.close()
+        type(loop).close(loop)
     except Exception:
-        logger.debug("could not close a collected loop", exc_info=True)
+        logger.debug("closing a collected loop failed; closing its selector", exc_info=True)
+        selector = getattr(loop, "_selector", None)
+        if selector is not None:
+            selector.close()
+            loop._selector = None  # type: ignore[attr-defined]
+        if isinstance(loop, asyncio.BaseEventLoop):
+            asyncio.BaseEventLoop.close(loop)  # closed for good: nothing may run it again
 
 
 def _warn_unclosed(state: LoopState, names: list[str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 import threading
 import warnings
@@ -1036,3 +1037,45 @@ def test_books_balance_between_a_collection_and_the_next_pass(rec: Recorder) -> 
     finally:
         newest.close()
     _books_balance()
+
+
+def _epoll_fds() -> int:
+    """How many epoll instances this process holds open (each selector loop has one)."""
+    fds = os.listdir("/proc/self/fd")
+    count = 0
+    for fd in fds:
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        except OSError:  # closed meanwhile (the listing's own fd)
+            pass
+    return count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_rescued_loop_is_really_closed_after_its_release(rec: Recorder) -> None:
+    """The reaper closes the loop it rescued: its selector's fd is freed, not left to the GC."""
+    t = rec.template("t")
+    newest = asyncio.new_event_loop()
+    try:
+        baseline = _epoll_fds()
+        dropped = asyncio.new_event_loop()
+        dropped.run_until_complete(t.acquire())
+        newest.run_until_complete(t.acquire())  # the dropped loop's thread moved on
+        reap()  # unpinned: only the loop and its resource hold its store now
+        del dropped
+        _collect()  # rescued, resurrected
+        assert _epoll_fds() == baseline + 1
+        gc.disable()  # what closes it must be the reaper, not a later collection
+        try:
+            reap()
+            assert len(rec.graceful) == 1
+            assert _epoll_fds() == baseline
+            [(released, _, _)] = rec.graceful  # (its weakref died in the collection)
+            assert released.loop is not None
+            assert released.loop.is_closed()
+        finally:
+            gc.enable()
+    finally:
+        newest.close()
