@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
+import difflib
 import os
 import random
 import shutil
@@ -112,6 +113,12 @@ TESTS: dict[str, list[str]] = {
         "tests/test_template.py",
     ],
 }
+
+#: The commit whose line numbers the keys of ``EQUIVALENT`` use. The tool carries each key to
+#: the current code through a line diff of the module since then; an entry whose line changed
+#: (or went) is dropped and its mutant scored again, to be reviewed anew. Reviewing against a
+#: newer commit: update the keys to its lines, and this to it.
+EQUIVALENT_AT = "a07cd24"
 
 #: Reviewed mutants that change no observable behaviour, or only the wording of a warning, by
 #: ``module:line:change`` (the key printed for each survivor), with the reason. Not scored.
@@ -600,11 +607,52 @@ def coverage_map(sandbox: Path, tests: list[str], timeout: float) -> CoverageMap
     return CoverageMap(lines, order)
 
 
+def _line_map(module: str, at: str) -> dict[int, int]:
+    """Line numbers of ``module`` at commit ``at`` -> the same, unchanged lines now."""
+    try:
+        then = subprocess.run(
+            ["git", "show", f"{at}:{PACKAGE}/{module}.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):  # no git, or no such commit: no carrying
+        return {}
+    now = _source(module).splitlines()
+    mapping: dict[int, int] = {}
+    matcher = difflib.SequenceMatcher(None, then, now, autojunk=False)
+    for tag, i1, i2, j1, _ in matcher.get_opcodes():
+        if tag == "equal":
+            mapping.update({i1 + k + 1: j1 + k + 1 for k in range(i2 - i1)})
+    return mapping
+
+
+def equivalents_now(equivalent: dict[str, str], at: str) -> dict[str, str]:
+    """``equivalent``'s entries keyed by the current line numbers; changed lines dropped."""
+    maps: dict[str, dict[int, int]] = {}
+    carried: dict[str, str] = {}
+    for key, reason in equivalent.items():
+        module, line, change = key.split(":", 2)
+        if module not in maps:
+            maps[module] = _line_map(module, at)
+        moved = maps[module].get(int(line))
+        if moved is not None:
+            carried[f"{module}:{moved}:{change}"] = reason
+    return carried
+
+
 def run_one(
-    sandbox: Path, mutant: Mutant, tests: list[str], timeout: float, cover: CoverageMap | None
+    sandbox: Path,
+    mutant: Mutant,
+    tests: list[str],
+    timeout: float,
+    cover: CoverageMap | None,
+    *,
+    equivalent: dict[str, str],
 ) -> Outcome:
-    if mutant.key in EQUIVALENT:
-        return Outcome(mutant, "equivalent", 0.0, EQUIVALENT[mutant.key])
+    if mutant.key in equivalent:
+        return Outcome(mutant, "equivalent", 0.0, equivalent[mutant.key])
     selected = cover.tests_for(mutant, tests) if cover is not None else []
     target = sandbox / PACKAGE / f"{mutant.module}.py"
     original = target.read_text()
@@ -667,6 +715,11 @@ def main(argv: list[str] | None = None) -> int:
             print(_describe(mutant))
         return 0
 
+    carried = equivalents_now(EQUIVALENT, EQUIVALENT_AT)
+    print(
+        f"{len(carried)} of {len(EQUIVALENT)} reviewed equivalents carried from {EQUIVALENT_AT} "
+        "(the others' lines changed since: scored again)"
+    )
     started = time.monotonic()
     sandboxes = [_make_sandbox(args.tests_ref) for _ in range(max(1, args.jobs))]
     free = list(sandboxes)
@@ -683,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                 sandbox = free.pop()
                 try:
                     tests = args.tests or TESTS[mutant.module]
-                    return run_one(sandbox, mutant, tests, args.timeout, cover)
+                    return run_one(sandbox, mutant, tests, args.timeout, cover, equivalent=carried)
                 finally:
                     free.append(sandbox)
 
