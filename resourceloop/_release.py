@@ -492,6 +492,9 @@ def release_on_loop(
         if runner is not None and not runner.done():
             runner.cancel()
             runner._log_destroy_pending = False  # type: ignore[attr-defined]
+            coro = runner.get_coro()  # type: ignore[attr-defined]
+            if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED":
+                coro.close()  # interrupted before its first step: it never will run
         elif runner is not None and not runner.cancelled():
             runner.exception()  # raised here already (a KeyboardInterrupt): mark it seen
         for leftover in (*batches, *registry.batches_of(state)):

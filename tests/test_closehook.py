@@ -32,6 +32,7 @@ from resourceloop.warnings import (
 from tests._loops import abandon, needs_uvloop, uvloop
 from tests._loops import is_uvloop as _is_uvloop
 from tests._loops import new_uvloop as _new_uvloop
+from tests._warnings import record_text
 
 
 @pytest.fixture(autouse=True)
@@ -800,3 +801,33 @@ def test_install_asyncgen_hook_only_on_the_running_loop() -> None:
     finally:
         registry.discard(state)
         loop.close()
+
+
+def test_ctrl_c_before_the_hook_s_release_run_starts_leaves_no_coroutine(rec: Recorder) -> None:
+    """KeyboardInterrupt as the close hook starts its run: all forced, nothing left unawaited.
+
+    The signal lands before the release task's first step, so its coroutine never starts;
+    it is closed rather than left for the garbage collector to report as never awaited.
+    """
+    interrupt = [True]
+
+    class InterruptedRun(asyncio.SelectorEventLoop):
+        def run_until_complete(self, future: Any) -> Any:
+            if interrupt and not self.is_closed():
+                interrupt.clear()
+                raise KeyboardInterrupt  # as a signal would, before anything ran
+            return super().run_until_complete(future)
+
+    t = rec.template("t")
+    loop = InterruptedRun()
+    interrupt.clear()
+    loop.run_until_complete(t.acquire())
+    interrupt.append(True)
+    with record_text() as warned:
+        with pytest.raises(KeyboardInterrupt), pytest.warns(ForcedReleaseWarning):
+            loop.close()
+        gc.collect()
+    assert loop.is_closed()
+    assert [c.kind for c in rec.calls] == ["forced"]
+    assert [w.message for w in warned if "never awaited" in w.message] == []
+    assert stats().resources_live == {}
