@@ -120,7 +120,7 @@ def _make_close(
 def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
     """Release the loop's resources on it; False if the real close must not run now."""
     state = registry.get(loop)
-    if state is not None:
+    if state is not None and state.guard.locked():
         wait_for_guard(state)  # the reaper may be running it: wait rather than fail
     if loop.is_running() or loop.is_closed():
         return True
@@ -194,11 +194,14 @@ def finish_closing(
     loop: asyncio.AbstractEventLoop | None, state: LoopState, *, why: str = "its loop closed"
 ) -> None:
     """Untrack a loop whose resources were taken: it ends, or is about to."""
-    for batch in registry.batches_of(state):  # anything a late creation left behind
-        force_batch(batch, why=why)
-    fail_remote_waiters(state)
+    if state.batches:
+        for batch in registry.batches_of(state):  # anything a late creation left behind
+            force_batch(batch, why=why)
+    if state.remote:
+        fail_remote_waiters(state)
     registry.discard(state)
-    _close_asyncgen_hook(state)
+    if state.asyncgen_hook is not None:
+        _close_asyncgen_hook(state)
     del loop
 
 
