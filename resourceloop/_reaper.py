@@ -263,7 +263,8 @@ class Reaper:
         return self._thread is not None and self._thread.is_alive()
 
     def ensure_started(self) -> None:
-        if self.alive or self._stop.is_set():
+        thread = self._thread
+        if (thread is not None and thread.is_alive()) or self._stop.is_set():
             return
         with self._start_lock:
             if self.alive or self._stop.is_set():

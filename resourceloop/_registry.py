@@ -278,6 +278,7 @@ class Registry:
         self._serial = 0
         #: Per thread, the serial of the newest loop it tracked (see ``superseded``).
         self._newest: weakref.WeakKeyDictionary[threading.Thread, int] = weakref.WeakKeyDictionary()
+        self._newest_data: dict[Any, int] = self._newest.data  # type: ignore[attr-defined]
         self.multithreaded = False
         self.pid = os.getpid()
 
@@ -338,13 +339,22 @@ class Registry:
         # What ``WeakKeyDictionary.get`` does, one Python call shorter (the hot paths call it).
         return self._data.get(_ref(loop))
 
-    def add(self, loop: asyncio.AbstractEventLoop, origin: str) -> tuple[LoopState, bool]:
-        """Return the loop's state, creating it (and its store) if needed; flag: created."""
+    def add(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        origin: str,
+        thread: threading.Thread | None = None,
+    ) -> tuple[LoopState, bool]:
+        """Return the loop's state, creating it (and its store) if needed; flag: created.
+
+        ``thread`` is the calling thread, when the caller has it at hand already.
+        """
+        if thread is None:
+            thread = threading.current_thread()
         with self._lock:
-            state = self._states.get(loop)
+            state = self._data.get(weakref.ref(loop))
             if state is not None:
                 return state, False
-            thread = threading.current_thread()
             self._serial += 1
             state = LoopState(
                 loop_ref=_dummy_ref,
@@ -352,9 +362,16 @@ class Registry:
                 thread=thread,
                 pid=self.pid,
                 serial=self._serial,
+                generation=_generation[0],
             )
             state.loop_ref = weakref.ref(loop, _collected_callback(state))
-            self._newest[thread] = self._serial
+            # Update the thread's entry in place (its key, with the dict's removal callback,
+            # stays); only a thread's first loop needs ``WeakKeyDictionary.__setitem__``.
+            thread_key = weakref.ref(thread)
+            if thread_key in self._newest_data:
+                self._newest_data[thread_key] = self._serial
+            else:
+                self._newest[thread] = self._serial
             store = Store(None, state)
             state.strong_store = store  # pinned
             try:
@@ -366,7 +383,10 @@ class Registry:
             if thread is not self._last_thread and not self.multithreaded:
                 self._last_thread = thread
                 self.multithreaded = any(s.thread is not thread for s in self._states.values())
-        wake_reaper()
+        try:
+            _wakeup.release()  # wake_reaper(), inline
+        except RuntimeError:  # already awake
+            pass
         return state, True
 
     def discard(self, state: LoopState) -> None:
@@ -482,7 +502,9 @@ class Registry:
     def store(self, state: LoopState, spec: Spec, resource: Any) -> bool:
         """Record a created resource; False if the loop began closing meanwhile."""
         with self._lock:
-            store = state.store()
+            store = state.strong_store
+            if store is None:
+                store = state.store_ref()
             if state.closing or state.discarded or store is None:
                 return False
             store[spec] = resource

@@ -54,6 +54,7 @@ from .warnings import (
 __all__ = [
     "force_batch",
     "grace",
+    "isawaitable_fast",
     "release_batch",
     "release_on_loop",
     "warn",
@@ -71,11 +72,11 @@ _MAX_GRACE: Final = 1.0
 
 
 #: Types whose instances are never awaitable (what release functions usually return), so
-#: that ``_isawaitable`` answers them without ``inspect.isawaitable``'s ABC check.
+#: that ``isawaitable_fast`` answers them without ``inspect.isawaitable``'s ABC check.
 _PLAIN_TYPES: set[type] = {type(None), bool, int, str}
 
 
-def _isawaitable(obj: object) -> bool:
+def isawaitable_fast(obj: object) -> bool:
     """``inspect.isawaitable``, remembering the types found plain."""
     cls = type(obj)
     if cls in _PLAIN_TYPES:
@@ -369,7 +370,7 @@ def _start_release(
     started = _monotonic()
     try:
         result = func(item.resource)
-        if result is not None and _isawaitable(result):
+        if result is not None and isawaitable_fast(result):
             item.release = result
             # The first step runs here, as ``await`` would run it: most releases end without
             # ever suspending, and then need no timer.
