@@ -38,7 +38,7 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
-from ._registry import READY_ATTR, LoopState, Store, registry, rescue
+from ._registry import READY_ATTR, LoopState, Store, loop_attr, registry, rescue
 from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
 
 __all__ = [
@@ -63,18 +63,20 @@ def release_bound(n: int) -> float:
 
 def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
     """Wrap ``loop.close`` on the instance; False if this loop cannot be wrapped."""
-    try:
-        existing = vars(loop).get("close")
-    except TypeError:  # no instance __dict__
-        return False
+    existing = loop_attr(loop, "close")
     if getattr(existing, _MARK, False):
         return True
+    # The class's method comes bound to the loop; anything else was set on the instance
+    # (another library's wrapper) and stays in the chain. (Read without ``vars(loop)``, which
+    # would slow the loop down on 3.11; see ``_registry``.)
+    if getattr(existing, "__self__", None) is loop:
+        existing = None
     close = _make_close(weakref.ref(loop), existing, type(loop).close)
     try:
         loop.close = close  # type: ignore[method-assign]
-    except (AttributeError, TypeError):
+    except (AttributeError, TypeError):  # no instance __dict__
         return False
-    return vars(loop).get("close") is close
+    return loop_attr(loop, "close") is close
 
 
 def _make_close(
@@ -154,10 +156,7 @@ def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
     close it, rather than this finalizer closing it under them. Lock-free, as a finalizer
     must be: a deque append and a raw lock release.
     """
-    try:
-        store = vars(loop).get(READY_ATTR)
-    except TypeError:  # pragma: no cover - no __dict__, so no store either
-        return False
+    store = loop_attr(loop, READY_ATTR)
     # Only an unpinned store (a suspect's: it refers to its loop) is rescued. A pinned one's
     # loop was collected because its resources do not refer to it; finalizing it as usual
     # closes its selector and self-pipe before they are finalized themselves, and the reaper
