@@ -36,7 +36,7 @@ from typing import Any
 
 from . import _config
 from ._closehook import finish_closing
-from ._registry import READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
+from ._registry import HOT_ATTR, READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
 from ._release import force_batch, release_on_loop, warn
 from .warnings import UnclosedLoopWarning
 
@@ -225,6 +225,7 @@ def _close_unreachable(loop: asyncio.AbstractEventLoop) -> None:
     """Close a collected loop we rescued: nobody else can reach it, and its __del__ has run."""
     try:
         vars(loop).pop(READY_ATTR, None)
+        vars(loop).pop(HOT_ATTR, None)
     except TypeError:  # pragma: no cover - a loop without __dict__ has no store to rescue
         pass
     try:
