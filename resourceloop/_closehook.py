@@ -38,7 +38,7 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
-from ._registry import READY_ATTR, LoopState, Store, loop_attr, registry, rescue
+from ._registry import READY_ATTR, LoopState, Store, _get_attr, loop_attr, registry, rescue
 from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
 
 __all__ = [
@@ -63,7 +63,10 @@ def release_bound(n: int) -> float:
 
 def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
     """Wrap ``loop.close`` on the instance; False if this loop cannot be wrapped."""
-    existing = loop_attr(loop, "close")
+    try:
+        existing = _get_attr(loop, "close")
+    except AttributeError:  # pragma: no cover - every loop has a close method
+        return False
     if getattr(existing, _MARK, False):
         return True
     # The class's method comes bound to the loop; anything else was set on the instance
@@ -76,7 +79,7 @@ def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
         loop.close = close  # type: ignore[method-assign]
     except (AttributeError, TypeError):  # no instance __dict__
         return False
-    return loop_attr(loop, "close") is close
+    return _get_attr(loop, "close") is close
 
 
 def _make_close(
@@ -130,8 +133,14 @@ def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
         return not _being_collected(loop)
     if state.discarded or not _config.current().close_hook:
         return True  # released meanwhile, or disabled: the reaper forces and warns
-    batch = registry.take_all(state, closing=True)
     why = "it could not run before closing"
+    if not (state.pending or state.batches or state.remote or state.store()):
+        # Nothing to release (a manager released it all): no batch, no loop run. Nothing can
+        # be added meanwhile: only this thread adds to it, on the loop, which is not running.
+        registry.mark_closing(state)
+        finish_closing(loop, state, why=why)
+        return True
+    batch = registry.take_all(state, closing=True)
     try:
         if get_running_loop_or_none() is None:
             release_on_loop(loop, state, batch, why=why)

@@ -255,6 +255,9 @@ class Reaper:
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
+        #: True while ``_run`` runs: ``ensure_started`` (once per tracked loop) reads it
+        #: instead of ``Thread.is_alive()``, three Python calls.
+        self._running = False
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -264,8 +267,7 @@ class Reaper:
         return self._thread is not None and self._thread.is_alive()
 
     def ensure_started(self) -> None:
-        thread = self._thread
-        if (thread is not None and thread.is_alive()) or self._stop.is_set():
+        if self._running or self._stop.is_set():
             return
         with self._start_lock:
             if self.alive or self._stop.is_set():
@@ -288,6 +290,13 @@ class Reaper:
             thread.join(min(timeout, threading.TIMEOUT_MAX))
 
     def _run(self) -> None:
+        self._running = True
+        try:
+            self._loop()
+        finally:
+            self._running = False
+
+    def _loop(self) -> None:
         wakeup = wakeup_lock()
         while not self._stop.is_set():
             if registry.idle():

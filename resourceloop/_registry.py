@@ -335,7 +335,11 @@ class Registry:
         )
         #: The weak-keyed dict's own ``{weakref(loop): state}``, for lock-free reads.
         self._data: dict[Any, LoopState] = self._states.data  # type: ignore[attr-defined]
-        self._templates: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        #: Weak references to the templates, in creation order. Plain references rather than a
+        #: ``WeakValueDictionary``, whose iteration runs a generator and an iteration guard in
+        #: Python: managers list the templates on every entry. Dead ones are pruned under the
+        #: lock by ``templates()``.
+        self._templates: dict[int, weakref.ReferenceType[Any]] = {}
         self._template_serial = 0
         self._batches: set[Batch] = set()
         self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(Counters), 0)
@@ -368,14 +372,14 @@ class Registry:
             except TypeError:
                 continue
             _forgotten.append(store)
-        templates = list(self._templates.values())  # templates are process-wide, keep them
+        templates = self.templates()  # templates are process-wide, keep them
         self._reset()
         for template in templates:
             self.add_template(template)
 
     def clear_for_tests(self) -> None:
         """Start empty, keeping the templates (the test suite's reset, not a fork's)."""
-        templates = list(self._templates.values())
+        templates = self.templates()
         _rescued.clear()
         _collected.clear()
         self._reset()
@@ -387,12 +391,17 @@ class Registry:
     def add_template(self, template: Any) -> None:
         with self._lock:
             self._template_serial += 1
-            self._templates[self._template_serial] = template
+            self._templates[self._template_serial] = weakref.ref(template)
 
     def templates(self) -> list[Any]:
         """The live templates, in creation order (a snapshot)."""
         with self._lock:
-            return list(self._templates.values())
+            live = [t for ref in self._templates.values() if (t := ref()) is not None]
+            if len(live) != len(self._templates):
+                for serial, ref in list(self._templates.items()):
+                    if ref() is None:
+                        del self._templates[serial]
+            return live
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -607,6 +616,11 @@ class Registry:
             if store is None:
                 return Batch(state, [])
             return self._batch_locked(state, store, spec)
+
+    def mark_closing(self, state: LoopState) -> None:
+        """Refuse later acquisitions on the loop (``take_all(closing=True)``, taking nothing)."""
+        with self._lock:
+            state.closing = True
 
     def take_all(self, state: LoopState, *, closing: bool) -> Batch:
         """Take every resource, newest first. ``closing`` refuses later acquisitions."""

@@ -79,6 +79,8 @@ _PLAIN_TYPES: set[type] = {type(None), bool, int, str}
 def isawaitable_fast(obj: object) -> bool:
     """``inspect.isawaitable``, remembering the types found plain."""
     cls = type(obj)
+    if cls is types.CoroutineType:
+        return True
     if cls in _PLAIN_TYPES:
         return False
     if inspect.isawaitable(obj):
