@@ -131,7 +131,7 @@ def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
         return True
     if state is None:
         return not _being_collected(loop)
-    if state.discarded or not _config.current().close_hook:
+    if state.discarded or not (_config._current or _config.current()).close_hook:
         return True  # released meanwhile, or disabled: the reaper forces and warns
     why = "it could not run before closing"
     if not (state.pending or state.batches or state.remote or state.store()):

@@ -117,7 +117,7 @@ class ResourceManager:
         try:
             for template in registry.templates():
                 if not template._lazy:
-                    await template.acquire()
+                    await template._acquire_here(loop, state)  # acquire() on this loop
         except BaseException:
             await self._release_all(loop, state, body_failed=True)
             raise

@@ -486,10 +486,16 @@ class Registry:
         if store is not None:
             store.loop = None  # break the loop <-> store cycle: refcounting frees the loop
         if loop is not None and store is not None:
-            if loop_attr(loop, READY_ATTR) is store:
-                _del_attr(loop, READY_ATTR)
-            if loop_attr(loop, HOT_ATTR) is store.hot:
-                _del_attr(loop, HOT_ATTR)
+            try:
+                if _get_attr(loop, READY_ATTR) is store:
+                    _del_attr(loop, READY_ATTR)
+            except (AttributeError, TypeError):
+                pass
+            try:
+                if _get_attr(loop, HOT_ATTR) is store.hot:
+                    _del_attr(loop, HOT_ATTR)
+            except (AttributeError, TypeError):
+                pass
 
     def unpin(self, state: LoopState, loop: asyncio.AbstractEventLoop) -> bool:
         """Let a suspect loop be collected with its resources; False if it cannot be."""

@@ -316,7 +316,7 @@ async def release_batch(batch: Batch) -> list[Exception]:
     coroutine that never waits) costs no timer: the deadline is armed only once a release
     actually suspends, for what is left of ``release_timeout``.
     """
-    timeout = _config.current().release_timeout
+    timeout = (_config._current or _config.current()).release_timeout  # no call once loaded
     failures: list[Exception] = []
     try:
         for item in batch.items:

@@ -48,7 +48,7 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
     state = registry.get(loop)
     if state is not None and not state.discarded:
         return state
-    config = _config.current()
+    config = _config._current or _config.current()  # no call once loaded
     thread = threading.current_thread()
     origin = f"{type(loop).__name__} {id(loop):#x} (thread {thread.name!r})"
     state, created = registry.add(loop, origin, thread)

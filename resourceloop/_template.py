@@ -221,11 +221,15 @@ class ResourceTemplate(Generic[R]):
             )
         return await self._acquire_here(running)
 
-    async def _acquire_here(self, loop: asyncio.AbstractEventLoop | None = None) -> R:
+    async def _acquire_here(
+        self, loop: asyncio.AbstractEventLoop | None = None, state: LoopState | None = None
+    ) -> R:
+        """``acquire()`` on the running loop ``loop``, whose ``state`` the caller may have."""
         if loop is None:  # called by ``on_loop``, on the target loop
             loop = asyncio.get_running_loop()
         spec = self._spec
-        state = registry.get(loop)
+        if state is None:
+            state = registry.get(loop)
         if state is None or state.discarded:
             state = track(loop)
         if state.closing:
