@@ -38,7 +38,7 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
-from ._registry import READY_ATTR, LoopState, Store, registry
+from ._registry import READY_ATTR, LoopState, Store, _get_attr, loop_attr, registry
 from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
 
 __all__ = [
@@ -65,17 +65,22 @@ def release_bound(n: int) -> float:
 def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
     """Wrap ``loop.close`` on the instance; False if this loop cannot be wrapped."""
     try:
-        existing = vars(loop).get("close")
-    except TypeError:  # no instance __dict__
+        existing = _get_attr(loop, "close")
+    except AttributeError:  # pragma: no cover - every loop has a close method
         return False
     if getattr(existing, _MARK, False):
         return True
+    # The class's method comes bound to the loop; anything else was set on the instance
+    # (another library's wrapper) and stays in the chain. (Read without ``vars(loop)``, which
+    # would slow the loop down on 3.11; see ``_registry``.)
+    if getattr(existing, "__self__", None) is loop:
+        existing = None
     close = _make_close(weakref.ref(loop), existing, type(loop).close)
     try:
         loop.close = close  # type: ignore[method-assign]
-    except (AttributeError, TypeError):
+    except (AttributeError, TypeError):  # no instance __dict__
         return False
-    return vars(loop).get("close") is close
+    return _get_attr(loop, "close") is close
 
 
 def _make_close(
@@ -121,16 +126,22 @@ def _make_close(
 def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
     """Release the loop's resources on it; False if the real close must not run now."""
     state = registry.get(loop)
-    if state is not None:
+    if state is not None and state.guard.locked():
         wait_for_guard(state)  # the reaper may be running it: wait rather than fail
     if loop.is_running() or loop.is_closed():
         return True
     if state is None:
         return not _being_collected(loop)
-    if state.discarded or not _config.current().close_hook:
+    if state.discarded or not (_config._current or _config.current()).close_hook:
         return True  # released meanwhile, or disabled: the reaper forces and warns
-    batch = registry.take_all(state, closing=True)
     why = "it could not run before closing"
+    if not (state.pending or state.batches or state.remote or state.store()):
+        # Nothing to release (a manager released it all): no batch, no loop run. Nothing can
+        # be added meanwhile: only this thread adds to it, on the loop, which is not running.
+        registry.mark_closing(state)
+        finish_closing(loop, state, why=why)
+        return True
+    batch = registry.take_all(state, closing=True)
     try:
         if get_running_loop_or_none() is None:
             release_on_loop(loop, state, batch, why=why)
@@ -155,10 +166,7 @@ def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
     release its resources on it and then close it, rather than this finalizer closing it
     under them. True tells the caller not to close it now.
     """
-    try:
-        store = vars(loop).get(READY_ATTR)
-    except TypeError:  # pragma: no cover - no __dict__, so no store either
-        return False
+    store = loop_attr(loop, READY_ATTR)
     # Only an unpinned store (a suspect's: it refers to its loop) is rescued. A pinned one's
     # loop was collected because its resources do not refer to it; finalizing it as usual
     # closes its selector and self-pipe before they are finalized themselves, and the reaper
@@ -199,11 +207,14 @@ def finish_closing(
     loop: asyncio.AbstractEventLoop | None, state: LoopState, *, why: str = "its loop closed"
 ) -> None:
     """Untrack a loop whose resources were taken: it ends, or is about to."""
-    for batch in registry.batches_of(state):  # anything a late creation left behind
-        force_batch(batch, why=why)
-    fail_remote_waiters(state)
+    if state.batches:
+        for batch in registry.batches_of(state):  # anything a late creation left behind
+            force_batch(batch, why=why)
+    if state.remote:
+        fail_remote_waiters(state)
     registry.discard(state)
-    _close_asyncgen_hook(state)
+    if state.asyncgen_hook is not None:
+        _close_asyncgen_hook(state)
     del loop
 
 

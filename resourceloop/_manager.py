@@ -92,17 +92,15 @@ class ResourceManager:
         loop = asyncio.get_running_loop()
         if self._active:
             raise RuntimeError("this ResourceManager is already active; create another one")
-        if loop in owned_loops:
+        if owned_loops and loop in owned_loops:
             # A portal's loop: its owner's manager holds the resources until the portal closes.
             self._loop = loop
             self._state = None  # so __aexit__ releases nothing
             for template in registry.templates():
-                if not template.lazy:
+                if not template._lazy:
                     await template.acquire()
             return self
-        if loop.is_closed():  # pragma: no cover - a running loop is never closed
-            raise LoopClosedError("cannot manage a closed event loop")
-        state = track(loop)
+        state = track(loop)  # a running loop is never closed
         if state.closing:
             raise LoopClosedError("cannot manage resources of a closing event loop")
         self._loop = loop
@@ -118,8 +116,8 @@ class ResourceManager:
         self._active = True
         try:
             for template in registry.templates():
-                if not template.lazy:
-                    await template.acquire()
+                if not template._lazy:
+                    await template._acquire_here(loop, state)  # acquire() on this loop
         except BaseException:
             await self._release_all(loop, state, body_failed=True)
             raise
@@ -134,7 +132,7 @@ class ResourceManager:
         state = self._state
         if state is None:
             return  # exist_ok on an already-managed loop: the outer manager owns the work
-        await self._release_all(self.loop, state, body_failed=exc is not None)
+        await self._release_all(self._loop, state, body_failed=exc is not None)  # type: ignore[arg-type]
 
     async def _release_all(
         self, loop: asyncio.AbstractEventLoop, state: LoopState, *, body_failed: bool

@@ -38,7 +38,7 @@ from typing import Any
 from . import _config
 from ._closehook import finish_closing, wait_for_guard
 from ._compat import block_signals_in_this_thread
-from ._registry import READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
+from ._registry import HOT_ATTR, READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
 from ._release import force_batch, release_on_loop, warn
 from .warnings import UnclosedLoopWarning
 
@@ -227,6 +227,7 @@ def _close_unreachable(loop: asyncio.AbstractEventLoop) -> None:
     """
     try:
         vars(loop).pop(READY_ATTR, None)
+        vars(loop).pop(HOT_ATTR, None)
     except TypeError:  # pragma: no cover - a loop without __dict__ has no store to rescue
         pass
     if loop.is_closed() or loop.is_running():
@@ -262,6 +263,9 @@ class Reaper:
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
+        #: True while ``_run`` runs: ``ensure_started`` (once per tracked loop) reads it
+        #: instead of ``Thread.is_alive()``, three Python calls.
+        self._running = False
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -271,7 +275,7 @@ class Reaper:
         return self._thread is not None and self._thread.is_alive()
 
     def ensure_started(self) -> None:
-        if self.alive or self._stop.is_set():
+        if self._running or self._stop.is_set():
             return
         with self._start_lock:
             if self.alive or self._stop.is_set():
@@ -295,6 +299,13 @@ class Reaper:
 
     def _run(self) -> None:
         block_signals_in_this_thread()
+        self._running = True
+        try:
+            self._loop()
+        finally:
+            self._running = False
+
+    def _loop(self) -> None:
         wakeup = wakeup_lock()
         while not self._stop.is_set():
             if registry.idle():

@@ -38,7 +38,7 @@ import threading
 import time
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Final
 
 from . import _config
@@ -54,6 +54,7 @@ from .warnings import (
 __all__ = [
     "force_batch",
     "grace",
+    "isawaitable_fast",
     "release_batch",
     "release_on_loop",
     "warn",
@@ -68,6 +69,26 @@ _INTERNAL_MODULES = ("resourceloop", "asyncio", "threading", "concurrent", "weak
 #: fraction of ``release_timeout`` and at most ``_MAX_GRACE`` seconds.
 _GRACE_FRACTION: Final = 0.25
 _MAX_GRACE: Final = 1.0
+
+
+#: Types whose instances are never awaitable (what release functions usually return), so
+#: that ``isawaitable_fast`` answers them without ``inspect.isawaitable``'s ABC check.
+_PLAIN_TYPES: set[type] = {type(None), bool, int, str}
+
+
+def isawaitable_fast(obj: object) -> bool:
+    """``inspect.isawaitable``, remembering the types found plain."""
+    cls = type(obj)
+    if cls is types.CoroutineType:
+        return True
+    if cls in _PLAIN_TYPES:
+        return False
+    if inspect.isawaitable(obj):
+        return True
+    # A generator's flags, not its type, decide; and a few dozen types are plenty to remember.
+    if not isinstance(obj, types.GeneratorType) and len(_PLAIN_TYPES) < 64:
+        _PLAIN_TYPES.add(cls)
+    return False
 
 
 def grace(timeout: float) -> float:
@@ -290,18 +311,25 @@ async def release_batch(batch: Batch) -> list[Exception]:
     stay in custody on the loop's state, for its close hook or the reaper to release; any
     other ``BaseException`` forces them all. Either way the interruption then propagates at
     once.
+
+    A release that finishes without suspending (a synchronous ``release_func``, or a
+    coroutine that never waits) costs no timer: the deadline is armed only once a release
+    actually suspends, for what is left of ``release_timeout``.
     """
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    timeout = _config.current().release_timeout
+    timeout = (_config._current or _config.current()).release_timeout  # no call once loaded
     failures: list[Exception] = []
     try:
         for item in batch.items:
             if item.status != HELD:
                 continue
-            failure = await _release_item(batch, item, loop, task, timeout)
-            if failure is not None:
-                failures.append(failure)
+            outcome = _start_release(batch, item, timeout)
+            if outcome is None:
+                continue
+            if type(outcome) is _Suspended:
+                outcome = await _finish_release(batch, item, outcome, timeout)
+                if outcome is None:
+                    continue
+            failures.append(outcome)  # type: ignore[arg-type]
     except asyncio.CancelledError:
         _interrupted(batch, [i for i in batch.items if i.status == RELEASING])
         raise
@@ -317,35 +345,97 @@ def _interrupted(batch: Batch, items: list[Item]) -> None:
         force_item(batch, item, why=why)
 
 
-async def _release_item(  # noqa: PLR0911 - one exit per way a release can end
-    batch: Batch,
-    item: Item,
-    loop: asyncio.AbstractEventLoop,
-    task: asyncio.Task[Any] | None,
-    timeout: float,
-) -> Exception | None:
+class _Suspended:
+    """A release that suspended on its first step: what to go on awaiting, and since when."""
+
+    __slots__ = ("it", "signal", "started")
+
+    def __init__(self, it: Any, signal: Any, started: float) -> None:
+        self.it = it
+        self.signal = signal
+        self.started = started
+
+
+def _start_release(
+    batch: Batch, item: Item, timeout: float, _monotonic: Callable[[], float] = time.monotonic
+) -> Exception | _Suspended | None:
+    """Call the release function and run its awaitable up to its first suspension, here.
+
+    Returns ``None`` once the item is settled gracefully, the failure once it is settled as
+    failed, or a ``_Suspended`` for ``_finish_release`` to await under the deadline.
+    """
     func = item.spec.release_func
     item.status = RELEASING
     if func is None:
         registry.settle(batch, item, "graceful_releases")
         return None
-    started = time.monotonic()
+    started = _monotonic()
     try:
         result = func(item.resource)
+        if result is not None and isawaitable_fast(result):
+            item.release = result
+            # The first step runs here, as ``await`` would run it: most releases end without
+            # ever suspending, and then need no timer.
+            it = result if type(result) is types.CoroutineType else result.__await__()
+            signal = it.send(None)
+        else:
+            it = None
+    except StopIteration:
+        it = None
+    except asyncio.CancelledError as exc:
+        item.release = None
+        if not _own_cancellation(asyncio.current_task()):
+            raise  # Python 3.10 cannot tell: it counts as the task's cancellation
+        # Nobody cancelled the task (it has not suspended): the release ended cancelled.
+        failure = RuntimeError(f"the release of {item.spec.name!r} was cancelled")
+        failure.__cause__ = exc
+        _settle_failed(batch, item, failure)
+        return failure
     except Exception as exc:
+        item.release = None
+        if _monotonic() - started > timeout:
+            _check_blocking(item, batch.state, started, "release function")
         _settle_failed(batch, item, exc)
         return exc
-    finally:
+    if _monotonic() - started > timeout:
         _check_blocking(item, batch.state, started, "release function")
-    if not inspect.isawaitable(result):
+    if it is None:
+        item.release = None
         registry.settle(batch, item, "graceful_releases")
         return None
+    return _Suspended(it, signal, started)
+
+
+@types.coroutine
+def _finish_release(
+    batch: Batch, item: Item, suspended: _Suspended, timeout: float
+) -> Generator[Any, Any, Exception | None]:
+    """Await the rest of a release that suspended, bounded by what is left of ``timeout``.
+
+    Delegates to the release's iterator as ``await`` (``yield from``) does, so the task sees
+    exactly what the release yields and the release sees every cancellation of the task.
+    """
+    task = asyncio.current_task()
     if task is None:  # pragma: no cover - a coroutine always runs in a task here
         raise RuntimeError("release_batch() must run in a task")
-    item.release = result
-    timer = _Deadline(loop, task, item, timeout)
+    it, signal = suspended.it, suspended.signal
+    left = max(0.0, timeout - (time.monotonic() - suspended.started))
+    timer = _Deadline(task.get_loop(), task, item, timeout, left)
     try:
-        await result
+        while True:
+            try:
+                sent = yield signal
+            except GeneratorExit:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+                raise
+            except BaseException as thrown:
+                signal = it.throw(thrown)
+            else:
+                signal = it.send(sent)
+    except StopIteration:
+        pass
     except asyncio.CancelledError as exc:
         if not timer.fired:
             if not _own_cancellation(task):
@@ -381,7 +471,7 @@ def _overran(batch: Batch, item: Item, timeout: float) -> None:
     )
 
 
-def _own_cancellation(task: asyncio.Task[Any]) -> bool:
+def _own_cancellation(task: asyncio.Task[Any] | None) -> bool:
     """True if a CancelledError came from the release itself, not a cancelled task (3.11+).
 
     Python 3.10 cannot tell the two apart; there it counts as the task's cancellation.
@@ -406,6 +496,7 @@ class _Deadline:
         task: asyncio.Task[Any],
         item: Item,
         timeout: float,
+        delay: float | None = None,
     ) -> None:
         self._loop = loop
         self._task = task
@@ -413,7 +504,9 @@ class _Deadline:
         self._timeout = timeout
         self._cancels = 0
         self.fired = False
-        self._handle: asyncio.TimerHandle | None = loop.call_later(timeout, self._expire)
+        self._handle: asyncio.TimerHandle | None = loop.call_later(
+            timeout if delay is None else delay, self._expire
+        )
 
     def _expire(self) -> None:
         if self._item.status != RELEASING:
@@ -467,18 +560,25 @@ def release_on_loop(
     no loop of its own.
     """
     timeout = _config.current().release_timeout
-    creations = list(state.pending.values())
+    creations = list(state.pending.values()) if state.pending else []
     # Resources a cancelled manager exit left in custody are released here too.
-    batches = [batch, *(b for b in registry.batches_of(state) if b is not batch)]
-    held = sum(1 for b in batches for i in b.items if i.status == HELD)
+    batches = [batch]
+    if state.batches and (len(state.batches) > 1 or batch not in state.batches):
+        batches += [b for b in registry.batches_of(state) if b is not batch]
+    held = 0
+    for each in batches:
+        for item in each.items:
+            if item.status == HELD:
+                held += 1
     if not held and not creations:
         for leftover in batches:
-            force_batch(leftover, why=why)
+            if leftover.items:
+                force_batch(leftover, why=why)
         return
     deadline = time.monotonic() + (held + len(creations) + 1) * (timeout + grace(timeout))
     runner: asyncio.Future[Any] | None = None
     try:
-        runner = asyncio.ensure_future(_release_then_wait(batches, creations, timeout), loop=loop)
+        runner = loop.create_task(_release_then_wait(batches, creations, timeout))
         while not runner.done() and time.monotonic() < deadline:
             try:
                 loop.run_until_complete(runner)
@@ -497,8 +597,11 @@ def release_on_loop(
                 coro.close()  # interrupted before its first step: it never will run
         elif runner is not None and not runner.cancelled():
             runner.exception()  # raised here already (a KeyboardInterrupt): mark it seen
-        for leftover in (*batches, *registry.batches_of(state)):
+        for leftover in batches:
             force_batch(leftover, why=why)
+        if state.batches:
+            for leftover in registry.batches_of(state):
+                force_batch(leftover, why=why)
 
 
 async def _release_then_wait(

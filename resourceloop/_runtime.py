@@ -48,10 +48,10 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
     state = registry.get(loop)
     if state is not None and not state.discarded:
         return state
-    config = _config.current()
+    config = _config._current or _config.current()  # no call once loaded
     thread = threading.current_thread()
     origin = f"{type(loop).__name__} {id(loop):#x} (thread {thread.name!r})"
-    state, created = registry.add(loop, origin)
+    state, created = registry.add(loop, origin, thread)
     if not created:
         return state
     if config.close_hook:
@@ -60,10 +60,13 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
             state.hook = "close"
         elif install_asyncgen_hook(loop, state):
             state.hook = "asyncgen"
-    _install_process_handlers()
+    if not _handlers_installed:
+        _install_process_handlers()
     reaper.ensure_started()
-    logger.debug("tracking %s (hook: %s)", origin, state.hook)
-    _log_multithreaded()
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("tracking %s (hook: %s)", origin, state.hook)
+    if registry.multithreaded and not _multithreaded_logged:
+        _log_multithreaded()
     return state
 
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, NoReturn, TypeVar, overload
 
 from ._compat import get_running_loop_or_none
 from ._crossthread import on_loop, retrieve, settle_threadsafe
 from ._errors import AcquisitionCycleError, LoopClosedError
 from ._registry import LoopState, Spec, registry
 from ._release import force_batch, release_batch
+from ._release import isawaitable_fast as _isawaitable
 from ._runtime import reap, track, warn_if_ungraceful
 
 __all__ = ["ResourceTemplate"]
@@ -197,12 +197,16 @@ class ResourceTemplate(Generic[R]):
         """
         # The hot path: the running loop's store (on the loop instance, see ``_registry``)
         # already holds the resource: one attribute and one dict lookup, no lock. The
-        # attribute is spelled out (it is ``READY_ATTR``): a literal lookup is the fastest.
+        # attribute is spelled out (it is ``HOT_ATTR``, the store's plain-dict copy): a
+        # literal lookup is the fastest.
         if loop is None:
             try:
-                return _running_loop()._resourceloop_ready[self._spec]  # type: ignore[no-any-return]
+                return _running_loop()._resourceloop_hot[self._spec]  # type: ignore[no-any-return]
             except (KeyError, AttributeError):  # not held yet, or no running loop
                 pass
+            running = _running_loop()
+            if running is not None:  # a running loop is never closed: create it here
+                return await self._acquire_here(running)
         return await self._acquire(loop)
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop | None) -> R:
@@ -215,21 +219,29 @@ class ResourceTemplate(Generic[R]):
             return await on_loop(  # type: ignore[no-any-return]
                 target, self._acquire_here, f"cannot acquire {self.name!r}"
             )
-        return await self._acquire_here()
+        return await self._acquire_here(running)
 
-    async def _acquire_here(self) -> R:
-        loop = asyncio.get_running_loop()
+    async def _acquire_here(
+        self, loop: asyncio.AbstractEventLoop | None = None, state: LoopState | None = None
+    ) -> R:
+        """``acquire()`` on the running loop ``loop``, whose ``state`` the caller may have."""
+        if loop is None:  # called by ``on_loop``, on the target loop
+            loop = asyncio.get_running_loop()
         spec = self._spec
-        state = track(loop)
+        if state is None:
+            state = registry.get(loop)
+        if state is None or state.discarded:
+            state = track(loop)
         if state.closing:
             raise LoopClosedError(f"cannot acquire {self.name!r}: the event loop is closing")
-        if not state.pinned:
+        store = state.strong_store
+        if store is None:
             registry.pin(state)  # a suspect loop in use after all
-        store = state.store()
+            store = state.store()
         if store is not None and spec in store:
             return store[spec]  # type: ignore[no-any-return]
         chain = _creating.get()
-        if spec in chain:
+        if chain and spec in chain:
             names = " -> ".join(repr(s.name) for s in (*chain[chain.index(spec) :], spec))
             raise AcquisitionCycleError(
                 f"acquiring {self.name!r} needs {self.name!r} itself ({names}): an "
@@ -237,14 +249,18 @@ class ResourceTemplate(Generic[R]):
                 "resource; create the shared part in one template and acquire it from the "
                 "others"
             )
-        pending = state.pending.get(spec)
+        pending = state.pending.get(spec) if state.pending else None
         if pending is None:
-            if not state.managed:
-                warn_if_ungraceful(state, self.name)
+            if not (state.managed or state.warned_ungraceful):
+                warn_if_ungraceful(state, spec.name)
             result = self._acquire_func()  # a synchronous factory finishes right here
-            if not inspect.isawaitable(result):
-                return await self._stored(state, result)
-            pending = asyncio.ensure_future(self._finish_creation(state, result))
+            if not _isawaitable(result):
+                if registry.store(state, spec, result):
+                    return result  # type: ignore[return-value]
+                await self._release_late(state, result)  # type: ignore[arg-type]
+            pending = asyncio.ensure_future(
+                self._finish_creation(state, result)  # type: ignore[arg-type]
+            )
             pending.add_done_callback(retrieve)
             state.pending[spec] = pending
         # shield: a waiter's cancellation (even the first one's) leaves the creation running.
@@ -268,12 +284,15 @@ class ResourceTemplate(Generic[R]):
 
     async def _stored(self, state: LoopState, resource: R) -> R:
         if not registry.store(state, self._spec, resource):
-            # The loop began releasing everything (its close hook, or the async-generator
-            # hook during shutdown_asyncgens) while this was being created: release it too,
-            # here, on the loop; the close hook waits for creations in flight.
-            await release_batch(registry.adopt(state, self._spec, resource))
-            raise LoopClosedError(f"cannot acquire {self.name!r}: the event loop is closing")
+            await self._release_late(state, resource)
         return resource
+
+    async def _release_late(self, state: LoopState, resource: R) -> NoReturn:
+        # The loop began releasing everything (its close hook, or the async-generator hook
+        # during shutdown_asyncgens) while this was being created: release it too, here, on
+        # the loop; the close hook waits for creations in flight.
+        await release_batch(registry.adopt(state, self._spec, resource))
+        raise LoopClosedError(f"cannot acquire {self.name!r}: the event loop is closing")
 
     # -- release and purge --------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ the loop's resources on that loop, while it can still run, with no code change; 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import sys
@@ -763,17 +764,31 @@ def test_release_bound_covers_every_release_and_two_more() -> None:
 
 
 class NoDictLoop(asyncio.SelectorEventLoop):
-    """A loop whose ``vars()`` fails, as for a C loop class without ``__dict__``."""
+    """A loop that holds no instance attributes, as for a C loop class without ``__dict__``.
+
+    ``vars()`` fails. resourceloop sets and reads the loop's attributes with ``object``'s own
+    methods, never through ``__dict__``, so the two it stores are read-only properties here:
+    storing them fails as it does without ``__dict__``.
+    """
 
     @property
     def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
         raise AttributeError("__dict__")
+
+    @property
+    def _resourceloop_ready(self) -> Any:
+        raise AttributeError("_resourceloop_ready")
+
+    @property
+    def close(self) -> Callable[[], None]:
+        return functools.partial(asyncio.SelectorEventLoop.close, self)
 
 
 def test_install_close_hook_says_whether_it_wrapped() -> None:
     """True once wrapped (and again, without wrapping twice); False where it cannot wrap."""
     loop = asyncio.new_event_loop()
     refusing, no_dict = RefusingLoop(), NoDictLoop()
+    loops: list[asyncio.SelectorEventLoop] = [loop, refusing, no_dict]  # type: ignore[list-item]
     try:
         assert _closehook.install_close_hook(loop) is True
         wrapper = vars(loop)["close"]
@@ -782,8 +797,8 @@ def test_install_close_hook_says_whether_it_wrapped() -> None:
         assert _closehook.install_close_hook(refusing) is False
         assert _closehook.install_close_hook(no_dict) is False
     finally:
-        for each in (loop, refusing, no_dict):
-            type(each).close(each)
+        for each in loops:
+            asyncio.SelectorEventLoop.close(each)
 
 
 def test_install_asyncgen_hook_only_on_the_running_loop() -> None:

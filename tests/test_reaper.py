@@ -7,6 +7,7 @@ find a closed loop by itself, waiting on an event with a timeout that only matte
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import sys
@@ -808,11 +809,24 @@ def test_a_warning_filter_set_to_error_cannot_break_a_pass(
 
 
 class NoDictLoop(asyncio.SelectorEventLoop):
-    """A loop whose ``vars()`` fails, as for a C loop class without ``__dict__``."""
+    """A loop that holds no instance attributes, as for a C loop class without ``__dict__``.
+
+    ``vars()`` fails. resourceloop sets and reads the loop's attributes with ``object``'s own
+    methods, never through ``__dict__``, so the two it stores are read-only properties here:
+    storing them fails as it does without ``__dict__``.
+    """
 
     @property
     def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
         raise AttributeError("__dict__")
+
+    @property
+    def _resourceloop_ready(self) -> Any:
+        raise AttributeError("_resourceloop_ready")
+
+    @property
+    def close(self) -> Callable[[], None]:
+        return functools.partial(asyncio.SelectorEventLoop.close, self)
 
 
 def test_abandoned_loop_without_dict_is_released_on_it(rec: Recorder) -> None:
