@@ -884,10 +884,13 @@ def _run_in_thread(
 
     An exception raised in this thread while it waits (Ctrl-C) cancels the call on its loop,
     waits for the worker to finish, and propagates: no call runs on with nobody waiting.
+    The wait is on an event of our own, in slices so that such an exception gets in:
+    ``Thread.join()`` interrupted by one marks the thread stopped while it still runs.
     """
     context = contextvars.copy_context()
     outcome: list[Any] = []
     running: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+    began, done = threading.Event(), threading.Event()
     gave_up = False
 
     async def call() -> R:
@@ -899,16 +902,21 @@ def _run_in_thread(
         return await func(*args, **kwargs)
 
     def target() -> None:
+        began.set()
         try:
             outcome.append((True, context.run(asyncio.run, call())))
         except BaseException as error:
             outcome.append((False, error))
+        finally:
+            done.set()
 
     worker = threading.Thread(target=target, name=f"resourceloop-async_to_sync-{func!r:.40}")
-    worker.start()
+    started = False
     try:
-        while worker.is_alive():  # in slices: an exception raised into this thread gets in
-            worker.join(_WAIT_SLICE)
+        worker.start()
+        started = True
+        while not done.wait(_WAIT_SLICE):
+            pass
     except BaseException:
         gave_up = True
         for loop, task in running:
@@ -916,9 +924,12 @@ def _run_in_thread(
                 loop.call_soon_threadsafe(task.cancel)
             except RuntimeError:  # the call ended and its loop closed meanwhile
                 pass
-        worker.join()
+        if started or began.is_set():  # else it never began, or will end at once
+            done.wait()
+            worker.join()  # it has finished: only its last steps are left
         outcome.clear()
         raise
+    worker.join()  # it has finished: only its last steps are left
     ok, value = outcome[0]
     if ok:
         return value  # type: ignore[no-any-return]
