@@ -716,6 +716,54 @@ def test_close_from_another_loop_releases_in_a_daemon_helper(rec: Recorder) -> N
     assert other.is_closed()
 
 
+def test_close_from_another_loop_waits_as_long_as_its_creations_may_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The helper's join covers the resources held and the creations in flight on the loop.
+
+    ``release_on_loop`` may take ``(held + creations + 1) * (release_timeout + grace)``; a
+    shorter join would let the real close run while the helper still runs the loop.
+    """
+    from resourceloop import _config
+    from resourceloop._release import grace, run_elsewhere
+
+    async def never() -> object:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    held = ResourceTemplate(object, name="held")
+    makers = [ResourceTemplate(never, name=f"creating{i}") for i in range(3)]
+    other = asyncio.new_event_loop()
+    other.run_until_complete(held.acquire())
+    creations = [other.create_task(m.acquire()) for m in makers]
+    other.run_until_complete(asyncio.sleep(0))  # each creation starts, and waits
+    state = registry.get(other)
+    assert state is not None
+    assert len(state.pending) == 3
+    joins: list[float] = []
+
+    def recording(target: Callable[[], None], *, timeout: float) -> None:
+        joins.append(timeout)
+        run_elsewhere(target, timeout=timeout)
+
+    monkeypatch.setattr(_closehook, "run_elsewhere", recording)
+
+    async def main() -> None:
+        other.close()
+
+    asyncio.run(main())
+    assert other.is_closed()
+    assert all(c.done() for c in creations)
+    for creation in creations:
+        if not creation.cancelled():
+            creation.exception()  # retrieved: no "never retrieved" report
+    timeout = _config.current().release_timeout
+    assert len(joins) == 1
+    assert joins[0] >= (1 + 3 + 1) * (timeout + grace(timeout))
+    assert stats().resources_live == {}
+    assert stats().graceful_releases == 1
+
+
 @pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning")
 def test_a_dropped_unclosed_loop_is_still_closed_by_its_finalizer() -> None:
     """asyncio's ``__del__`` closes a dropped loop through our wrapper: its self-pipe closes."""
