@@ -628,6 +628,55 @@ def test_blocking_sync_release_is_reported() -> None:
         asyncio.run(main())
 
 
+def test_blocking_force_release_is_reported(
+    hook_disabled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A force function that blocks past release_timeout is named too, as a forced release."""
+    monkeypatch.setenv("RESOURCELOOP_RELEASE_TIMEOUT", "0.05")
+    resourceloop._config.reset_for_tests()  # read from the environment: no reaper wake-up
+    template = ResourceTemplate(
+        object, name="blocker", force_release_func=lambda r: time.sleep(0.1)
+    )
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()  # the hook is off: the reaper forces
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reap()
+    blocking = [str(w.message) for w in caught if w.category is BlockingReleaseWarning]
+    assert len(blocking) == 1
+    assert "the forced release of 'blocker'" in blocking[0]
+    assert stats().forced_releases == 1
+
+
+class _Awaitable:
+    """An awaitable that is not a coroutine (what some clients' ``close()`` returns)."""
+
+    def __init__(self, done: list[str]) -> None:
+        self.done = done
+
+    def __await__(self) -> Any:
+        yield from asyncio.sleep(0).__await__()  # suspends once, as real I/O would
+        self.done.append("released")
+
+
+def test_a_release_returning_a_plain_awaitable_is_awaited_on_the_loop() -> None:
+    """A release function returning an awaitable object (not a coroutine) is awaited."""
+    done: list[str] = []
+    template = ResourceTemplate(object, lambda r: _Awaitable(done), name="awaitable")
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+        assert done == ["released"]
+
+    asyncio.run(main())
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.resources_live) == (1, 0, {})
+
+
 def test_dropped_template_leaves_managers_but_its_resource_is_released() -> None:
     """A template nobody refers to is not acquired by managers; what it made is released."""
     released: list[Any] = []
