@@ -748,6 +748,36 @@ def test_forced_release_closes_an_awaitable_it_cannot_run_and_says_so() -> None:
     assert closed == []
 
 
+class _ClosableAwaitable:
+    """An awaitable that is neither a coroutine nor a future, with a ``close()``."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def __await__(self) -> Any:  # pragma: no cover - never awaited: the loop is gone
+        self.log.append("ran")
+        yield
+
+    def close(self) -> None:
+        self.log.append("closed")
+
+
+def test_forced_release_closes_an_awaitable_object_it_cannot_run(hook_disabled: None) -> None:
+    """An awaitable object (not a coroutine) that cannot run is closed through its close()."""
+    log: list[str] = []
+    template = ResourceTemplate(object, lambda r: _ClosableAwaitable(log), name="awaitable")
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
+        reap()
+    assert log == ["closed"]
+    s = stats()
+    assert (s.forced_releases, s.release_failures, s.resources_live) == (1, 0, {})
+
+
 # -- the release engine piece by piece -----------------------------------------------------------
 
 
