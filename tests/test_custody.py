@@ -778,6 +778,50 @@ def test_forced_release_closes_an_awaitable_object_it_cannot_run(hook_disabled: 
     assert (s.forced_releases, s.release_failures, s.resources_live) == (1, 0, {})
 
 
+def test_forced_release_leaves_a_future_of_the_closed_loop_alone(hook_disabled: None) -> None:
+    """A release returning a future of its (closed) loop is forced without touching that loop:
+    cancelling the future would schedule its callbacks there, and fail."""
+    loop = asyncio.new_event_loop()
+    future = loop.create_future()
+    future.add_done_callback(lambda f: None)  # as a caller awaiting it would have
+    template = ResourceTemplate(object, lambda r: future, name="future")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
+        reap()
+    assert not future.done()
+    s = stats()
+    assert (s.forced_releases, s.release_failures, s.resources_live) == (1, 0, {})
+
+
+def test_forcing_on_an_idle_loop_cancels_the_future_a_release_returned() -> None:
+    """Forced while its loop is open and idle (a graceful run that ended early), a release's
+    future of that loop is cancelled: nothing of ours is left pending on the loop."""
+    loop = asyncio.new_event_loop()
+    futures: list[asyncio.Future[None]] = []
+
+    def release(r: object) -> asyncio.Future[None]:
+        futures.append(loop.create_future())
+        return futures[-1]
+
+    template = ResourceTemplate(object, release, name="future")
+    try:
+        loop.run_until_complete(template.acquire())
+        state = registry.get(loop)
+        assert state is not None
+        batch = registry.take_all(state, closing=False)
+        with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
+            force_batch(batch, why="a test forces it")
+        [future] = futures
+        assert future.cancelled()
+        s = stats()
+        assert (s.forced_releases, s.release_failures, s.resources_live) == (1, 0, {})
+    finally:
+        loop.close()
+
+
 # -- the release engine piece by piece -----------------------------------------------------------
 
 
