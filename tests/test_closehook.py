@@ -22,7 +22,15 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import LoopClosedError, ResourceTemplate, _closehook, _crossthread, reap, stats
+from resourceloop import (
+    LoopClosedError,
+    ResourceTemplate,
+    _closehook,
+    _crossthread,
+    reap,
+    resource_manager,
+    stats,
+)
 from resourceloop._crossthread import RemoteCall
 from resourceloop._registry import registry
 from resourceloop.warnings import (
@@ -714,6 +722,99 @@ def test_close_from_another_loop_releases_in_a_daemon_helper(rec: Recorder) -> N
 
     asyncio.run(main())
     assert other.is_closed()
+
+
+def test_close_releases_what_a_cancelled_manager_exit_left_along_with_the_rest() -> None:
+    """A manager exit cancelled mid-release leaves the releases not begun in custody; a later
+    close() with other resources live releases those on the loop too, not forcefully."""
+    released: list[str] = []
+    forced: list[str] = []
+
+    async def record(res: str) -> None:
+        released.append(res)
+
+    async def cancelled(res: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # the task leaving the manager is cancelled, mid-release
+        await asyncio.sleep(0)
+
+    older = ResourceTemplate(
+        lambda: "older", record, name="older", force_release_func=forced.append
+    )
+    newer = ResourceTemplate(
+        lambda: "newer", cancelled, name="newer", force_release_func=forced.append
+    )
+
+    async def main() -> None:
+        async with resource_manager():
+            await older.acquire()
+            await newer.acquire()
+
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(main())
+        assert forced == ["newer"]  # the release in progress
+        # Made after the manager (which acquires every template): live, outside any manager.
+        extra = ResourceTemplate(
+            lambda: "extra", record, name="extra", force_release_func=forced.append
+        )
+        loop.run_until_complete(extra.acquire())
+        assert stats().resources_live == {"older": 1, "extra": 1}
+        loop.close()
+    assert sorted(released) == ["extra", "older"]
+    assert forced == ["newer"]
+    assert stats().resources_live == {}
+
+
+def test_close_from_another_loop_waits_as_long_as_its_creations_may_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The helper's join covers the resources held and the creations in flight on the loop.
+
+    ``release_on_loop`` may take ``(held + creations + 1) * (release_timeout + grace)``; a
+    shorter join would let the real close run while the helper still runs the loop.
+    """
+    from resourceloop import _config
+    from resourceloop._release import grace, run_elsewhere
+
+    async def never() -> object:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    held = ResourceTemplate(object, name="held")
+    makers = [ResourceTemplate(never, name=f"creating{i}") for i in range(3)]
+    other = asyncio.new_event_loop()
+    other.run_until_complete(held.acquire())
+    creations = [other.create_task(m.acquire()) for m in makers]
+    other.run_until_complete(asyncio.sleep(0))  # each creation starts, and waits
+    state = registry.get(other)
+    assert state is not None
+    assert len(state.pending) == 3
+    joins: list[float] = []
+
+    def recording(target: Callable[[], None], *, timeout: float) -> None:
+        joins.append(timeout)
+        run_elsewhere(target, timeout=timeout)
+
+    monkeypatch.setattr(_closehook, "run_elsewhere", recording)
+
+    async def main() -> None:
+        other.close()
+
+    asyncio.run(main())
+    assert other.is_closed()
+    assert all(c.done() for c in creations)
+    for creation in creations:
+        if not creation.cancelled():
+            creation.exception()  # retrieved: no "never retrieved" report
+    timeout = _config.current().release_timeout
+    assert len(joins) == 1
+    assert joins[0] >= (1 + 3 + 1) * (timeout + grace(timeout))
+    assert stats().resources_live == {}
+    assert stats().graceful_releases == 1
 
 
 @pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning")

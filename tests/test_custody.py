@@ -628,6 +628,55 @@ def test_blocking_sync_release_is_reported() -> None:
         asyncio.run(main())
 
 
+def test_blocking_force_release_is_reported(
+    hook_disabled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A force function that blocks past release_timeout is named too, as a forced release."""
+    monkeypatch.setenv("RESOURCELOOP_RELEASE_TIMEOUT", "0.05")
+    resourceloop._config.reset_for_tests()  # read from the environment: no reaper wake-up
+    template = ResourceTemplate(
+        object, name="blocker", force_release_func=lambda r: time.sleep(0.1)
+    )
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()  # the hook is off: the reaper forces
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reap()
+    blocking = [str(w.message) for w in caught if w.category is BlockingReleaseWarning]
+    assert len(blocking) == 1
+    assert "the forced release of 'blocker'" in blocking[0]
+    assert stats().forced_releases == 1
+
+
+class _Awaitable:
+    """An awaitable that is not a coroutine (what some clients' ``close()`` returns)."""
+
+    def __init__(self, done: list[str]) -> None:
+        self.done = done
+
+    def __await__(self) -> Any:
+        yield from asyncio.sleep(0).__await__()  # suspends once, as real I/O would
+        self.done.append("released")
+
+
+def test_a_release_returning_a_plain_awaitable_is_awaited_on_the_loop() -> None:
+    """A release function returning an awaitable object (not a coroutine) is awaited."""
+    done: list[str] = []
+    template = ResourceTemplate(object, lambda r: _Awaitable(done), name="awaitable")
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+        assert done == ["released"]
+
+    asyncio.run(main())
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.resources_live) == (1, 0, {})
+
+
 def test_dropped_template_leaves_managers_but_its_resource_is_released() -> None:
     """A template nobody refers to is not acquired by managers; what it made is released."""
     released: list[Any] = []
@@ -697,6 +746,80 @@ def test_forced_release_closes_an_awaitable_it_cannot_run_and_says_so() -> None:
     assert "nothing was released" in text
     assert "pass force_release_func=" in text
     assert closed == []
+
+
+class _ClosableAwaitable:
+    """An awaitable that is neither a coroutine nor a future, with a ``close()``."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def __await__(self) -> Any:  # pragma: no cover - never awaited: the loop is gone
+        self.log.append("ran")
+        yield
+
+    def close(self) -> None:
+        self.log.append("closed")
+
+
+def test_forced_release_closes_an_awaitable_object_it_cannot_run(hook_disabled: None) -> None:
+    """An awaitable object (not a coroutine) that cannot run is closed through its close()."""
+    log: list[str] = []
+    template = ResourceTemplate(object, lambda r: _ClosableAwaitable(log), name="awaitable")
+    loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
+        reap()
+    assert log == ["closed"]
+    s = stats()
+    assert (s.forced_releases, s.release_failures, s.resources_live) == (1, 0, {})
+
+
+def test_forced_release_leaves_a_future_of_the_closed_loop_alone(hook_disabled: None) -> None:
+    """A release returning a future of its (closed) loop is forced without touching that loop:
+    cancelling the future would schedule its callbacks there, and fail."""
+    loop = asyncio.new_event_loop()
+    future = loop.create_future()
+    future.add_done_callback(lambda f: None)  # as a caller awaiting it would have
+    template = ResourceTemplate(object, lambda r: future, name="future")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UngracefulLoopWarning)
+        loop.run_until_complete(template.acquire())
+    loop.close()
+    with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
+        reap()
+    assert not future.done()
+    s = stats()
+    assert (s.forced_releases, s.release_failures, s.resources_live) == (1, 0, {})
+
+
+def test_forcing_on_an_idle_loop_cancels_the_future_a_release_returned() -> None:
+    """Forced while its loop is open and idle (a graceful run that ended early), a release's
+    future of that loop is cancelled: nothing of ours is left pending on the loop."""
+    loop = asyncio.new_event_loop()
+    futures: list[asyncio.Future[None]] = []
+
+    def release(r: object) -> asyncio.Future[None]:
+        futures.append(loop.create_future())
+        return futures[-1]
+
+    template = ResourceTemplate(object, release, name="future")
+    try:
+        loop.run_until_complete(template.acquire())
+        state = registry.get(loop)
+        assert state is not None
+        batch = registry.take_all(state, closing=False)
+        with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
+            force_batch(batch, why="a test forces it")
+        [future] = futures
+        assert future.cancelled()
+        s = stats()
+        assert (s.forced_releases, s.release_failures, s.resources_live) == (1, 0, {})
+    finally:
+        loop.close()
 
 
 # -- the release engine piece by piece -----------------------------------------------------------

@@ -566,6 +566,41 @@ def test_one_reaper_thread_and_none_after_stop(wakeup: CountingLock) -> None:
     assert repr(reaper) == "<Reaper alive=False stopping=True>"
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_reaper_thread_that_died_is_started_again(wakeup: CountingLock) -> None:
+    """If the thread ever ends without stop() (something outside a pass raised), the next
+    ensure_started() starts a new one rather than trusting a stale running flag."""
+    reaper = _reaper.Reaper()
+    runs: list[threading.Thread] = []
+    second, done = threading.Event(), threading.Event()
+
+    def loop_body() -> None:
+        runs.append(threading.current_thread())
+        if len(runs) == 1:
+            raise SystemExit  # ends the thread quietly, outside _pass's error handling
+        second.set()
+        done.wait(30)
+
+    reaper._loop = loop_body  # type: ignore[method-assign]
+    reaper.ensure_started()
+    first = reaper._thread
+    assert first is not None
+    first.join(30)
+    assert not first.is_alive()
+    try:
+        reaper.ensure_started()
+        assert second.wait(10), "no new reaper thread after the first one died"
+        restarted = reaper._thread
+        assert restarted is not None
+        assert restarted is not first
+        assert restarted.is_alive()
+        assert runs == [first, restarted]
+    finally:
+        done.set()
+        reaper.stop(timeout=10)
+    assert not reaper.alive
+
+
 def test_reaper_stop_from_its_own_thread_does_not_join_itself() -> None:
     """stop() called on the reaper thread (by a release function) returns instead of hanging."""
     reaper = _reaper.Reaper()
@@ -698,6 +733,35 @@ def test_force_release_interrupt_propagates_after_the_others(hook_disabled: None
         with pytest.raises(KeyboardInterrupt):
             reap()
     assert forced == ["interrupted", "o"]
+    snap = stats()
+    assert (snap.forced_releases, snap.loops_tracked, snap.resources_live) == (2, 0, {})
+
+
+def test_force_interrupt_on_a_closed_loop_still_untracks_it(hook_disabled: None) -> None:
+    """A KeyboardInterrupt from a force function on a closed loop, still referenced: the pass
+    forces every item, then untracks the loop, before the interrupt reaches reap()."""
+    forced: list[str] = []
+
+    def interrupt(r: object) -> None:
+        forced.append("interrupted")
+        raise KeyboardInterrupt
+
+    older = ResourceTemplate(object, name="older", force_release_func=lambda r: forced.append("o"))
+    newer = ResourceTemplate(object, name="newer", force_release_func=interrupt)
+
+    async def main() -> None:
+        await older.acquire()
+        await newer.acquire()
+
+    loop = asyncio.new_event_loop()  # kept: the pass finds it closed, not collected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        loop.run_until_complete(main())
+        loop.close()
+        with pytest.raises(KeyboardInterrupt):
+            reap()
+    assert forced == ["interrupted", "o"]
+    assert registry.get(loop) is None
     snap = stats()
     assert (snap.forced_releases, snap.loops_tracked, snap.resources_live) == (2, 0, {})
 

@@ -584,3 +584,47 @@ def test_add_wakes_the_reaper(reg: Registry, loops: list[asyncio.AbstractEventLo
     reg.add(loop, "x")  # already tracked: nothing new to do
     assert lock.locked()
     wake_reaper()
+
+
+def test_every_way_of_changing_a_store_changes_its_hot_copy(
+    reg: Registry, loops: list[asyncio.AbstractEventLoop]
+) -> None:
+    """``Store.hot`` (what the hot path reads) has the store's items after every change."""
+    c, d = Spec("c", None, None), Spec("d", None, None)
+    store = Store(None, reg.add(_new(loops), "s")[0])
+    store[A] = "a"
+    assert store.hot == {A: "a"}
+    assert store.setdefault(B, "b") == "b"
+    assert store.hot == {A: "a", B: "b"}
+    store.update({c: "c"})
+    assert store.hot == {A: "a", B: "b", c: "c"}
+    store |= {d: "d"}
+    assert store.hot == {A: "a", B: "b", c: "c", d: "d"}
+    assert store.pop(A) == "a"
+    del store[B]
+    assert store.hot == {c: "c", d: "d"}
+    assert store.popitem() == (d, "d")
+    assert store.hot == {c: "c"}
+    store.clear()
+    assert store.hot == {}
+    assert dict(store) == {}
+
+
+def test_a_loop_a_reset_forgot_is_not_forced_when_collected(reg: Registry) -> None:
+    """A pinned loop tracked before ``clear_for_tests()`` and collected after it: its state
+    belongs to the forgotten generation, so no drain hands its resources over."""
+    loop = asyncio.new_event_loop()
+    state, _ = reg.add(loop, "forgotten")
+    assert reg.store(state, A, "r")  # pinned; the resource does not refer to the loop
+    reg.clear_for_tests()
+    type(loop).close(loop)
+    probe = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert probe() is None
+    try:
+        assert list(_registry._collected) == [state]  # the weak reference's callback ran
+        assert reg.drain_collected() == []
+        assert reg.live_entries() == []
+    finally:
+        _registry._collected.clear()
