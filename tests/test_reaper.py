@@ -14,7 +14,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -712,9 +712,8 @@ def test_the_owner_gets_its_run_forever_back(rec: Recorder) -> None:
     loop.close()
 
 
-def test_force_release_interrupt_propagates_after_the_others(hook_disabled: None) -> None:
-    """A KeyboardInterrupt from one force function reaches reap() once every item is forced."""
-    forced: list[str] = []
+def _held_with_an_interrupting_force(forced: list[str]) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A coroutine acquiring two templates; forcing the newer one raises KeyboardInterrupt."""
 
     def interrupt(r: object) -> None:
         forced.append("interrupted")
@@ -727,6 +726,13 @@ def test_force_release_interrupt_propagates_after_the_others(hook_disabled: None
         await older.acquire()
         await newer.acquire()
 
+    return main
+
+
+def test_force_release_interrupt_propagates_after_the_others(hook_disabled: None) -> None:
+    """A KeyboardInterrupt from one force function reaches reap() once every item is forced."""
+    forced: list[str] = []
+    main = _held_with_an_interrupting_force(forced)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceLoopWarning)
         asyncio.run(main())
@@ -741,18 +747,7 @@ def test_force_interrupt_on_a_closed_loop_still_untracks_it(hook_disabled: None)
     """A KeyboardInterrupt from a force function on a closed loop, still referenced: the pass
     forces every item, then untracks the loop, before the interrupt reaches reap()."""
     forced: list[str] = []
-
-    def interrupt(r: object) -> None:
-        forced.append("interrupted")
-        raise KeyboardInterrupt
-
-    older = ResourceTemplate(object, name="older", force_release_func=lambda r: forced.append("o"))
-    newer = ResourceTemplate(object, name="newer", force_release_func=interrupt)
-
-    async def main() -> None:
-        await older.acquire()
-        await newer.acquire()
-
+    main = _held_with_an_interrupting_force(forced)
     loop = asyncio.new_event_loop()  # kept: the pass finds it closed, not collected
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceLoopWarning)
