@@ -35,15 +35,21 @@ def retrieve(task: asyncio.Future[Any]) -> None:
 
 
 def settle_threadsafe(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], exc: BaseException | None
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    exc: BaseException | None,
+    result: Any = None,
 ) -> None:
-    """Complete ``future`` (of ``loop``) from another thread; nothing if the loop closed."""
+    """Complete ``future`` (of ``loop``) from another thread, once; nothing if the loop closed.
+
+    With ``exc``, or else with ``result``; the first settlement to run on the loop wins.
+    """
 
     def settle() -> None:
         if future.done():
             return
         if exc is None:
-            future.set_result(None)
+            future.set_result(result)
         else:
             future.set_exception(exc)
 
@@ -102,20 +108,7 @@ class RemoteCall:
             self._settle(error, None if error is not None else task.result())
 
     def _settle(self, error: BaseException | None, result: Any) -> None:
-        answer = self.answer
-
-        def settle() -> None:
-            if answer.done():
-                return
-            if error is None:
-                answer.set_result(result)
-            else:
-                answer.set_exception(error)
-
-        try:
-            self.caller.call_soon_threadsafe(settle)
-        except RuntimeError:  # the caller's loop closed: nobody is waiting any more
-            pass
+        settle_threadsafe(self.caller, self.answer, error, result)
 
 
 async def on_loop(
