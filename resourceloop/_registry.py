@@ -253,6 +253,8 @@ class LoopState:
     discarded: bool = False
     hook: str = "none"  # "close", "asyncgen" or "none"
     warned_ungraceful: bool = False
+    #: ``shutdown_default_executor`` is wrapped (``_closehook.install_shutdown_hook``).
+    shutdown_hooked: bool = False
     asyncgen_hook: AsyncGenerator[None, None] | None = None
     #: Held by a thread other than the owner while it runs this loop to release it (the
     #: reaper, the exit handler); the close hook waits on it rather than fail.
@@ -312,10 +314,11 @@ def rescue(store: Store) -> None:
 
 def wake_reaper() -> None:
     """Wake the reaper thread; safe anywhere, even inside a garbage-collector callback."""
-    try:
-        _wakeup.release()
-    except RuntimeError:  # already awake
-        pass
+    if _wakeup.locked():  # mostly it is awake already: raising and catching would cost
+        try:
+            _wakeup.release()
+        except RuntimeError:  # woken meanwhile
+            pass
 
 
 def wakeup_lock() -> Any:
@@ -462,10 +465,11 @@ class Registry:
             if thread is not self._last_thread and not self.multithreaded:
                 self._last_thread = thread
                 self.multithreaded = any(s.thread is not thread for s in self._states.values())
-        try:
-            _wakeup.release()  # wake_reaper(), inline
-        except RuntimeError:  # already awake
-            pass
+        if _wakeup.locked():  # wake_reaper(), inline
+            try:
+                _wakeup.release()
+            except RuntimeError:  # woken meanwhile
+                pass
         return state, True
 
     def discard(self, state: LoopState) -> None:

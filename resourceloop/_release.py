@@ -74,6 +74,7 @@ _MAX_GRACE: Final = 1.0
 #: Types whose instances are never awaitable (what release functions usually return), so
 #: that ``isawaitable_fast`` answers them without ``inspect.isawaitable``'s ABC check.
 _PLAIN_TYPES: set[type] = {type(None), bool, int, str}
+_Coroutine: Final = types.CoroutineType
 
 
 def isawaitable_fast(obj: object) -> bool:
@@ -372,11 +373,12 @@ def _start_release(
     started = _monotonic()
     try:
         result = func(item.resource)
-        if result is not None and isawaitable_fast(result):
+        # A coroutine (the usual case) needs no ``isawaitable`` call.
+        if type(result) is _Coroutine or (result is not None and isawaitable_fast(result)):
             item.release = result
             # The first step runs here, as ``await`` would run it: most releases end without
             # ever suspending, and then need no timer.
-            it = result if type(result) is types.CoroutineType else result.__await__()
+            it = result if type(result) is _Coroutine else result.__await__()
             signal = it.send(None)
         else:
             it = None

@@ -17,7 +17,12 @@ from typing import Literal
 import attrs
 
 from . import _config
-from ._closehook import finish_closing, install_asyncgen_hook, install_close_hook
+from ._closehook import (
+    finish_closing,
+    install_asyncgen_hook,
+    install_close_hook,
+    install_shutdown_hook,
+)
 from ._compat import get_running_loop_or_none
 from ._reaper import Reaper, pass_lock, reap_once, reset_after_fork
 from ._registry import LoopState, registry
@@ -32,7 +37,7 @@ __all__ = [
     "reap",
     "stats",
     "track",
-    "warn_if_ungraceful",
+    "unmanaged_acquisition",
 ]
 
 logger = logging.getLogger("resourceloop")
@@ -70,15 +75,21 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
     return state
 
 
-def warn_if_ungraceful(state: LoopState, name: str) -> None:
-    """Warn once per loop when nothing will release its resources gracefully.
+def unmanaged_acquisition(loop: asyncio.AbstractEventLoop, state: LoopState, name: str) -> None:
+    """A new resource outside any manager: see that something releases it gracefully.
 
-    ``name`` is the template being acquired, so the message says what is at risk.
+    Warn, once per loop, when nothing will: no hook, or hooks disabled (before or after the
+    loop was tracked). Otherwise also release at the executor shutdown, when that comes before
+    the close (``install_shutdown_hook``: it is cheaper). ``name`` is the template being
+    acquired, so the message says what is at risk.
     """
     if state.warned_ungraceful or state.managed:
         return
-    close_hook = _config.current().close_hook
+    close_hook = (_config._current or _config.current()).close_hook
     if state.hook != "none" and close_hook:
+        if state.hook == "close" and not state.shutdown_hooked:
+            state.shutdown_hooked = True
+            install_shutdown_hook(loop)
         return
     if not close_hook:  # whether it was disabled before or after this loop was tracked
         why = "disabled by configure(close_hook=False) or RESOURCELOOP_CLOSE_HOOK=0"

@@ -20,7 +20,7 @@ from ._errors import AcquisitionCycleError, LoopClosedError
 from ._registry import LoopState, Spec, registry
 from ._release import force_batch, release_batch
 from ._release import isawaitable_fast as _isawaitable
-from ._runtime import reap, track, warn_if_ungraceful
+from ._runtime import reap, track, unmanaged_acquisition
 
 __all__ = ["ResourceTemplate"]
 
@@ -252,7 +252,7 @@ class ResourceTemplate(Generic[R]):
         pending = state.pending.get(spec) if state.pending else None
         if pending is None:
             if not (state.managed or state.warned_ungraceful):
-                warn_if_ungraceful(state, spec.name)
+                unmanaged_acquisition(loop, state, spec.name)
             result = self._acquire_func()  # a synchronous factory finishes right here
             if not _isawaitable(result):
                 if registry.store(state, spec, result):

@@ -377,7 +377,7 @@ def test_no_reference_cycle(
     try:
         loop = factory()
         loop.run_until_complete(t.acquire())
-        assert getattr(vars(loop)["close"], "__resourceloop_close_hook__", False)
+        assert _closehook.is_close_hook(vars(loop)["close"])
         loop.close()
         probe = weakref.ref(loop)
         del loop

@@ -1,0 +1,283 @@
+"""Releasing in the executor shutdown that ``asyncio.run`` and ``Runner`` run just before close.
+
+``_closehook.install_shutdown_hook``: the releases run in that pass's task, before the default
+executor shuts down, and the close hook then has nothing left to do. Called mid-life, from a
+running loop, ``shutdown_default_executor`` releases nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+
+import resourceloop
+from resourceloop import ResourceTemplate, resource_manager, stats
+from tests._loops import needs_uvloop, uvloop
+from tests._warnings import record_text
+
+
+@pytest.fixture(autouse=True)
+def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the reaper thread asleep: nothing here may depend on one of its passes."""
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
+class Seen:
+    """What each release saw: its resource, whether the executor was shut down, its task."""
+
+    def __init__(self) -> None:
+        self.created: list[object] = []
+        self.released: list[tuple[object, bool, bool]] = []
+        self.shutdowns: list[object] = []
+
+    def template(
+        self, name: str, release: Callable[[object], Coroutine[Any, Any, None]] | None = None
+    ) -> ResourceTemplate[object]:
+        def create() -> object:
+            resource = object()
+            self.created.append(resource)
+            return resource
+
+        async def record(resource: object) -> None:
+            loop = asyncio.get_running_loop()
+            self.released.append(
+                (
+                    resource,
+                    bool(getattr(loop, "_executor_shutdown_called", False)),
+                    asyncio.current_task() is not None,
+                )
+            )
+            if release is not None:
+                await release(resource)
+
+        return ResourceTemplate(create, record, name=name)
+
+    def watch_shutdowns(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Count calls of the class's ``shutdown_default_executor`` on ``loop``."""
+        cls = type(loop)
+        original = cls.shutdown_default_executor
+
+        def counting(this: Any, *args: Any, **kwargs: Any) -> Any:
+            if this is loop:
+                self.shutdowns.append(args)
+            return original(this, *args, **kwargs)
+
+        self._restore = (cls, original)
+        setattr(cls, "shutdown_default_executor", counting)  # noqa: B010 - a test's spy
+
+    def restore(self) -> None:
+        if hasattr(self, "_restore"):
+            cls, original = self._restore
+            setattr(cls, "shutdown_default_executor", original)  # noqa: B010
+
+
+@pytest.fixture
+def seen() -> Iterator[Seen]:
+    recorder = Seen()
+    try:
+        yield recorder
+    finally:
+        recorder.restore()
+
+
+def _balanced() -> bool:
+    s = stats()
+    ended = s.graceful_releases + s.forced_releases + s.release_failures
+    return s.acquisitions == ended + sum(s.resources_live.values())
+
+
+def _run_with_runner(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    if not hasattr(asyncio, "Runner"):  # 3.10: asyncio.run is the runner
+        asyncio.run(main())
+        return
+    with asyncio.Runner() as runner:
+        runner.run(main())
+
+
+RUNNERS = [
+    pytest.param(lambda main: asyncio.run(main()), id="asyncio.run"),
+    pytest.param(_run_with_runner, id="Runner"),
+    pytest.param(
+        lambda main: uvloop.run(main()) if uvloop is not None else None,
+        id="uvloop.run",
+        marks=needs_uvloop,
+    ),
+]
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_released_in_the_shutdown_pass_before_the_executor_shuts_down(
+    run: Callable[[Callable[[], Coroutine[Any, Any, None]]], None], seen: Seen
+) -> None:
+    first, second = seen.template("first"), seen.template("second")
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def main() -> None:
+        loops.append(asyncio.get_running_loop())
+        await first.acquire()
+        await second.acquire()
+
+    run(main)
+    assert [r for r, _, _ in seen.released] == seen.created[::-1]  # newest first, once each
+    # Before the executor shut down (the close hook comes after it), in a task.
+    assert [(shut, in_task) for _, shut, in_task in seen.released] == [(False, True)] * 2
+    assert loops[0].is_closed()
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.loops_tracked) == (2, 0, 0)
+    assert _balanced()
+
+
+@pytest.mark.parametrize("run", RUNNERS[:2])
+def test_a_release_may_still_use_the_default_executor(
+    run: Callable[[Callable[[], Coroutine[Any, Any, None]]], None], seen: Seen
+) -> None:
+    """Releasing in the close hook, after the shutdown, this release could not run at all."""
+    closed_in: list[str] = []
+
+    async def close_in_a_thread(resource: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: closed_in.append(threading.current_thread().name)
+        )
+
+    template = seen.template("offloaded", close_in_a_thread)
+
+    async def main() -> None:
+        await template.acquire()
+
+    run(main)
+    assert len(closed_in) == 1
+    assert closed_in[0] != threading.current_thread().name
+    s = stats()
+    assert (s.graceful_releases, s.release_failures, s.forced_releases) == (1, 0, 0)
+
+
+def test_a_mid_life_shutdown_from_the_running_loop_releases_nothing(seen: Seen) -> None:
+    template = seen.template("kept")
+
+    async def main() -> None:
+        resource = await template.acquire()
+        await asyncio.get_running_loop().shutdown_default_executor()
+        assert seen.released == []
+        assert await template.acquire() is resource  # still held
+
+    asyncio.run(main())
+    assert [r for r, _, _ in seen.released] == seen.created  # by the close hook, once
+    assert len(seen.created) == 1
+
+
+def test_acquisitions_after_the_shutdown_pass_are_released_by_the_close_hook(
+    seen: Seen,
+) -> None:
+    template = seen.template("again")
+    loop = asyncio.new_event_loop()
+    seen.watch_shutdowns(loop)
+    try:
+        early = loop.run_until_complete(template.acquire())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        assert [r for r, _, _ in seen.released] == [early]
+        assert len(seen.shutdowns) == 1  # the real one ran too, once
+        late = loop.run_until_complete(template.acquire())  # the loop is still open to it
+        assert late is not early
+    finally:
+        loop.close()
+    assert [r for r, _, _ in seen.released] == [early, late]
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.loops_tracked) == (2, 0, 0)
+    assert _balanced()
+
+
+def test_a_loop_used_only_inside_managers_gets_no_shutdown_wrapper(seen: Seen) -> None:
+    """The manager releases there; the wrapper would only cost."""
+    template = seen.template("managed")
+    wrapped: list[bool] = []
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+        wrapped.append("shutdown_default_executor" in vars(asyncio.get_running_loop()))
+
+    asyncio.run(main())
+    assert wrapped == [False]
+    assert len(seen.released) == 1
+
+
+def test_chains_with_an_earlier_instance_wrapper(seen: Seen) -> None:
+    template = seen.template("chained")
+    loop = asyncio.new_event_loop()
+    calls: list[tuple[Any, ...]] = []
+    original = loop.shutdown_default_executor
+
+    def theirs(*args: Any) -> Any:
+        calls.append(args)
+        return original(*args)
+
+    loop.shutdown_default_executor = theirs  # type: ignore[method-assign]
+    try:
+        loop.run_until_complete(template.acquire())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        assert calls == [()]
+        assert len(seen.released) == 1
+    finally:
+        loop.close()
+    assert len(seen.released) == 1
+
+
+def test_wrapped_once_and_only_on_a_loop_that_holds_resources(seen: Seen) -> None:
+    first, second = seen.template("a"), seen.template("b")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert "shutdown_default_executor" not in vars(loop)
+        await first.acquire()
+        wrapper = vars(loop)["shutdown_default_executor"]
+        await second.acquire()
+        await first.release()
+        await first.acquire()
+        assert vars(loop)["shutdown_default_executor"] is wrapper
+
+    asyncio.run(main())
+    assert len(seen.released) == 3
+
+
+def test_ctrl_c_in_a_release_of_the_shutdown_pass_settles_everything(seen: Seen) -> None:
+    async def interrupt(resource: object) -> None:
+        raise KeyboardInterrupt
+
+    calm, interrupting = seen.template("calm"), seen.template("interrupting", interrupt)
+
+    async def main() -> None:
+        await calm.acquire()
+        await interrupting.acquire()
+
+    with record_text() as caught, pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    # The interrupted release ran once; the one not begun was forced, never released twice.
+    assert [r for r, _, _ in seen.released] == [seen.created[1]]
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.loops_tracked) == (0, 2, 0)
+    assert _balanced()
+    unsettled = ("never awaited", "destroyed but it is pending")
+    assert not [w for w in caught if any(text in w.message for text in unsettled)]
+
+
+def test_the_shutdown_wrapper_holds_no_strong_reference_to_its_loop(seen: Seen) -> None:
+    import gc
+    import weakref
+
+    template = seen.template("weak")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(template.acquire())
+    probe = weakref.ref(loop)
+    gc.disable()
+    try:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        del loop
+        assert probe() is None
+    finally:
+        gc.enable()
+    assert resourceloop.stats().loops_tracked == 0
