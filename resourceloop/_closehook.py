@@ -39,7 +39,7 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
-from ._registry import READY_ATTR, LoopState, Store, _get_attr, _set_attr, loop_attr, registry
+from ._registry import LoopState, _get_attr, _set_attr, carried_store, registry
 from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
 
 __all__ = [
@@ -249,12 +249,12 @@ def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
     release its resources on it and then close it, rather than this finalizer closing it
     under them. True tells the caller not to close it now.
     """
-    store = loop_attr(loop, READY_ATTR)
+    store = carried_store(loop)
     # Only an unpinned store (a suspect's: it refers to its loop) is rescued. A pinned one's
     # loop was collected because its resources do not refer to it; finalizing it as usual
     # closes its selector and self-pipe before they are finalized themselves, and the reaper
     # forces what it held (see ``_registry``).
-    if not (isinstance(store, Store) and store and store.current()) or store.state.discarded:
+    if not (store and store.current()) or store.state.discarded:
         return False
     # The store's own ``__del__`` puts it on ``_rescued`` in this same collection (it is part
     # of the unreachable cycle); rescuing it here too would count its resources twice.

@@ -38,7 +38,7 @@ from typing import Any
 from . import _config
 from ._closehook import finish_closing, wait_for_guard
 from ._compat import block_signals_in_this_thread
-from ._registry import HOT_ATTR, READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
+from ._registry import READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
 from ._release import force_batch, release_on_loop, warn
 from .warnings import UnclosedLoopWarning
 
@@ -227,7 +227,6 @@ def _close_unreachable(loop: asyncio.AbstractEventLoop) -> None:
     """
     try:
         vars(loop).pop(READY_ATTR, None)
-        vars(loop).pop(HOT_ATTR, None)
     except TypeError:  # pragma: no cover - a loop without __dict__ has no store to rescue
         pass
     if loop.is_closed() or loop.is_running():

@@ -73,26 +73,36 @@ if TYPE_CHECKING:
     from ._crossthread import RemoteCall
 
 __all__ = [
-    "HOT_ATTR",
     "READY_ATTR",
+    "STORE_KEY",
     "Batch",
     "Item",
     "LoopState",
     "Registry",
     "Spec",
     "Store",
+    "carried_store",
     "registry",
     "rescue",
     "wake_reaper",
 ]
 
-#: Name of the loop attribute that holds the loop's ``Store``.
+#: Name of the loop attribute that holds the loop's resources: the plain-dict copy of its
+#: ``Store`` (``Store.hot``), which also holds the store itself, under ``STORE_KEY``, so that
+#: the loop refers to its store strongly. ``ResourceTemplate.acquire`` reads it, spelling the
+#: name out literally for speed: subscripting an exact ``dict`` is specialized by the
+#: interpreter, a subclass's is not (about 200 machine instructions more per hit on 3.11).
+#:
+#: It is the only data attribute resourceloop sets on a loop (``close``, and on a loop that
+#: acquires outside a manager ``shutdown_default_executor``, are the others). Each one counts:
+#: CPython keeps at most 30 attribute names of a class's instances inline, and asyncio's loop
+#: already has 24 (3.12), 26 (3.13) or 27 (3.14) of them; one more name than fits turns that
+#: loop's attributes into a real dict, and every ``self._x`` in asyncio's own methods then
+#: costs more (on 3.13, 14% more instructions for a loop that only runs callbacks; see
+#: ``benchmarks``).
 READY_ATTR: Final = "_resourceloop_ready"
-#: Name of the loop attribute that holds the store's plain-dict copy (``Store.hot``), which
-#: ``ResourceTemplate.acquire`` reads, spelling the name out literally for speed: subscripting
-#: an exact ``dict`` is specialized by the interpreter, a subclass's is not (about 200 machine
-#: instructions more per hit on 3.11).
-HOT_ATTR: Final = "_resourceloop_hot"
+#: The key of a loop's store in its hot dict (``READY_ATTR``); never equal to a ``Spec``.
+STORE_KEY: Final = object()
 
 # The loop's attributes are read and written with ``object``'s own methods, never through
 # ``vars(loop)``: on CPython 3.11, asking for an instance's ``__dict__`` turns its inline
@@ -110,6 +120,21 @@ def loop_attr(loop: object, name: str) -> Any:
         return _get_attr(loop, name)
     except AttributeError:
         return None
+
+
+def carried_store(loop: object) -> Store | None:
+    """The store ``loop`` carries (``READY_ATTR``), or ``None``."""
+    hot = loop_attr(loop, READY_ATTR)
+    store = hot.get(STORE_KEY) if type(hot) is dict else None
+    return store if isinstance(store, Store) else None
+
+
+def _clear_hot(hot: dict[Any, Any]) -> None:
+    """Empty a hot dict of its resources, keeping its store."""
+    store = hot.get(STORE_KEY)
+    hot.clear()
+    if store is not None:
+        hot[STORE_KEY] = store
 
 
 @attrs.define(eq=False, slots=True)
@@ -138,15 +163,16 @@ _dict_clear: Final = dict.clear
 class Store(dict[Spec, Any]):
     """A loop's resources, ``{spec: resource}``, kept on the loop instance (see above).
 
-    ``hot`` is a plain ``dict`` with the same items, for the hot path (see ``HOT_ATTR``):
-    every way of changing a store changes it too.
+    ``hot`` is a plain ``dict`` with the same items, for the hot path (see ``READY_ATTR``):
+    every way of changing a store changes it too. While a loop carries the store, ``hot`` also
+    holds the store itself, under ``STORE_KEY``.
     """
 
     __slots__ = ("__weakref__", "generation", "hot", "loop", "state")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None, state: LoopState) -> None:
         super().__init__()
-        self.hot: dict[Spec, Any] = {}
+        self.hot: dict[Any, Any] = {}
         self.loop = loop
         self.state = state
         self.generation = _generation[0]
@@ -170,7 +196,7 @@ class Store(dict[Spec, Any]):
 
     def clear(self) -> None:
         dict.clear(self)
-        self.hot.clear()
+        _clear_hot(self.hot)
 
     def setdefault(self, spec: Spec, default: Any = None) -> Any:
         resource = dict.setdefault(self, spec, default)
@@ -371,11 +397,10 @@ class Registry:
         _collected.clear()
         for loop, _state in inherited:
             try:
-                store = vars(loop).pop(READY_ATTR, None)
-                vars(loop).pop(HOT_ATTR, None)  # the hot path must miss in the child
+                hot = vars(loop).pop(READY_ATTR, None)  # the hot path must miss in the child
             except TypeError:
                 continue
-            _forgotten.append(store)
+            _forgotten.append(hot)  # and its store with it
         templates = self.templates()  # templates are process-wide, keep them
         self._reset()
         for template in templates:
@@ -453,14 +478,13 @@ class Registry:
                 self._newest[thread] = self._serial
             store = Store(None, state)
             state.strong_store = store  # pinned
+            store.hot[STORE_KEY] = store
             try:
-                _set_attr(loop, READY_ATTR, store)
-                _set_attr(loop, HOT_ATTR, store.hot)
-            except (AttributeError, TypeError):
-                pass
+                _set_attr(loop, READY_ATTR, store.hot)
+            except (AttributeError, TypeError):  # no instance __dict__: no hot path; pinned
+                del store.hot[STORE_KEY]
             else:
                 state.store_ref = weakref.ref(store)
-            # else: no instance __dict__, so no hot-path cache; always pinned
             self._states[loop] = state
             if thread is not self._last_thread and not self.multithreaded:
                 self._last_thread = thread
@@ -488,17 +512,16 @@ class Registry:
                     del data[key]
             store = state.strong_store if state.strong_store is not None else state.store_ref()
             state.strong_store = None
-        if store is not None:
-            store.loop = None  # break the loop <-> store cycle: refcounting frees the loop
-        if loop is not None and store is not None:
+        if store is None:
+            return
+        # Break the loop <-> store and store <-> hot dict cycles: refcounting frees them.
+        store.loop = None
+        hot = store.hot
+        hot.pop(STORE_KEY, None)
+        if loop is not None:
             try:
-                if _get_attr(loop, READY_ATTR) is store:
+                if _get_attr(loop, READY_ATTR) is hot:
                     _del_attr(loop, READY_ATTR)
-            except (AttributeError, TypeError):
-                pass
-            try:
-                if _get_attr(loop, HOT_ATTR) is store.hot:
-                    _del_attr(loop, HOT_ATTR)
             except (AttributeError, TypeError):
                 pass
 
@@ -508,10 +531,9 @@ class Registry:
             store: Store | None = state.strong_store
             if store is None or state.discarded or state.closing:
                 return False
-            on_loop = loop_attr(loop, READY_ATTR)
-            if on_loop is not store:
+            if carried_store(loop) is not store:
                 return False
-            on_loop.loop = loop
+            store.loop = loop
             state.strong_store = None
             return True
 
@@ -552,6 +574,7 @@ class Registry:
                 state.strong_store = None
                 batch = self._batch_locked(state, store)
                 loop, store.loop = store.loop, None
+                store.hot.pop(STORE_KEY, None)
             drained.append((state, loop, batch))
         return drained
 
@@ -611,7 +634,7 @@ class Registry:
         if only is None:
             items = [Item(spec, resource) for spec, resource in reversed(store.items())]
             _dict_clear(store)  # ``store.clear()``, without the Python-level call
-            store.hot.clear()
+            _clear_hot(store.hot)
         else:
             items = [Item(only, store.pop(only))] if only in store else []
         batch = Batch(state, items)

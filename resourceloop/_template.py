@@ -197,11 +197,10 @@ class ResourceTemplate(Generic[R]):
         """
         # The hot path: the running loop's store (on the loop instance, see ``_registry``)
         # already holds the resource: one attribute and one dict lookup, no lock. The
-        # attribute is spelled out (it is ``HOT_ATTR``, the store's plain-dict copy): a
-        # literal lookup is the fastest.
+        # attribute is spelled out (it is ``READY_ATTR``): a literal lookup is the fastest.
         if loop is None:
             try:
-                return _running_loop()._resourceloop_hot[self._spec]  # type: ignore[no-any-return]
+                return _running_loop()._resourceloop_ready[self._spec]  # type: ignore[no-any-return]
             except (KeyError, AttributeError):  # not held yet, or no running loop
                 pass
             running = _running_loop()

@@ -21,10 +21,12 @@ from resourceloop._registry import (
     HELD,
     READY_ATTR,
     SETTLED,
+    STORE_KEY,
     LoopState,
     Registry,
     Spec,
     Store,
+    carried_store,
     wake_reaper,
     wakeup_lock,
 )
@@ -41,7 +43,8 @@ def loops() -> Iterator[list[asyncio.AbstractEventLoop]]:
     made: list[asyncio.AbstractEventLoop] = []
     yield made
     for loop in made:
-        store = vars(loop).pop(READY_ATTR, None)
+        hot = vars(loop).pop(READY_ATTR, None)
+        store = hot.pop(STORE_KEY, None) if hot is not None else None
         if store is not None:
             store.clear()  # a private registry's resources: nothing to rescue later
         type(loop).close(loop)
@@ -90,8 +93,12 @@ def test_add_creates_once_and_puts_the_store_on_the_loop(
     assert reg.get(loop) is None
     state, created = reg.add(loop, "origin")
     assert created
-    store = vars(loop)[READY_ATTR]
+    hot = vars(loop)[READY_ATTR]
+    assert type(hot) is dict  # exact: the hot path's subscript is specialized
+    store = hot[STORE_KEY]  # the loop refers to its store through it
     assert isinstance(store, Store)
+    assert store.hot is hot
+    assert carried_store(loop) is store
     assert store.loop is None  # pinned: the state holds the store, the store not the loop
     assert store.state is state
     assert state.store() is store
@@ -154,13 +161,14 @@ def test_discard_untracks_and_breaks_the_cycle(
     assert reg.get(loop) is None
     assert READY_ATTR not in vars(loop)
     assert store.loop is None
+    assert STORE_KEY not in store.hot  # no store <-> hot dict cycle left: refcounting frees it
     reg.discard(state)  # idempotent
     fresh, created = reg.add(loop, "again")  # tracked anew with a new store
     assert created
     assert fresh is not state
     reg.discard(state)  # the old state's discard must not untrack the new one
     assert reg.get(loop) is fresh
-    assert vars(loop)[READY_ATTR] is fresh.store()
+    assert carried_store(loop) is fresh.store()
 
 
 def test_discard_leaves_a_foreign_attribute_alone(
@@ -169,7 +177,7 @@ def test_discard_leaves_a_foreign_attribute_alone(
     """A store on the loop that is not the state's own (another registry's) stays."""
     loop = _new(loops)
     state, _ = reg.add(loop, "x")
-    foreign = Store(loop, state)
+    foreign = Store(loop, state).hot
     vars(loop)[READY_ATTR] = foreign
     reg.discard(state)
     assert vars(loop)[READY_ATTR] is foreign
@@ -608,6 +616,27 @@ def test_every_way_of_changing_a_store_changes_its_hot_copy(
     store.clear()
     assert store.hot == {}
     assert dict(store) == {}
+
+
+def test_emptying_a_carried_store_keeps_the_loop_s_reference_to_it(
+    reg: Registry, loops: list[asyncio.AbstractEventLoop]
+) -> None:
+    """Taking every resource (or ``clear``) empties the hot dict but for the store itself."""
+    loop = _new(loops)
+    state, _ = reg.add(loop, "kept")
+    store = state.store()
+    assert store is not None
+    assert reg.store(state, A, "a")
+    assert vars(loop)[READY_ATTR] == {A: "a", STORE_KEY: store}
+    batch = reg.take_all(state, closing=False)
+    assert [item.resource for item in batch.items] == ["a"]
+    assert vars(loop)[READY_ATTR] == {STORE_KEY: store}
+    store[B] = "b"
+    store.clear()
+    assert vars(loop)[READY_ATTR] == {STORE_KEY: store}
+    assert carried_store(loop) is store
+    for item in batch.items:
+        reg.settle(batch, item, "graceful_releases")
 
 
 def test_a_loop_a_reset_forgot_is_not_forced_when_collected(reg: Registry) -> None:
