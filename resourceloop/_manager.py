@@ -92,7 +92,8 @@ class ResourceManager:
         loop = asyncio.get_running_loop()
         if self._active:
             raise RuntimeError("this ResourceManager is already active; create another one")
-        if owned_loops and loop in owned_loops:
+        # ``WeakSet.data``, its set of references: asking it is free, ``len()`` a Python call.
+        if owned_loops.data and loop in owned_loops:  # type: ignore[attr-defined]
             # A portal's loop: its owner's manager holds the resources until the portal closes.
             self._loop = loop
             self._state = None  # so __aexit__ releases nothing
