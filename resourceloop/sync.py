@@ -49,6 +49,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, final, overload
 
 from . import _config
 from ._compat import block_signals_in_this_thread, get_running_loop_or_none, iscoroutinefunction
+from ._errors import PortalCallError, PortalClosedError
 from ._manager import owned_loops as _owned_loops
 from .resources import ResourceManager
 
@@ -82,33 +83,6 @@ def _check_async_callable(func: object, what: str) -> None:
             f"{what} needs a coroutine function (async def), got {func!r}; "
             "a synchronous function can simply be called"
         )
-
-
-# -- errors --------------------------------------------------------------------------------------
-
-
-class PortalClosedError(RuntimeError):
-    """The portal is closed (or closing, or was inherited through ``os.fork()``).
-
-    Raised by :meth:`Portal.call` and :meth:`Portal.start` once :meth:`Portal.close` began, and
-    by calls that were still running when the portal closed (they were cancelled first). A
-    portal is not restarted: create a new :class:`Portal`, or use :func:`portal` (and
-    ``async_to_sync(portal=True)``), which replaces a closed default portal with a fresh one.
-
-    .. versionadded:: 0.1.0
-    """
-
-
-class PortalCallError(RuntimeError):
-    """A blocking portal call was made where it would block an event loop, or deadlock.
-
-    Raised by :meth:`Portal.call` (and functions wrapped with a portal) from a thread whose
-    event loop is running, which includes the portal's own loop. From async code, ``await``
-    the coroutine function directly; from a loop that must hand the work to the portal, run the
-    blocking call in a worker thread: ``await asyncio.to_thread(portal.call, func, ...)``.
-
-    .. versionadded:: 0.1.0
-    """
 
 
 # -- the portal ----------------------------------------------------------------------------------
@@ -974,3 +948,7 @@ def sync_to_async(func: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
         return await loop.run_in_executor(None, call)
 
     return in_thread
+
+
+# Tracebacks, pickles and the reference show them where users import them from.
+PortalCallError.__module__ = PortalClosedError.__module__ = __name__
