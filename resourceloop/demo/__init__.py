@@ -7,7 +7,8 @@
   reads as written.
 * :mod:`resourceloop.demo.modes`: the modes (``managed``, ``decorator``, ``unmanaged``,
   ``portal`` and a ``baseline`` without resourceloop), each the seed's example.
-* :mod:`resourceloop.demo.run`: runs the modes, measures them and reports; Ctrl-C.
+* :mod:`resourceloop.demo.run`: runs the modes and measures them; Ctrl-C.
+* :mod:`resourceloop.demo.report`: the measurements' table and JSON.
 
 Nothing in :mod:`resourceloop` imports this package; only ``resourceloop.__main__`` does. It
 needs aiohttp (``pip install resourceloop[aiohttp]``).
