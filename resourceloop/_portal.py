@@ -1,13 +1,14 @@
 """``Portal``: one event loop in a daemon thread that runs coroutines for synchronous callers.
 
 This module is the callers' side of a portal: what runs in the threads that start it, call
-through it and close it, none of which may be the portal's own. They block on a
-``concurrent.futures.Future`` per call, or on the startup's events, always in slices
-(``WAIT_SLICE``) so that Ctrl-C gets in, and they reach the portal's loop only through
-``call_soon_threadsafe``. What runs on the portal's thread is in ``_portal_loop`` (the base
-class :class:`PortalLoop`, which owns the fields); exit and fork handling, and the default
-portal that :func:`portal` returns, are in ``_portal_process``. ``resourceloop.sync`` is the
-public face of all three.
+through it and close it (calls and ``close()`` never from the portal's own loop). A call waits
+for its ``concurrent.futures.Future`` in slices (``WAIT_SLICE``) so that Ctrl-C gets in;
+``start()`` and ``close()`` wait for the startup's events, in slices on the main thread. They
+reach the portal's loop only through ``call_soon_threadsafe``.
+
+What runs on the portal's thread is in ``_portal_loop`` (the base class :class:`PortalLoop`,
+which owns the fields); exit and fork handling, and the default portal that :func:`portal`
+returns, are in ``_portal_process``. ``resourceloop.sync`` is the public face of all three.
 """
 
 from __future__ import annotations

@@ -8,16 +8,17 @@ stop, cancelling the calls still running, leaving the manager (which releases ev
 gracefully on this loop) and shutting the loop down like ``asyncio.Runner``.
 
 The seam is the thread boundary: the only ways in from a caller's thread are the thread's
-start, ``loop.call_soon_threadsafe(_start_call | _request_stop)`` and the portal's fields
-guarded by ``_lock``; the only ways out are the callers' ``concurrent.futures.Future`` objects
-(settled with ``_settle``) and the startup's two events.
+start, ``loop.call_soon_threadsafe(_start_call | _request_stop)``, the portal's fields guarded
+by ``_lock``, the ``_pending`` set and a caller's cancelled future (whose callback cancels its
+task through ``call_soon_threadsafe``); the only ways out are the callers'
+``concurrent.futures.Future`` objects (settled with ``_settle``) and the startup's two events.
 
 Guarantees
     * A call's outcome is returned, never raised, into its future: KeyboardInterrupt or
       SystemExit raised by a call reaches that call's caller and does not stop the loop.
-    * Every future submitted is settled exactly once, or was cancelled by its caller: a call
-      that ignores cancellation at close, or that arrives while the loop shuts down, gets
-      :class:`~resourceloop.sync.PortalClosedError` when the thread finishes.
+    * No caller is left waiting: every future submitted is settled once, or was cancelled by
+      its caller; a call that ignores cancellation at close, or that arrives while the loop
+      shuts down, gets :class:`~resourceloop.sync.PortalClosedError` when the thread finishes.
     * A failed start (the loop factory or a non-lazy template's ``acquire_func`` raised) puts
       the portal back to ``"new"``, so the next call tries again with a new thread and loop.
 """

@@ -39,7 +39,7 @@ _forgotten: list[object] = []
 
 
 def default_portal(new: type[Portal]) -> Portal:
-    """The default portal, or a fresh ``new()`` in place of a closed (or inherited) one.
+    """The default portal, or a fresh ``new(...)`` in place of a closed (or inherited) one.
 
     Raises:
         PortalClosedError: The interpreter is exiting.
