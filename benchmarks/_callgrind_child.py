@@ -84,7 +84,7 @@ def _lifetimes(main: Main, warmup: int, n: int, mark: Mark) -> None:
 
 
 async def _floor_acquire(table: dict[asyncio.AbstractEventLoop, Resource]) -> Resource:
-    """The hand-written per-loop dict (the same as ``_cases._floor_acquire``)."""
+    """The hand-written per-loop dict (the same as ``_case_common._floor_acquire``)."""
     loop = asyncio.get_running_loop()
     resource = table.get(loop)
     if resource is None:

@@ -229,15 +229,8 @@ def _servers() -> Iterator[dict[str, tuple[DemoServer, ssl.SSLContext | None, st
         server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ssl.load_cert_chain(cert, key)
         client_ssl = ssl.create_default_context(cafile=str(cert))
-        http = DemoServer(LATENCY, None)
-        https = DemoServer(LATENCY, server_ssl)
-        http.start()
-        https.start()
-        try:
+        with DemoServer(LATENCY, None) as http, DemoServer(LATENCY, server_ssl) as https:
             yield {"HTTP": (http, None, "plain"), "HTTPS": (https, client_ssl, maker)}
-        finally:
-            https.stop()
-            http.stop()
 
 
 def case_portal(settings: Settings, data: dict[str, Any]) -> list[Row]:

@@ -110,7 +110,7 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
             "Medians over interleaved rounds (the order of the implementations rotates each "
             "round). Lower is better; ratios are resourceloop's value divided by the other's. "
             "The floor is the hand-written per-loop dict each case names in "
-            "`benchmarks/_cases.py`.",
+            "`benchmarks/_cases.py` and the `benchmarks/_case_*.py` modules.",
             "",
             *_table(wall, env),
             "",

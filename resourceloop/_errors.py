@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AcquisitionCycleError", "LoopClosedError"]
+__all__ = ["AcquisitionCycleError", "LoopClosedError", "PortalCallError", "PortalClosedError"]
 
 
 class LoopClosedError(RuntimeError):
@@ -29,4 +29,28 @@ class AcquisitionCycleError(RuntimeError):
     in one template and acquire it from the others.
 
     .. versionadded:: 0.2.0
+    """
+
+
+class PortalClosedError(RuntimeError):
+    """The portal is closed (or closing, or was inherited through ``os.fork()``).
+
+    Raised by :meth:`Portal.call` and :meth:`Portal.start` once :meth:`Portal.close` began, and
+    by calls that were still running when the portal closed (they were cancelled first). A
+    portal is not restarted: create a new :class:`Portal`, or use :func:`portal` (and
+    ``async_to_sync(portal=True)``), which replaces a closed default portal with a fresh one.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class PortalCallError(RuntimeError):
+    """A blocking portal call was made where it would block an event loop, or deadlock.
+
+    Raised by :meth:`Portal.call` (and functions wrapped with a portal) from a thread whose
+    event loop is running, which includes the portal's own loop. From async code, ``await``
+    the coroutine function directly; from a loop that must hand the work to the portal, run the
+    blocking call in a worker thread: ``await asyncio.to_thread(portal.call, func, ...)``.
+
+    .. versionadded:: 0.1.0
     """

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 from aiohttp import web
 
-__all__ = ["Server", "client_connections", "count_fds", "match_duration", "running_server"]
+__all__ = [
+    "Server",
+    "client_connections",
+    "count_fds",
+    "match_duration",
+    "running_server",
+    "self_signed_tls",
+]
 
 MATCHES_PER_HISTORY = 8
 
@@ -163,3 +174,26 @@ def running_server(ssl_context: ssl.SSLContext | None = None) -> Iterator[Server
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+
+
+def self_signed_tls(where: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A throwaway certificate for 127.0.0.1 in ``where``: the server's context, the client's.
+
+    Skips the calling test when the ``openssl`` command is missing.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    return server_context, ssl.create_default_context(cafile=str(cert))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import shutil
 import ssl
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +32,13 @@ from resourceloop.contrib.aiohttp import (  # noqa: E402
 from resourceloop.warnings import ForcedReleaseWarning, UngracefulLoopWarning  # noqa: E402
 from tests._env import child_env  # noqa: E402
 from tests._warnings import Warned, record_text  # noqa: E402
-from tests.aiohttp_server import Server, client_connections, count_fds, running_server  # noqa: E402
+from tests.aiohttp_server import (  # noqa: E402
+    Server,
+    client_connections,
+    count_fds,
+    running_server,
+    self_signed_tls,
+)
 
 Session = Any  # aiohttp.ClientSession, imported lazily through importorskip
 
@@ -48,23 +52,7 @@ def server() -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ssl.SSLContext]]:
     """An HTTPS server with a throwaway self-signed certificate, and a context trusting it."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    where: Path = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
-    client_context = ssl.create_default_context(cafile=str(cert))
+    server_context, client_context = self_signed_tls(tmp_path_factory.mktemp("tls"))
     with running_server(server_context) as running:
         yield running, client_context
 

@@ -675,31 +675,12 @@ def test_force_release_on_a_closed_uvloop(
 @pytest.fixture(scope="module")
 def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     """An HTTPS aiohttp server with a throwaway certificate, and a context trusting it."""
-    import shutil
-    import ssl
-    import subprocess
-
     require("aiohttp")
-    from tests.aiohttp_server import running_server
+    from tests.aiohttp_server import running_server, self_signed_tls
 
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
+    server_context, client_context = self_signed_tls(tmp_path_factory.mktemp("tls"))
     with running_server(server_context) as server:
-        yield server, ssl.create_default_context(cafile=str(cert))
+        yield server, client_context
 
 
 @pytest.mark.usefixtures("hook_disabled", "gc_disabled")

@@ -5,8 +5,10 @@
 * :mod:`resourceloop.demo.lol`: a tiny Riot-like client (``Summoner``, ``MatchHistory``,
   ``Match``) whose HTTP session comes from a ``resourceloop`` template, so the seed's example
   reads as written.
-* :mod:`resourceloop.demo.run`: the modes (``managed``, ``decorator``, ``unmanaged`` and a
-  ``baseline`` without resourceloop), their measurements and the report.
+* :mod:`resourceloop.demo.modes`: the modes (``managed``, ``decorator``, ``unmanaged``,
+  ``portal`` and a ``baseline`` without resourceloop), each the seed's example.
+* :mod:`resourceloop.demo.run`: runs the modes and measures them; Ctrl-C.
+* :mod:`resourceloop.demo.report`: the measurements' table and JSON.
 
 Nothing in :mod:`resourceloop` imports this package; only ``resourceloop.__main__`` does. It
 needs aiohttp (``pip install resourceloop[aiohttp]``).

@@ -1,24 +1,7 @@
-"""The demo's modes, what each one measures, and the report.
+"""Running the demo's modes, and what each one measures.
 
-Every mode runs the seed page's example: ``threads`` worker threads, each call on its own event
-loop (``async_to_sync`` makes one per call), each computing a summoner's average match duration
-with a :class:`resourceloop.queue.Queue` against the demo server. The modes differ only in how
-the HTTP sessions are managed:
-
-``managed``
-    ``async with resource_manager(), Queue() as queue:``, as in the seed's first example.
-``decorator``
-    ``@async_to_sync @resource_manager.as_decorator``, the seed's second example.
-``unmanaged``
-    No manager at all: the close hook releases each loop's session when ``async_to_sync``
-    closes the loop (the reaper would, for a loop closed without it).
-``portal``
-    The first example's function with ``@async_to_sync(portal=True)``: every call runs on the
-    one loop of the default portal, whose session (and its connections) every call reuses; the
-    mode closes the portal at its end, which releases the session gracefully.
-``baseline``
-    No resourceloop: a hand-written dict from loop to ``aiohttp.ClientSession``, as people do
-    it today. Its sessions are never closed; the report shows what that costs.
+The modes are in ``modes`` and the report in ``report``; this module runs each selected mode
+against the demo server, measures it, and handles Ctrl-C.
 
 For each mode it measures, rather than assumes: distinct loops, sessions created and released
 (from ``resourceloop.stats()``; for the baseline, from its dict), sessions still open, file
@@ -31,33 +14,27 @@ errors (failed calls, wrong answers, unraisable exceptions) and wall time.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import gc
-import json
 import math
 import os
 import queue
 import signal
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import FrameType
 from typing import Final
 
-import aiohttp
-
 import resourceloop
-from resourceloop import resource_manager, sync
-from resourceloop.queue import Queue
-from resourceloop.sync import async_to_sync
+from resourceloop import sync
 
-from . import lol
+from . import lol, modes
 from .measure import Capture, Progress, block_interrupts_in_this_thread, count_fds, summarize
+from .modes import MODES, RESOURCELOOP_MODES, BaselineSessions, Settings
+from .report import ModeResult, format_banner, format_report, report_json
 from .server import DemoServer, expected_average_duration_millis
 
 __all__ = [
@@ -70,229 +47,14 @@ __all__ = [
     "run_demo",
 ]
 
-MODES: Final = ("managed", "decorator", "unmanaged", "portal", "baseline")
-RESOURCELOOP_MODES: Final = ("managed", "decorator", "unmanaged", "portal")
 #: The exit status after Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED: Final = 130
 
-# -- the seed's example, once per mode ----------------------------------------------------------
-
-_loops: list[asyncio.AbstractEventLoop] = []  # every loop a call ran on, during one mode
-
-
-def _note_loop() -> None:
-    _loops.append(asyncio.get_running_loop())  # list.append is atomic: no lock needed
-
-
-#: What a worker or the SIGINT handler puts on ``_Calls.events`` besides a finished call's index.
-_STARTED: Final = -1  # the first call of the mode is running on its loop
-_WAKE: Final = -2  # Ctrl-C: look at ``_Calls.stop_requested``
 _WAIT_SLICE: Final = 0.25  # seconds the main thread waits for an event between two looks
 
 
-class _Calls:
-    """The calls of the running mode, so that Ctrl-C can stop them at once and cleanly.
-
-    The main thread sleeps only in ``events.get()``. Workers put a finished call's index there
-    (from the future's done callback) and the SIGINT handler puts ``_WAKE``: a
-    ``queue.SimpleQueue``'s ``put`` is reentrant, safe in a signal handler, unlike the locks
-    in ``Future.result()`` or ``Event.wait()``, where an exception raised by a handler can
-    leave a lock in a broken state (seen here: "release unlocked lock"). The handler therefore
-    never raises; it sets ``stop_requested``, and the main thread stops at its next look.
-
-    ``enter``/``leave`` run on each call's loop (in a worker thread); ``cancel_all`` runs in
-    the main thread. ``_lock`` guards ``_running`` and ``_cancelled`` and is held only to read
-    or change them: the cancellations are sent after it is released, with
-    ``call_soon_threadsafe``, the only way to touch another thread's loop.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: dict[asyncio.Task[object], asyncio.AbstractEventLoop] = {}
-        self._cancelled = False
-        self._started = False
-        self.stop_requested = False  # set by the SIGINT handler, read by the main thread
-        self.events: queue.SimpleQueue[int] = queue.SimpleQueue()
-
-    def enter(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        with self._lock:
-            if self._cancelled:  # started after Ctrl-C: do nothing, as a cancelled call
-                raise asyncio.CancelledError
-            self._running[task] = asyncio.get_running_loop()
-        if not self._started:  # a duplicate _STARTED is harmless
-            self._started = True
-            self.events.put(_STARTED)
-
-    def leave(self) -> None:
-        task = asyncio.current_task()
-        with self._lock:
-            self._running.pop(task, None)  # type: ignore[arg-type]
-
-    def request_stop(self) -> None:
-        """From the SIGINT handler: note it, wake the main thread. Reentrant, never raises."""
-        self.stop_requested = True
-        self.events.put(_WAKE)
-
-    def cancel_all(self) -> None:
-        """Cancel every call in flight and every call that starts from now on."""
-        with self._lock:
-            self._cancelled = True
-            running = list(self._running.items())
-        for task, loop in running:
-            try:
-                loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # that call ended and closed its loop meanwhile
-                pass
-
-    def reset(self) -> None:
-        """Ready for the next mode (``stop_requested`` stays: it ends the whole run)."""
-        with self._lock:
-            self._cancelled = False
-            self._running.clear()
-        self._started = False
-        self.events = queue.SimpleQueue()
-
-
-_calls = _Calls()
-
-
-async def _average(summoner_name: str, matches: int) -> float:
-    """The body of the seed's example: average duration of a summoner's first matches."""
-    _calls.enter()
-    try:
-        _note_loop()
-        async with Queue() as queue:
-            summoner = await lol.Summoner(name=summoner_name).get()
-            history = await summoner.match_history.get()
-            for match in history.matches[:matches]:
-                await queue.put(match.get())
-            first_matches: list[lol.Match] = await queue.join()
-        return statistics.mean([match.info.duration_millis for match in first_matches] or [0])
-    finally:
-        _calls.leave()
-
-
-@async_to_sync
-async def average_managed(summoner_name: str, matches: int = 5) -> float:
-    """The seed's first example: the body inside ``async with resource_manager()``."""
-    async with resource_manager():
-        return await _average(summoner_name, matches)
-
-
-@async_to_sync
-@resource_manager.as_decorator
-async def average_decorated(summoner_name: str, matches: int = 5) -> float:
-    """The seed's second example: ``@async_to_sync @resource_manager.as_decorator``."""
-    return await _average(summoner_name, matches)
-
-
-@async_to_sync(portal=True)
-async def average_on_portal(summoner_name: str, matches: int = 5) -> float:
-    """The seed's first example on the default portal: the manager nests in the portal's."""
-    async with resource_manager():
-        return await _average(summoner_name, matches)
-
-
-@async_to_sync
-async def average_unmanaged(summoner_name: str, matches: int = 5) -> float:
-    """The example with no manager: what existing code looks like, unchanged."""
-    return await _average(summoner_name, matches)
-
-
-class BaselineSessions:
-    """Today's usual workaround: one ``ClientSession`` per loop in a dict, never closed.
-
-    Nothing tells this code when a loop ends, so it cannot close the session at the right
-    time; closing it after the loop closed is no longer possible (``await session.close()``
-    needs the loop).
-    """
-
-    def __init__(self) -> None:
-        self.sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._lock = threading.Lock()
-
-    async def get(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        session = self.sessions.get(loop)
-        if session is None:
-            session = aiohttp.ClientSession()
-            with self._lock:
-                self.sessions[loop] = session
-        return session
-
-
-_FUNCTIONS: Final[dict[str, Callable[[str, int], float]]] = {
-    "managed": average_managed,
-    "decorator": average_decorated,
-    "unmanaged": average_unmanaged,
-    "portal": average_on_portal,
-    "baseline": average_unmanaged,  # the same code, with the hand-written sessions
-}
-
-# -- measuring ----------------------------------------------------------------------------------
-
-
-# -- running a mode -----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """What the demo runs; see ``python -m resourceloop demo --help``."""
-
-    threads: int = 8
-    summoners: int = 48
-    matches: int = 5
-    latency_ms: float = 2.0
-    modes: tuple[str, ...] = MODES
-    progress: bool = True
-
-    def names(self) -> list[str]:
-        return [f"summoner-{i:03d}" for i in range(self.summoners)]
-
-
-@dataclasses.dataclass
-class ModeResult:
-    """The measurements of one mode (the JSON output's ``modes`` entries)."""
-
-    mode: str
-    uses_resourceloop: bool
-    calls: int
-    correct_answers: int
-    loops: int
-    connections: int
-    sessions_created: int
-    released_gracefully: int
-    released_forcefully: int
-    sessions_still_open: int
-    fds_before: int
-    fds_after: int
-    warnings: int
-    errors: int
-    wall_time_s: float
-    warning_samples: list[str]
-    error_samples: list[str]
-    #: Baseline only: fds once the leaked sessions are dropped and collected (as at exit).
-    fds_after_dropping_sessions: int | None = None
-    #: Baseline only: warnings printed by dropping them.
-    warnings_when_dropped: int | None = None
-
-    @property
-    def leaked(self) -> bool:
-        """Anything left open, lost, or complained about."""
-        return bool(
-            self.sessions_still_open
-            or self.fds_after > self.fds_before
-            or self.errors
-            or self.warnings
-            or self.released_gracefully + self.released_forcefully != self.sessions_created
-            or self.correct_answers != self.calls
-        )
-
-
 def _distinct_loops() -> int:
-    return len({id(loop) for loop in _loops})  # all still referenced, so ids are distinct
+    return len({id(loop) for loop in modes.loops})  # all still referenced, so ids are distinct
 
 
 def run_mode(
@@ -323,7 +85,7 @@ def run_mode(
     dropped_warnings: int | None = None
     with capture.active():
         start = time.perf_counter()
-        function = _FUNCTIONS[mode]
+        function = modes.FUNCTIONS[mode]
         pool = ThreadPoolExecutor(
             settings.threads,
             thread_name_prefix=f"demo-{mode}",
@@ -334,7 +96,7 @@ def run_mode(
             # At most two calls per thread are queued at any time: Ctrl-C has little to
             # cancel, and 100,000 summoners do not mean 100,000 futures.
             window = 2 * settings.threads
-            events = _calls.events
+            events = modes.calls.events
             submitted = 0
 
             def submit_next() -> None:
@@ -350,7 +112,7 @@ def run_mode(
                 submit_next()
             finished = 0
             while finished < len(names):
-                if _calls.stop_requested:
+                if modes.calls.stop_requested:
                     raise KeyboardInterrupt
                 try:
                     # In slices: a Ctrl-C the kernel hands to another thread (one that does not
@@ -359,15 +121,15 @@ def run_mode(
                     index = events.get(timeout=_WAIT_SLICE)
                 except queue.Empty:
                     continue
-                if index == _WAKE:
+                if index == modes.WAKE:
                     continue
                 if on_running is not None:  # the first call is running (or already over)
                     on_running()
                     on_running = None
-                if index == _STARTED:
+                if index == modes.STARTED:
                     continue
                 finished += 1
-                if submitted < len(names) and not _calls.stop_requested:
+                if submitted < len(names) and not modes.calls.stop_requested:
                     submit_next()
                 name = names[index]
                 try:
@@ -384,7 +146,7 @@ def run_mode(
             # Ctrl-C (or any failure here): cancel the calls in flight on their own loops,
             # drop the ones not started, and wait for the workers, whose loops then close and
             # release their sessions, before the server goes away under them.
-            _calls.cancel_all()
+            modes.calls.cancel_all()
             pool.shutdown(wait=True, cancel_futures=True)
             # Let go of what the cancelled calls hold (their tracebacks reference their
             # sessions) while the capture is still active: the baseline's sessions are never
@@ -392,17 +154,17 @@ def run_mode(
             futures.clear()
             if baseline is not None:
                 baseline.sessions.clear()
-            _loops.clear()
+            modes.loops.clear()
             gc.collect()
             raise
         finally:
             pool.shutdown(wait=True)
-            _calls.reset()
+            modes.calls.reset()
         wall = time.perf_counter() - start
         if mode == "portal":
             sync.portal().close()  # releases its session, on its loop; the next call gets a new one
         loops = _distinct_loops()
-        _loops.clear()
+        modes.loops.clear()
         gc.collect()  # whatever leaked and is unreferenced complains now, in this mode
         fds_after = count_fds(server.port)
         after = resourceloop.stats()
@@ -461,11 +223,11 @@ def run_demo(
         Progress(total, settings.progress) as progress,
     ):
         for mode in settings.modes:
-            if _calls.stop_requested:
+            if modes.calls.stop_requested:
                 raise KeyboardInterrupt
             results.append(run_mode(mode, server, settings, progress, on_running))
             on_running = None
-    if _calls.stop_requested:  # Ctrl-C after the last call: still an interrupted run
+    if modes.calls.stop_requested:  # Ctrl-C after the last call: still an interrupted run
         raise KeyboardInterrupt
     return server, results
 
@@ -487,121 +249,17 @@ def _interruptible() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if _calls.stop_requested:
+        if modes.calls.stop_requested:
             os.write(2, b"\nresourceloop demo: interrupted again: exiting without cleaning up\n")
             os._exit(EXIT_INTERRUPTED)
-        _calls.request_stop()
+        modes.calls.request_stop()
 
     signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        _calls.stop_requested = False
-
-
-# -- reporting ----------------------------------------------------------------------------------
-
-_COLUMNS: Final = (
-    ("mode", "mode", "<"),
-    ("loops", "loops", ">"),
-    ("connections", "connections", ">"),
-    ("sessions", "sessions_created", ">"),
-    ("graceful", "released_gracefully", ">"),
-    ("forced", "released_forcefully", ">"),
-    ("still open", "sessions_still_open", ">"),
-    ("fds before", "fds_before", ">"),
-    ("fds after", "fds_after", ">"),
-    ("warnings", "warnings", ">"),
-    ("errors", "errors", ">"),
-    ("wall", "wall_time_s", ">"),
-)
-
-
-def format_table(results: Sequence[ModeResult]) -> str:
-    rows = [[title for title, _, _ in _COLUMNS]]
-    for result in results:
-        row = []
-        for _, field, _ in _COLUMNS:
-            value = getattr(result, field)
-            row.append(f"{value:.2f} s" if field == "wall_time_s" else str(value))
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    lines = []
-    for index, row in enumerate(rows):
-        aligned = zip(row, widths, _COLUMNS, strict=True)
-        cells = [f"{cell:{align}{width}}" for cell, width, (_, _, align) in aligned]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def format_report(settings: Settings, server: DemoServer, results: Sequence[ModeResult]) -> str:
-    out = [
-        f"server: aiohttp on 127.0.0.1 (an ephemeral port), {server.requests} requests "
-        f"answered, {settings.latency_ms:g} ms latency each",
-        "",
-        format_table(results),
-        "",
-        "loops: event loops the calls ran on; connections: TCP connections the server accepted",
-        "(the portal's one session reuses its connections across calls; elsewhere each call's",
-        "session opens its own); sessions: aiohttp.ClientSession objects created;",
-        "graceful: closed with `await session.close()` on their own loop; forced: closed without",
-        "their loop; still open: sessions left open when the mode ended; fds: open file",
-        "descriptors of this process (the server's side of each connection not counted).",
-    ]
-    for result in results:
-        notes: list[str] = []
-        if result.mode == "baseline":
-            notes.append(
-                f"{result.sessions_still_open} sessions were still open when the mode ended, "
-                f"holding {result.fds_after - result.fds_before} more file descriptors."
-            )
-            notes.append(
-                f"Dropping them (as at interpreter exit) printed {result.warnings_when_dropped} "
-                f"warnings; fds then: {result.fds_after_dropping_sessions}."
-            )
-        notes.extend(f"warning: {line}" for line in result.warning_samples)
-        notes.extend(f"error: {line}" for line in result.error_samples)
-        if result.correct_answers != result.calls:
-            notes.append(f"{result.correct_answers}/{result.calls} answers were correct")
-        if notes:
-            out.append("")
-            out.append(f"{result.mode}:")
-            out.extend(f"  {note}" for note in notes)
-    managed = [r for r in results if r.uses_resourceloop]
-    out.append("")
-    if managed:
-        bad = [r.mode for r in managed if r.leaked]
-        if bad:
-            out.append(f"FAIL: resourceloop leaked or complained in: {', '.join(bad)}")
-        else:
-            out.append(
-                "OK: in every resourceloop mode every session was released, the file "
-                "descriptors came\nback to where they started, with no warning and no error."
-            )
-    return "\n".join(out)
-
-
-def report_json(settings: Settings, server: DemoServer, results: Sequence[ModeResult]) -> str:
-    document = {
-        "ok": not any(r.leaked for r in results if r.uses_resourceloop),
-        "settings": {**dataclasses.asdict(settings), "modes": list(settings.modes)},
-        "server": {"requests": server.requests, "latency_ms": settings.latency_ms},
-        "resourceloop_version": resourceloop.__version__,
-        "modes": [{**dataclasses.asdict(r), "leaked": r.leaked} for r in results],
-    }
-    return json.dumps(document, indent=2)
-
-
-def format_banner(settings: Settings) -> str:
-    """The first line of the table output, printed when the first call is running."""
-    return (
-        f"resourceloop demo: {settings.summoners} summoners x {settings.matches} matches per "
-        f"mode, {settings.threads} threads, each call on its own event loop, on the portal's "
-        "one loop in portal mode (Ctrl-C stops it)"
-    )
+        modes.calls.stop_requested = False
 
 
 def main(settings: Settings, *, as_json: bool = False) -> int:
