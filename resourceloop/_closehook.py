@@ -39,8 +39,9 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
-from ._registry import LoopState, _get_attr, _set_attr, carried_store, registry
+from ._registry import registry
 from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
+from ._state import LoopState, _get_attr, _set_attr, carried_store
 
 __all__ = [
     "fail_remote_waiters",

@@ -38,8 +38,9 @@ from typing import Any
 from . import _config
 from ._closehook import finish_closing, wait_for_guard
 from ._compat import block_signals_in_this_thread
-from ._registry import READY_ATTR, LoopState, registry, wake_reaper, wakeup_lock
+from ._registry import registry
 from ._release import force_batch, release_on_loop, warn
+from ._state import READY_ATTR, LoopState, wake_reaper, wakeup_lock
 from .warnings import UnclosedLoopWarning
 
 __all__ = ["COLLECT_INTERVAL", "Reaper", "pass_lock", "reap_once", "reset_after_fork"]

@@ -43,7 +43,8 @@ from typing import Any, Final
 
 from . import _config
 from ._compat import iscoroutinefunction
-from ._registry import HELD, RELEASING, SETTLED, Batch, Item, LoopState, registry
+from ._registry import registry
+from ._state import HELD, RELEASING, SETTLED, Batch, Item, LoopState
 from .warnings import (
     BlockingReleaseWarning,
     ForcedReleaseWarning,

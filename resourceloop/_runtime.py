@@ -25,8 +25,9 @@ from ._closehook import (
 )
 from ._compat import get_running_loop_or_none
 from ._reaper import Reaper, pass_lock, reap_once, reset_after_fork
-from ._registry import LoopState, registry
+from ._registry import registry
 from ._release import force_batch, release_on_loop, warn
+from ._state import LoopState
 from .warnings import UngracefulLoopWarning
 
 __all__ = [

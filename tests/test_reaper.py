@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, _reaper, _registry, reap, resource_manager, stats
-from resourceloop._registry import READY_ATTR, registry
+from resourceloop import ResourceTemplate, _reaper, _state, reap, resource_manager, stats
+from resourceloop._registry import registry
+from resourceloop._state import READY_ATTR
 from resourceloop.warnings import (
     ForcedReleaseWarning,
     ResourceLoopWarning,
@@ -490,7 +491,7 @@ class RecordingEvent(threading.Event):
 @pytest.fixture
 def wakeup(monkeypatch: pytest.MonkeyPatch) -> CountingLock:
     """The wake-up lock, taken (nothing to do), seen by new reaper threads through a counter."""
-    lock = _registry.wakeup_lock()
+    lock = _state.wakeup_lock()
     lock.acquire(blocking=False)
     counting = CountingLock(lock)
     monkeypatch.setattr(_reaper, "wakeup_lock", lambda: counting)
@@ -506,7 +507,7 @@ def test_idle_reaper_thread_blocks_on_the_wakeup_lock(wakeup: CountingLock) -> N
         assert wakeup.acquires == 1
         assert stats().reaper_passes == 0
         wakeup.entered.clear()
-        _registry.wake_reaper()  # woken with still nothing to do: it blocks again, alive
+        _state.wake_reaper()  # woken with still nothing to do: it blocks again, alive
         assert wakeup.entered.wait(10)
         assert wakeup.acquires == 2
         assert reaper.alive

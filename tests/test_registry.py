@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from resourceloop import _registry
-from resourceloop._registry import (
+from resourceloop import _registry, _state
+from resourceloop._registry import Registry
+from resourceloop._state import (
     HELD,
     READY_ATTR,
     SETTLED,
     STORE_KEY,
     LoopState,
-    Registry,
     Spec,
     Store,
     carried_store,
@@ -236,12 +236,12 @@ def test_idle_until_something_is_tracked_held_or_rescued(
     store = other.store()
     reg.discard(other)
     assert reg.idle()
-    _registry._rescued.append(Store(None, reg.add(_new(loops), "z")[0]))
+    _state._rescued.append(Store(None, reg.add(_new(loops), "z")[0]))
     try:
         reg.discard(reg.snapshot()[0][1])
         assert not reg.idle()  # a rescued store waits for the reaper
     finally:
-        _registry._rescued.clear()
+        _state._rescued.clear()
     del store
 
 
@@ -400,7 +400,7 @@ def test_live_entries_cover_stores_custody_and_rescued(
     batch = reg.take(two, B)
     rescued = Store(None, reg.add(_new(loops), "three")[0])
     rescued[A] = "a3"
-    _registry._rescued.append(rescued)
+    _state._rescued.append(rescued)
     try:
         assert reg.live_by_template() == {"a": 3, "b": 1}
         assert repr(reg) == "<Registry loops=3 live=4 in_custody=1 rescued=1>"
@@ -408,7 +408,7 @@ def test_live_entries_cover_stores_custody_and_rescued(
         assert reg.live_by_template() == {"a": 3}
         assert repr(reg) == "<Registry loops=3 live=3 in_custody=0 rescued=1>"
     finally:
-        _registry._rescued.clear()
+        _state._rescued.clear()
 
 
 # -- collected loops ---------------------------------------------------------------------------
@@ -428,7 +428,7 @@ def test_a_dropped_loop_with_resources_is_rescued_then_drained(reg: Registry) ->
     gc.collect()
     try:
         assert not wakeup_lock().locked()  # the rescue woke the reaper
-        assert len(_registry._rescued) == 1
+        assert len(_state._rescued) == 1
         assert not reg.idle()
         [(drained_state, drained_loop, batch)] = reg.drain_rescued()
         assert drained_state is state
@@ -442,7 +442,7 @@ def test_a_dropped_loop_with_resources_is_rescued_then_drained(reg: Registry) ->
         assert drained_loop is not None
         type(drained_loop).close(drained_loop)
     finally:
-        _registry._rescued.clear()
+        _state._rescued.clear()
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's, about the dropped loop
@@ -456,7 +456,7 @@ def test_an_empty_or_discarded_store_is_not_rescued(
     del loop
     gc.collect()
     assert probe() is None
-    assert len(_registry._rescued) == 0
+    assert len(_state._rescued) == 0
     state, _ = reg.add(_new(loops), "discarded")
     store = state.store()
     assert store is not None
@@ -465,7 +465,7 @@ def test_an_empty_or_discarded_store_is_not_rescued(
     del store
     vars(loops[-1]).pop(READY_ATTR)
     gc.collect()
-    assert len(_registry._rescued) == 0
+    assert len(_state._rescued) == 0
 
 
 def test_drain_skips_stores_of_discarded_states_and_other_processes(
@@ -483,14 +483,14 @@ def test_drain_skips_stores_of_discarded_states_and_other_processes(
     kept, _ = reg.add(_new(loops), "kept")
     kept_store = Store(None, kept)
     kept_store[A] = "r"
-    _registry._rescued.extend([gone_store, foreign_store, kept_store])
+    _state._rescued.extend([gone_store, foreign_store, kept_store])
     try:
         drained = reg.drain_rescued()
         assert [d[0] for d in drained] == [kept]
         assert not foreign.discarded
-        assert len(_registry._rescued) == 0
+        assert len(_state._rescued) == 0
     finally:
-        _registry._rescued.clear()
+        _state._rescued.clear()
 
 
 # -- templates and fork ------------------------------------------------------------------------
@@ -558,11 +558,11 @@ def test_clear_for_tests_keeps_templates(
     reg.add_template(template)
     state, _ = reg.add(_new(loops), "x")
     reg.store(state, A, "r")
-    _registry._rescued.append(Store(None, state))
+    _state._rescued.append(Store(None, state))
     reg.clear_for_tests()
     assert reg.templates() == [template]
     assert len(reg) == 0
-    assert len(_registry._rescued) == 0
+    assert len(_state._rescued) == 0
     assert reg.counters().acquisitions == 0
 
 
@@ -652,8 +652,8 @@ def test_a_loop_a_reset_forgot_is_not_forced_when_collected(reg: Registry) -> No
     gc.collect()
     assert probe() is None
     try:
-        assert list(_registry._collected) == [state]  # the weak reference's callback ran
+        assert list(_state._collected) == [state]  # the weak reference's callback ran
         assert reg.drain_collected() == []
         assert reg.live_entries() == []
     finally:
-        _registry._collected.clear()
+        _state._collected.clear()

@@ -79,6 +79,25 @@ PACKAGE = "resourceloop"
 #: The tests each module is checked against, most specific first (``-x`` stops at the first
 #: failure, so a mutant that a fast, targeted test kills costs little).
 TESTS: dict[str, list[str]] = {
+    # ``_state`` and ``_ledger`` were split out of ``_registry``: they share its tests.
+    "_state": [
+        "tests/test_registry.py",
+        "tests/test_custody.py",
+        "tests/test_reaper.py",
+        "tests/test_closehook.py",
+        "tests/test_exit_fork.py",
+        "tests/test_threads.py",
+        "tests/test_template.py",
+        "tests/test_manager.py",
+    ],
+    "_ledger": [
+        "tests/test_registry.py",
+        "tests/test_custody.py",
+        "tests/test_reaper.py",
+        "tests/test_closehook.py",
+        "tests/test_threads.py",
+        "tests/test_manager.py",
+    ],
     "_registry": [
         "tests/test_registry.py",
         "tests/test_custody.py",
