@@ -180,8 +180,9 @@ def mutants(session: nox.Session) -> None:
     """Mutation testing of the custody core (not in CI): ``nox -s mutants -- --module _reaper``.
 
     Options after ``--`` go to ``tools/mutants.py`` (``--sample``, ``--module``, ``--only``,
-    ``--jobs``, ``--list``); by default 60 sampled mutants of each of ``_registry``,
-    ``_release``, ``_closehook`` and ``_reaper``.
+    ``--jobs``, ``--list``); by default 60 sampled mutants of each module of the custody core
+    (``_state``, ``_ledger``, ``_registry``, ``_release``, ``_force``, ``_loop_run``,
+    ``_closehook``, ``_reaper``).
     """
     session.install("-e", ".[test]", "coverage>=7.4")
     session.run("python", "tools/mutants.py", *session.posargs)

@@ -39,8 +39,10 @@ from typing import Any, Final
 from . import _config
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
+from ._force import force_batch
+from ._loop_run import release_on_loop, run_elsewhere
 from ._registry import registry
-from ._release import force_batch, grace, release_batch, release_on_loop, run_elsewhere
+from ._release import grace, release_batch
 from ._state import LoopState, _get_attr, _set_attr, carried_store
 
 __all__ = [

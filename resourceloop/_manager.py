@@ -11,8 +11,9 @@ from typing import Any, TypeVar, final
 
 from ._compat import ExceptionGroup, get_running_loop_or_none, iscoroutinefunction
 from ._errors import LoopClosedError
+from ._force import force_batch
 from ._registry import registry
-from ._release import force_batch, release_batch
+from ._release import release_batch
 from ._runtime import track
 from ._state import LoopState
 

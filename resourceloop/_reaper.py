@@ -38,8 +38,9 @@ from typing import Any
 from . import _config
 from ._closehook import finish_closing, wait_for_guard
 from ._compat import block_signals_in_this_thread
+from ._force import force_batch, warn
+from ._loop_run import release_on_loop
 from ._registry import registry
-from ._release import force_batch, release_on_loop, warn
 from ._state import READY_ATTR, LoopState, wake_reaper, wakeup_lock
 from .warnings import UnclosedLoopWarning
 

@@ -1,4 +1,4 @@
-"""Releasing resources in custody: gracefully on their loop, or forcefully without it.
+"""Releasing resources in custody gracefully, on their own running loop.
 
 Custody
     Whoever takes resources out of the registry (``Registry.take``/``take_all``/``adopt``)
@@ -19,10 +19,8 @@ Graceful
     resource is forced. The bound is hard: nothing of ours stays pending on the loop.
 
 Forced
-    The loop can no longer run (closed, collected, or the release overran): the template's
-    ``force_release_func`` runs, synchronously, in whatever thread noticed; a synchronous
-    ``release_func`` stands in for it. An awaitable that cannot run is closed, never dropped,
-    and the warning says so.
+    The loop can no longer run (closed, collected, or the release overran): ``_force``.
+    Running an idle loop in this thread to release on it: ``_loop_run``.
 
 Nothing here raises a release function's ``Exception``: failures are logged on the
 ``resourceloop`` logger, counted, and returned to the caller (the manager raises them).
@@ -32,39 +30,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
-import sys
-import threading
 import time
 import types
-import warnings
 from collections.abc import Callable, Generator
 from typing import Any, Final
 
 from . import _config
-from ._compat import iscoroutinefunction
+from ._force import force_item, settle_failed, stop_release, warn_if_blocking
 from ._registry import registry
-from ._state import HELD, RELEASING, SETTLED, Batch, Item, LoopState
-from .warnings import (
-    BlockingReleaseWarning,
-    ForcedReleaseWarning,
-    ReleaseTimeoutWarning,
-    ResourceLoopWarning,
-)
+from ._state import HELD, RELEASING, Batch, Item
+from .warnings import ReleaseTimeoutWarning
 
-__all__ = [
-    "force_batch",
-    "grace",
-    "isawaitable_fast",
-    "release_batch",
-    "release_on_loop",
-    "warn",
-]
+__all__ = ["grace", "isawaitable_fast", "release_batch"]
 
-logger = logging.getLogger("resourceloop")
-
-#: Frames of these modules are skipped when a warning looks for the code to blame.
-_INTERNAL_MODULES = ("resourceloop", "asyncio", "threading", "concurrent", "weakref", "atexit")
 
 #: A release that ignores its cancellation is closed this long after it was cancelled, as a
 #: fraction of ``release_timeout`` and at most ``_MAX_GRACE`` seconds.
@@ -96,210 +74,6 @@ def isawaitable_fast(obj: object) -> bool:
 def grace(timeout: float) -> float:
     """How long a cancelled release may take to end before it is closed."""
     return min(timeout * _GRACE_FRACTION, _MAX_GRACE)
-
-
-def _blamed_frame() -> types.FrameType:
-    """The innermost frame outside resourceloop and the standard machinery that runs it."""
-    caller = sys._getframe(2)
-    frame: types.FrameType | None = caller
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith(_INTERNAL_MODULES):
-            return frame
-        frame = frame.f_back
-    return caller
-
-
-def warn(category: type[ResourceLoopWarning], message: str, *, may_raise: bool = False) -> None:
-    """Emit a warning that points at the user's code.
-
-    Each message names a loop, so no two are alike; ``warnings.warn`` would remember every one
-    of them in a ``__warningregistry__`` under the "default" action (as with ``-X dev``), a
-    leak that grows with every loop. ``warn_explicit`` with no registry remembers none.
-
-    A filter that turns the warning into an error raises it only where ``may_raise`` says the
-    caller is the user's own code path; from the close hook, the reaper or a release it would
-    break the cleanup itself, so there the message is logged on the ``resourceloop`` logger.
-    """
-    frame = _blamed_frame()
-    try:
-        warnings.warn_explicit(
-            message,
-            category,
-            frame.f_code.co_filename,
-            frame.f_lineno,
-            module=frame.f_globals.get("__name__", "resourceloop"),
-            registry=None,
-        )
-    except Exception:
-        if may_raise:
-            raise
-        logger.warning("%s: %s", category.__name__, message)
-    finally:
-        del frame
-
-
-def _failed(item: Item, state: LoopState, exc: BaseException) -> None:
-    logger.error(
-        "release of %r on %s failed",
-        item.spec.name,
-        state.origin,
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
-
-
-def _settle_failed(batch: Batch, item: Item, exc: BaseException) -> None:
-    if registry.settle(batch, item, "release_failures"):
-        _failed(item, batch.state, exc)
-
-
-def _check_blocking(item: Item, state: LoopState, started: float, what: str) -> None:
-    """Report a user call that held its thread past ``release_timeout`` (nothing can stop it)."""
-    elapsed = time.monotonic() - started
-    timeout = _config.current().release_timeout
-    if elapsed > timeout:
-        warn(
-            BlockingReleaseWarning,
-            f"the {what} of {item.spec.name!r} on {state.origin} blocked its thread for "
-            f"{elapsed:.2f}s, longer than release_timeout={timeout}s, which cannot interrupt "
-            "blocking code. Make it async (await the blocking work in a thread with "
-            "asyncio.to_thread) or make it return sooner.",
-        )
-
-
-# -- forced -------------------------------------------------------------------------------------
-
-
-def force_batch(
-    batch: Batch,
-    *,
-    why: str,
-    category: type[ResourceLoopWarning] = ForcedReleaseWarning,
-    quiet: bool = False,
-) -> None:
-    """Force every unsettled item of ``batch``, from any thread.
-
-    A ``BaseException`` from a force function does not stop the others; the first one is
-    re-raised once every item is settled.
-    """
-    interrupted: BaseException | None = None
-    for item in batch.items:
-        if item.status == SETTLED:
-            continue
-        try:
-            force_item(batch, item, why=why, category=category, quiet=quiet)
-        except BaseException as exc:  # settled already; finish the others first
-            interrupted = interrupted or exc
-    if interrupted is not None:
-        raise interrupted
-
-
-def force_item(
-    batch: Batch,
-    item: Item,
-    *,
-    why: str,
-    category: type[ResourceLoopWarning] = ForcedReleaseWarning,
-    quiet: bool = False,
-) -> None:
-    """Force one item, unless another owner settled it first."""
-    if item.status == RELEASING:
-        _stop_release(item)
-    spec = item.spec
-    func = spec.force_release_func
-    if func is None and not iscoroutinefunction(spec.release_func):
-        func = spec.release_func
-    if not registry.claim(batch, item):
-        return  # another owner settled it first
-    # From here this owner alone calls the force function; the count follows it, so the books
-    # are off by one only while that function runs.
-    outcome = "forced_releases"
-    not_done = False
-    started = time.monotonic()
-    try:
-        if func is not None:
-            result = func(item.resource)
-            if inspect.isawaitable(result):
-                _close_awaitable(result)
-                not_done = True
-    except Exception as exc:
-        outcome = "release_failures"
-        _failed(item, batch.state, exc)
-    finally:
-        registry.count(outcome)
-        _check_blocking(item, batch.state, started, "forced release")
-    if category is ReleaseTimeoutWarning:
-        registry.count("release_timeouts")
-    if not quiet:
-        _warn_forced(item, batch.state, why, category, func=func, not_done=not_done)
-
-
-def _warn_forced(
-    item: Item,
-    state: LoopState,
-    why: str,
-    category: type[ResourceLoopWarning],
-    *,
-    func: Callable[[Any], Any] | None,
-    not_done: bool,
-) -> None:
-    if category is ReleaseTimeoutWarning:
-        advice = (
-            "Make the release function finish sooner (no unbounded waits), or raise the bound "
-            "with resourceloop.configure(release_timeout=...)"
-        )
-    else:
-        advice = (
-            "Close the loop with asyncio.run()/asyncio.Runner or loop.close() while the close "
-            "hook is enabled, or wrap the work in `async with resource_manager():`"
-        )
-    what = ""
-    if not_done:
-        what = (
-            " Its release function returned an awaitable, which cannot run without the loop: "
-            "it was closed, and nothing was released."
-        )
-    elif func is None:
-        what = " The template has no synchronous release, so nothing was released."
-    if item.spec.force_release_func is None and (not_done or func is None):
-        advice += "; pass force_release_func= so the template can close it without its loop"
-    warn(
-        category,
-        f"resource {item.spec.name!r} of {state.origin} was released forcefully because "
-        f"{why}.{what} {advice}.",
-    )
-
-
-def _close_awaitable(awaitable: Any) -> None:
-    """Dispose of an awaitable that can never run, without a "never awaited" warning."""
-    if inspect.iscoroutine(awaitable):
-        awaitable.close()
-    elif asyncio.isfuture(awaitable):
-        loop = awaitable.get_loop()
-        if not loop.is_closed() and not loop.is_running():
-            awaitable.cancel()
-    else:
-        close = getattr(awaitable, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:  # pragma: no cover - a foreign close() failed: nothing to do
-                logger.debug("could not close %r", awaitable, exc_info=True)
-
-
-def _stop_release(item: Item) -> None:
-    """End a graceful release that another owner is abandoning: close its coroutine."""
-    release, item.release = item.release, None
-    if release is None or not inspect.iscoroutine(release):
-        return
-    try:
-        release.close()
-    except RuntimeError:  # it ignored GeneratorExit and awaits again: nothing can stop it
-        logger.error(
-            "the release of %r ignored GeneratorExit; it cannot be stopped", item.spec.name
-        )
-    except Exception:  # it raised from a finally clause: it is over all the same
-        logger.debug("abandoned release of %r raised on close", item.spec.name, exc_info=True)
 
 
 # -- graceful -----------------------------------------------------------------------------------
@@ -392,16 +166,16 @@ def _start_release(
         # Nobody cancelled the task (it has not suspended): the release ended cancelled.
         failure = RuntimeError(f"the release of {item.spec.name!r} was cancelled")
         failure.__cause__ = exc
-        _settle_failed(batch, item, failure)
+        settle_failed(batch, item, failure)
         return failure
     except Exception as exc:
         item.release = None
         if _monotonic() - started > timeout:
-            _check_blocking(item, batch.state, started, "release function")
-        _settle_failed(batch, item, exc)
+            warn_if_blocking(item, batch.state, started, "release function")
+        settle_failed(batch, item, exc)
         return exc
     if _monotonic() - started > timeout:
-        _check_blocking(item, batch.state, started, "release function")
+        warn_if_blocking(item, batch.state, started, "release function")
     if it is None:
         item.release = None
         registry.settle(batch, item, "graceful_releases")
@@ -446,7 +220,7 @@ def _finish_release(
             # Nobody cancelled the task: the release itself ended cancelled.
             failure = RuntimeError(f"the release of {item.spec.name!r} was cancelled")
             failure.__cause__ = exc
-            _settle_failed(batch, item, failure)
+            settle_failed(batch, item, failure)
             return failure
         if timer.external_cancel():
             raise
@@ -454,7 +228,7 @@ def _finish_release(
         return None
     except Exception as exc:
         if not timer.fired:
-            _settle_failed(batch, item, exc)
+            settle_failed(batch, item, exc)
             return exc
         _overran(batch, item, timeout)  # closed by the deadline: "cannot reuse ... coroutine"
         return None
@@ -523,7 +297,7 @@ class _Deadline:
         self._handle = None
         if self._item.status != RELEASING:
             return
-        _stop_release(self._item)
+        stop_release(self._item)
         self._cancels += 1
         self._task.cancel()  # wake the task: the closed release raises at its await
 
@@ -543,89 +317,3 @@ class _Deadline:
             self._handle = None
         if self._cancels:
             self.external_cancel()
-
-
-# -- running an idle loop to release --------------------------------------------------------------
-
-
-def release_on_loop(
-    loop: asyncio.AbstractEventLoop, state: LoopState, batch: Batch, *, why: str
-) -> None:
-    """Release ``batch`` gracefully by running ``loop``, idle, in this thread; then settle all.
-
-    Also waits for creations still in flight on the loop (their late resources are released
-    on the loop by the creation itself). Handles a ``stop()`` scheduled before the run by
-    running again, bounded in time. Whatever is not released when this ends, for any reason
-    (the loop started running elsewhere, closed, the bound passed, a ``BaseException``), is
-    forced before this returns or raises.
-
-    The caller guarantees that nobody else runs the loop meanwhile and that this thread runs
-    no loop of its own.
-    """
-    timeout = _config.current().release_timeout
-    creations = list(state.pending.values()) if state.pending else []
-    # Resources a cancelled manager exit left in custody are released here too.
-    batches = [batch]
-    if state.batches and (len(state.batches) > 1 or batch not in state.batches):
-        batches += [b for b in registry.batches_of(state) if b is not batch]
-    held = 0
-    for each in batches:
-        for item in each.items:
-            if item.status == HELD:
-                held += 1
-    if not held and not creations:
-        for leftover in batches:
-            if leftover.items:
-                force_batch(leftover, why=why)
-        return
-    deadline = time.monotonic() + (held + len(creations) + 1) * (timeout + grace(timeout))
-    runner: asyncio.Future[Any] | None = None
-    try:
-        runner = loop.create_task(_release_then_wait(batches, creations, timeout))
-        while not runner.done() and time.monotonic() < deadline:
-            try:
-                loop.run_until_complete(runner)
-            except RuntimeError:
-                if loop.is_closed() or loop.is_running():
-                    break
-                # "Event loop stopped before Future completed": a stop() was pending; run on.
-            except Exception:
-                break  # the runner's own failure: nothing of it is left to wait for
-    finally:
-        if runner is not None and not runner.done():
-            runner.cancel()
-            runner._log_destroy_pending = False  # type: ignore[attr-defined]
-            coro = runner.get_coro()  # type: ignore[attr-defined]
-            if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED":
-                coro.close()  # interrupted before its first step: it never will run
-        elif runner is not None and not runner.cancelled():
-            runner.exception()  # raised here already (a KeyboardInterrupt): mark it seen
-        for leftover in batches:
-            force_batch(leftover, why=why)
-        if state.batches:
-            for leftover in registry.batches_of(state):
-                force_batch(leftover, why=why)
-
-
-async def _release_then_wait(
-    batches: list[Batch], creations: list[asyncio.Future[Any]], timeout: float
-) -> None:
-    # Creations in flight cannot hand their resource to anyone now: cancel them, and wait
-    # (bounded) for them to end; one that finishes all the same releases its late resource
-    # on the loop itself (``ResourceTemplate._stored``), and that is waited for here too.
-    for creation in creations:
-        creation.cancel()
-    for batch in batches:
-        await release_batch(batch)
-    if creations:
-        await asyncio.wait(creations, timeout=timeout + grace(timeout))
-
-
-def run_elsewhere(target: Callable[[], None], *, timeout: float) -> None:
-    """Run ``target`` in a short-lived helper thread and wait for it at most ``timeout``.
-
-    For a thread that runs a loop of its own and so cannot run another one.
-    """
-    helper = threading.Thread(target=target, name="resourceloop-release", daemon=True)
-    helper.start()
-    helper.join(min(timeout, threading.TIMEOUT_MAX))

@@ -24,9 +24,10 @@ from ._closehook import (
     install_shutdown_hook,
 )
 from ._compat import get_running_loop_or_none
+from ._force import force_batch, warn
+from ._loop_run import release_on_loop
 from ._reaper import Reaper, pass_lock, reap_once, reset_after_fork
 from ._registry import registry
-from ._release import force_batch, release_on_loop, warn
 from ._state import LoopState
 from .warnings import UngracefulLoopWarning
 

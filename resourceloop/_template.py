@@ -17,9 +17,10 @@ from typing import Any, Generic, NoReturn, TypeVar, overload
 from ._compat import get_running_loop_or_none
 from ._crossthread import on_loop, retrieve, settle_threadsafe
 from ._errors import AcquisitionCycleError, LoopClosedError
+from ._force import force_batch
 from ._registry import registry
-from ._release import force_batch, release_batch
 from ._release import isawaitable_fast as _isawaitable
+from ._release import release_batch
 from ._runtime import reap, track, unmanaged_acquisition
 from ._state import LoopState, Spec
 

@@ -778,7 +778,8 @@ def test_close_from_another_loop_waits_as_long_as_its_creations_may_take(
     shorter join would let the real close run while the helper still runs the loop.
     """
     from resourceloop import _config
-    from resourceloop._release import grace, run_elsewhere
+    from resourceloop._loop_run import run_elsewhere
+    from resourceloop._release import grace
 
     async def never() -> object:
         await asyncio.Event().wait()

@@ -32,8 +32,8 @@ from resourceloop import (
     resource_manager,
     stats,
 )
+from resourceloop._force import force_batch
 from resourceloop._registry import registry
-from resourceloop._release import force_batch
 from resourceloop._state import SETTLED
 from resourceloop.warnings import (
     BlockingReleaseWarning,
