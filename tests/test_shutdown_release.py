@@ -8,6 +8,7 @@ running loop, ``shutdown_default_executor`` releases nothing.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, resource_manager, stats
+from resourceloop import ResourceTemplate, _closehook, resource_manager, stats
 from tests._loops import needs_uvloop, uvloop
 from tests._warnings import record_text
 
@@ -24,6 +25,12 @@ from tests._warnings import record_text
 def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the reaper thread asleep: nothing here may depend on one of its passes."""
     monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
+@pytest.fixture(autouse=True)
+def _room_for_the_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrap on every Python: on 3.14+ asyncio's loop has no room left for it (see the end)."""
+    monkeypatch.setattr(_closehook, "_INLINE_NAMES", 10**6)
 
 
 class Seen:
@@ -281,3 +288,42 @@ def test_the_shutdown_wrapper_holds_no_strong_reference_to_its_loop(seen: Seen) 
     finally:
         gc.enable()
     assert resourceloop.stats().loops_tracked == 0
+
+
+def test_no_wrapper_where_it_would_cost_the_loop_its_inline_attributes(
+    monkeypatch: pytest.MonkeyPatch, seen: Seen
+) -> None:
+    """The close hook releases instead, as gracefully, one pass later."""
+    monkeypatch.setattr(_closehook, "_COUNT_NAMES", True)
+    monkeypatch.setattr(_closehook, "_INLINE_NAMES", 1)
+    template = seen.template("crowded")
+    wrapped: list[bool] = []
+
+    async def main() -> None:
+        await template.acquire()
+        wrapped.append("shutdown_default_executor" in vars(asyncio.get_running_loop()))
+
+    asyncio.run(main())
+    assert wrapped == [False]
+    assert [in_task for _, _, in_task in seen.released] == [True]
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases) == (1, 0)
+
+
+def test_the_real_rule_on_this_python(monkeypatch: pytest.MonkeyPatch, seen: Seen) -> None:
+    """Without the test's override: wrapped exactly when one more name fits (3.14+: not)."""
+    monkeypatch.undo()
+    template = seen.template("as-shipped")
+    found: list[tuple[int, bool]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        names = len(vars(loop))  # asyncio's own; tracking adds READY_ATTR and close
+        await template.acquire()
+        found.append((names, "shutdown_default_executor" in vars(loop)))
+
+    asyncio.run(main())
+    ((names, wrapped),) = found
+    assert wrapped == (sys.version_info < (3, 13) or names + 3 < _closehook._INLINE_NAMES)
+    if sys.version_info < (3, 14):
+        assert wrapped  # asyncio's loop leaves room for it there
