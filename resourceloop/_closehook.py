@@ -250,8 +250,8 @@ def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
     why = "it could not run before closing"
     if not (state.pending or state.batches or state.remote or state.store()):
         # Nothing to release (a manager released it all): no batch, no loop run. Nothing can
-        # be added meanwhile: only this thread adds to it, on the loop, which is not running.
-        registry.mark_closing(state)
+        # be added meanwhile: only this thread adds to it, on the loop, which is not running;
+        # discarding refuses later acquisitions (``closing``) under the same lock.
         finish_closing(loop, state, why=why)
         return True
     batch = registry.take_all(state, closing=True)

@@ -101,11 +101,6 @@ class Ledger:
                 return Batch(state, [])
             return self._batch_locked(state, store, spec)
 
-    def mark_closing(self, state: LoopState) -> None:
-        """Refuse later acquisitions on the loop (``take_all(closing=True)``, taking nothing)."""
-        with self._lock:
-            state.closing = True
-
     def take_all(self, state: LoopState, *, closing: bool) -> Batch:
         """Take every resource, newest first. ``closing`` refuses later acquisitions."""
         with self._lock:

@@ -215,6 +215,7 @@ class Registry(Ledger):
             if state.discarded:
                 return
             state.discarded = True
+            state.closing = True
             loop = state.loop_ref()
             if loop is not None:
                 # The weak-keyed dict's own entry, by an equal reference (``del
