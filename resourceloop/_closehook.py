@@ -189,13 +189,26 @@ _COUNT_NAMES: Final = sys.version_info >= (3, 13)
 
 
 def fits_one_more(loop: object) -> bool:
-    """True if one more attribute on ``loop`` keeps its attributes inline (see above)."""
+    """True if one more attribute on ``loop`` keeps its attributes inline (see above).
+
+    Counted on the first loop of each class, at the same point of its life as every later
+    one (its first acquisition outside a manager): they all carry the same names then.
+    """
     if not _COUNT_NAMES:
         return True
-    try:
-        return len(vars(loop)) + 1 < _INLINE_NAMES
-    except TypeError:  # no instance __dict__: nothing to wrap
-        return False
+    key = (type(loop), _INLINE_NAMES)
+    fits = _fits.get(key)
+    if fits is None:
+        try:
+            fits = len(vars(loop)) + 1 < _INLINE_NAMES
+        except TypeError:  # no instance __dict__: nothing to wrap
+            fits = False
+        if len(_fits) < 64:
+            _fits[key] = fits
+    return fits
+
+
+_fits: dict[tuple[type, int], bool] = {}
 
 
 def _make_shutdown(

@@ -41,7 +41,7 @@ from ._registry import registry
 from ._state import HELD, RELEASING, Batch, Item
 from .warnings import ReleaseTimeoutWarning
 
-__all__ = ["grace", "isawaitable_fast", "release_batch"]
+__all__ = ["PLAIN_TYPES", "grace", "isawaitable_fast", "release_batch"]
 
 
 #: A release that ignores its cancellation is closed this long after it was cancelled, as a
@@ -52,7 +52,7 @@ _MAX_GRACE: Final = 1.0
 
 #: Types whose instances are never awaitable (what release functions usually return), so
 #: that ``isawaitable_fast`` answers them without ``inspect.isawaitable``'s ABC check.
-_PLAIN_TYPES: set[type] = {type(None), bool, int, str}
+PLAIN_TYPES: set[type] = {type(None), bool, int, str}
 _Coroutine: Final = types.CoroutineType
 
 
@@ -61,13 +61,13 @@ def isawaitable_fast(obj: object) -> bool:
     cls = type(obj)
     if cls is types.CoroutineType:
         return True
-    if cls in _PLAIN_TYPES:
+    if cls in PLAIN_TYPES:
         return False
     if inspect.isawaitable(obj):
         return True
     # A generator's flags, not its type, decide; and a few dozen types are plenty to remember.
-    if not isinstance(obj, types.GeneratorType) and len(_PLAIN_TYPES) < 64:
-        _PLAIN_TYPES.add(cls)
+    if not isinstance(obj, types.GeneratorType) and len(PLAIN_TYPES) < 64:
+        PLAIN_TYPES.add(cls)
     return False
 
 

@@ -19,8 +19,8 @@ from ._crossthread import on_loop, retrieve, settle_threadsafe
 from ._errors import AcquisitionCycleError, LoopClosedError
 from ._force import force_batch
 from ._registry import registry
+from ._release import PLAIN_TYPES, release_batch
 from ._release import isawaitable_fast as _isawaitable
-from ._release import release_batch
 from ._runtime import reap, track, unmanaged_acquisition
 from ._state import LoopState, Spec
 
@@ -255,7 +255,7 @@ class ResourceTemplate(Generic[R]):
             if not (state.managed or state.warned_ungraceful):
                 unmanaged_acquisition(loop, state, spec.name)
             result = self._acquire_func()  # a synchronous factory finishes right here
-            if not _isawaitable(result):
+            if type(result) in PLAIN_TYPES or not _isawaitable(result):
                 if registry.store(state, spec, result):
                     return result  # type: ignore[return-value]
                 await self._release_late(state, result)  # type: ignore[arg-type]
