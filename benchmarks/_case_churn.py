@@ -90,13 +90,12 @@ def _three_resource_mains(
 #: Where the time goes when case 4's target does not hold (callgrind phases, I4, 2026-12-02).
 WHY_CHURN = (
     "the floor closes its three resources inline at the end of the coroutine; resourceloop "
-    "releases them from the close hook, which runs one more `run_until_complete` pass on the "
-    "loop just before the real close, so that releases run in a task on a running loop "
-    "(sniffio and `asyncio.timeout` need one), and it tracks each new loop on first "
-    "acquisition (its state, weakref callback, store, hook installation); per loop lifetime "
-    "that is about +157k instructions at `loop.close()` (115k fixed) and +68k at the first "
-    "acquisition (54k tracking) over the floor's 565k (see the instruction phases). More "
-    "threads add contention on the registry lock and the GIL"
+    "releases them in `asyncio.run`'s last pass (its executor shutdown, in a task on the "
+    "running loop: sniffio and `asyncio.timeout` need one), and it tracks each new loop on "
+    "first acquisition (its state, weakref callback, store, close wrapper); per loop "
+    "lifetime on 3.11 that is about +60k instructions at the first acquisition and +60k for "
+    "the three releases over the floor's 565k (see the instruction phases). More threads "
+    "add contention on the registry lock and the GIL, and time that callgrind does not count"
 )
 
 

@@ -158,14 +158,14 @@ def case_first(settings: Settings, data: Data) -> list[Row]:
 
 # -- 3. managed cycle ------------------------------------------------------------------------
 
-#: Where the time goes when case 3's target does not hold (cProfile of 2,000 cycles, 2026-12-01).
+#: Where the time goes when case 3's target does not hold (callgrind marks, 2026-12-02).
 WHY_MANAGED = (
     "the floor awaits one dict lookup and one `aclose()` inline; resourceloop, for each new loop, "
-    "tracks it (a registry entry under the lock, a `weakref.finalize`, the close hook installed "
-    "on the instance, the reaper started or woken), acquires every non-lazy template on manager "
-    "entry, runs each release as a task of its own under `release_timeout` on exit, and still "
-    "runs the close hook at `loop.close()`; under cProfile, manager entry took 17% of the cycle, "
-    "the close hook 9% and manager exit 6%. The <= 0.25x Pyot half of the target holds"
+    "tracks it (its state and weak reference under the lock, the store on the instance, the "
+    "close wrapper), acquires every non-lazy template on manager entry, releases on exit "
+    "under `release_timeout` (a timer only if a release suspends), and untracks the loop at "
+    "`loop.close()`; see I2 for the instructions of each step. The <= 0.25x Pyot half of "
+    "the target holds"
 )
 
 
