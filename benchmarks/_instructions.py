@@ -9,8 +9,9 @@ loop lifetime, or per hit, of the work alone. Every thread of the child is count
 reaper's periodic pass is kept out (``RESOURCELOOP_REAP_INTERVAL=3600`` in the child): it comes
 once a second of *time*, not once per loop, and under callgrind a second holds fifty times
 less work, so it would add a random few hundredths of a percent that the native program does
-not pay per loop. ``PYTHONHASHSEED=0`` and a ``gc.collect()`` before the counted part keep runs
-alike; each measurement runs ``rounds`` times and the rows report the spread.
+not pay per loop. ``PYTHONHASHSEED=0`` and a ``gc.collect()`` plus ``gc.freeze()`` before the
+counted part keep runs alike (see ``_callgrind_child``); each measurement runs ``rounds``
+times and the rows report the spread.
 
 Cases form a registry, ``INSTRUCTION_CASES`` (``i1``...), next to the wall-time ``CASES``; a
 case is a function ``(settings, data) -> rows`` like those, built on ``count``.
