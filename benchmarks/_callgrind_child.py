@@ -38,6 +38,7 @@ import asyncio
 import gc
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -75,6 +76,17 @@ def workload(name: str, impl: str) -> Callable[[Workload], Workload]:
 
 
 Main = Callable[[], Coroutine[Any, Any, None]]
+
+
+def _as_in_a_terminal() -> None:
+    """Let ``asyncio.run`` see the SIGINT handler it sees in a terminal.
+
+    A program started in the background by a shell inherits SIGINT ignored, and then
+    ``asyncio.run`` installs and restores no handler of its own: on 3.13 that is 23k
+    instructions fewer per lifetime (I1's floor: 382,669 against 405,826), whatever the
+    workload.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _settle() -> None:
@@ -358,6 +370,7 @@ def _phases_bare(warmup: int, n: int, mark: Mark) -> None:
 
 def main(argv: list[str]) -> int:
     name, impl, n, warmup = argv[0], argv[1], int(argv[2]), int(argv[3])
+    _as_in_a_terminal()
     mark = Mark()
     WORKLOADS[name][impl](warmup, n, mark)
     print(json.dumps({"labels": mark.labels, "n": n}), flush=True)
