@@ -76,20 +76,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "resourceloop"
 
+#: The tests of the registry's modules (``_state`` and ``_ledger`` were split out of
+#: ``_registry``, and share its tests).
+_REGISTRY_TESTS = [
+    "tests/test_registry.py",
+    "tests/test_custody.py",
+    "tests/test_reaper.py",
+    "tests/test_closehook.py",
+    "tests/test_exit_fork.py",
+    "tests/test_threads.py",
+    "tests/test_template.py",
+    "tests/test_manager.py",
+]
+#: The tests of the release modules (``_force`` and ``_loop_run`` were split out of
+#: ``_release``, and share its tests).
+_RELEASE_TESTS = [
+    "tests/test_custody.py",
+    "tests/test_closehook.py",
+    "tests/test_reaper.py",
+    "tests/test_manager.py",
+    "tests/test_template.py",
+    "tests/test_exit_fork.py",
+    "tests/test_threads.py",
+]
+
 #: The tests each module is checked against, most specific first (``-x`` stops at the first
 #: failure, so a mutant that a fast, targeted test kills costs little).
 TESTS: dict[str, list[str]] = {
-    # ``_state`` and ``_ledger`` were split out of ``_registry``: they share its tests.
-    "_state": [
-        "tests/test_registry.py",
-        "tests/test_custody.py",
-        "tests/test_reaper.py",
-        "tests/test_closehook.py",
-        "tests/test_exit_fork.py",
-        "tests/test_threads.py",
-        "tests/test_template.py",
-        "tests/test_manager.py",
-    ],
+    "_state": _REGISTRY_TESTS,
     "_ledger": [
         "tests/test_registry.py",
         "tests/test_custody.py",
@@ -98,43 +112,10 @@ TESTS: dict[str, list[str]] = {
         "tests/test_threads.py",
         "tests/test_manager.py",
     ],
-    "_registry": [
-        "tests/test_registry.py",
-        "tests/test_custody.py",
-        "tests/test_reaper.py",
-        "tests/test_closehook.py",
-        "tests/test_exit_fork.py",
-        "tests/test_threads.py",
-        "tests/test_template.py",
-        "tests/test_manager.py",
-    ],
-    "_release": [
-        "tests/test_custody.py",
-        "tests/test_closehook.py",
-        "tests/test_reaper.py",
-        "tests/test_manager.py",
-        "tests/test_template.py",
-        "tests/test_exit_fork.py",
-        "tests/test_threads.py",
-    ],
-    "_force": [
-        "tests/test_custody.py",
-        "tests/test_closehook.py",
-        "tests/test_reaper.py",
-        "tests/test_manager.py",
-        "tests/test_template.py",
-        "tests/test_exit_fork.py",
-        "tests/test_threads.py",
-    ],
-    "_loop_run": [
-        "tests/test_custody.py",
-        "tests/test_closehook.py",
-        "tests/test_reaper.py",
-        "tests/test_manager.py",
-        "tests/test_template.py",
-        "tests/test_exit_fork.py",
-        "tests/test_threads.py",
-    ],
+    "_registry": _REGISTRY_TESTS,
+    "_release": _RELEASE_TESTS,
+    "_force": _RELEASE_TESTS,
+    "_loop_run": _RELEASE_TESTS,
     "_closehook": [
         "tests/test_closehook.py",
         "tests/test_custody.py",
