@@ -32,6 +32,7 @@ import functools
 import logging
 import sys
 import threading
+import types
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Final
@@ -48,7 +49,6 @@ from ._state import LoopState, _get_attr, _set_attr, carried_store
 __all__ = [
     "fail_remote_waiters",
     "finish_closing",
-    "fits_one_more",
     "guard_bound",
     "install_asyncgen_hook",
     "install_close_hook",
@@ -74,15 +74,10 @@ def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
     callback would then run at every loop's death; see ``_registry``).
     """
     try:
-        existing = _get_attr(loop, "close")
+        ours, existing = _on_instance(loop, "close", _CLOSE_CODE)
     except AttributeError:  # pragma: no cover - every loop has a close method
         return False
-    # The class's method comes bound to the loop; anything else was set on the instance (ours,
-    # or another library's wrapper, which stays in the chain). (Read without ``vars(loop)``,
-    # which would slow the loop down on 3.11; see ``_registry``.)
-    if getattr(existing, "__self__", None) is loop:
-        existing = None
-    elif is_close_hook(existing):
+    if ours:
         return True
     close = _make_close(weakref.ref(loop), existing, type(loop).close)
     try:
@@ -90,6 +85,19 @@ def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
     except (AttributeError, TypeError):  # no instance __dict__
         return False
     return _get_attr(loop, "close") is close
+
+
+def _on_instance(loop: object, name: str, ours: types.CodeType) -> tuple[bool, Any]:
+    """What ``loop.<name>`` is now: whether it is our wrapper, and the callable to chain to.
+
+    The class's method comes bound to the loop: ``None``, a wrapper calls it unbound. Anything
+    else was set on the instance (ours, or another library's wrapper, which stays in the
+    chain). Read without ``vars(loop)``, which would slow the loop down (see ``_state``).
+    """
+    existing = _get_attr(loop, name)
+    if getattr(existing, "__self__", None) is loop:
+        return False, None
+    return getattr(existing, "__code__", None) is ours, existing
 
 
 def _make_close(
@@ -154,17 +162,15 @@ def install_shutdown_hook(loop: asyncio.AbstractEventLoop) -> None:
     the default executor working. Called from a running loop, mid-life, the method only does
     what it always does. The close hook stays the guarantee for every other way of closing.
 
-    Not where one more attribute would cost the loop its inline attributes (``fits_one_more``).
+    Not where one more attribute would cost the loop its inline attributes (``_SHUTDOWN_FITS``).
     """
-    if not fits_one_more(loop):
+    if not _SHUTDOWN_FITS:
         return
     try:
-        existing = _get_attr(loop, _SHUTDOWN)
+        ours, existing = _on_instance(loop, _SHUTDOWN, _SHUTDOWN_CODE)
     except AttributeError:  # not an asyncio loop after all: the close hook does it all
         return
-    if getattr(existing, "__self__", None) is loop:
-        existing = None  # the class's method: call it unbound, like ``close``
-    elif getattr(existing, "__code__", None) is _SHUTDOWN_CODE:
+    if ours:
         return
     try:
         class_method = type(loop).shutdown_default_executor
@@ -189,10 +195,9 @@ _ASYNCIO_NAMES: Final = (
     24 if sys.version_info < (3, 13) else 26 if sys.version_info < (3, 14) else 27
 )
 
-
-def fits_one_more(loop: object) -> bool:
-    """True if one more attribute on ``loop`` keeps its attributes inline (see above)."""
-    return _ASYNCIO_NAMES + 3 < _INLINE_NAMES
+#: Whether the shutdown wrapper keeps asyncio's loop below the limit (``READY_ATTR``, ``close``
+#: and it are the 3 names).
+_SHUTDOWN_FITS: Final = _ASYNCIO_NAMES + 3 < _INLINE_NAMES
 
 
 def _make_shutdown(

@@ -30,7 +30,7 @@ def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _room_for_the_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
     """Wrap on every loop, from the first and on every Python (see the end for the rule)."""
-    monkeypatch.setattr(_closehook, "fits_one_more", lambda loop: True)
+    monkeypatch.setattr(_closehook, "_SHUTDOWN_FITS", True)
 
 
 class Seen:
@@ -294,7 +294,7 @@ def test_no_wrapper_where_it_would_cost_the_loop_its_inline_attributes(
     monkeypatch: pytest.MonkeyPatch, seen: Seen
 ) -> None:
     """The close hook releases instead, as gracefully, one pass later."""
-    monkeypatch.setattr(_closehook, "fits_one_more", lambda loop: False)
+    monkeypatch.setattr(_closehook, "_SHUTDOWN_FITS", False)
     template = seen.template("crowded")
     wrapped: list[bool] = []
 
