@@ -20,9 +20,10 @@ Guarantees
     * A ``stop()`` scheduled before ``close()`` does not cut the releases short.
     * If the reaper is running this loop to release it (its thread ended), ``close`` waits
       for that, bounded, instead of failing with "Cannot close a running event loop".
-    * When the garbage collector finalizes an unclosed loop that still holds resources, the
-      wrapper leaves it open and rescues it: the reaper releases them on the loop, then closes
-      it (see ``_registry``).
+    * If ``asyncio.run``'s shutdown pass was cut short (Ctrl-C), ``close`` stops it and forces
+      what it had not released, at once (``_lifecycle.take_over``).
+
+What each trigger does once it fires is ``_lifecycle``'s: this module only decides when.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import asyncio
 import functools
 import logging
 import sys
-import threading
 import types
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -39,32 +39,18 @@ from typing import Any, Final
 
 from . import _config
 from ._compat import get_running_loop_or_none
-from ._errors import LoopClosedError
-from ._force import force_batch
-from ._loop_run import release_on_loop, run_elsewhere
+from ._lifecycle import end_loop, end_on_loop, take_over, wait_for_guard
 from ._registry import registry
-from ._release import grace, release_batch
-from ._state import LoopState, _get_attr, _set_attr, carried_store
+from ._state import ENDING, GONE, LoopState, _get_attr, _set_attr
 
 __all__ = [
-    "fail_remote_waiters",
-    "finish_closing",
-    "guard_bound",
     "install_asyncgen_hook",
     "install_close_hook",
     "install_shutdown_hook",
     "is_close_hook",
-    "release_bound",
-    "wait_for_guard",
 ]
 
 logger = logging.getLogger("resourceloop")
-
-
-def release_bound(n: int) -> float:
-    """How long releasing ``n`` resources on a loop may take, at most."""
-    timeout = _config.current().release_timeout
-    return (n + 2) * (timeout + grace(timeout))
 
 
 def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
@@ -112,26 +98,24 @@ def _make_close(
             # ``BaseEventLoop.__del__`` calls ``self.close()`` on a collected, unclosed loop.
             # Up to 3.14 the cyclic collector clears weak references before it runs
             # finalizers, so ours is dead by then; find the loop as that caller's ``self``
-            # (checked by identity) so that it is still handled. From 3.15 it clears
+            # (checked by identity) so that it is still closed. From 3.15 it clears
             # references without a callback only afterwards: ours is alive and ``loop`` is
             # set already; either way ``registry.get`` finds nothing (the registry's weak key,
             # which has a callback, is cleared first), so nothing is released from inside a
-            # finalizer. tests/test_pythons.py checks both.
+            # finalizer: the reaper forces what such a loop held. tests/test_pythons.py
+            # checks both.
             try:
                 caller = sys._getframe(1).f_locals.get("self")
             except ValueError:  # pragma: no cover - called with no Python frame above
                 caller = None
             if getattr(caller, "__dict__", {}).get("close") is close:
                 loop = caller
-        proceed = True
         try:
-            # False while being collected with resources: the reaper closes it (see above).
-            proceed = loop is None or _before_close(loop)
+            if loop is not None:
+                _before_close(loop)
         finally:
             # The real close, even when a BaseException is on its way out.
-            if not proceed:
-                pass
-            elif bound_close is not None:
+            if bound_close is not None:
                 bound_close()  # someone else's wrapper, installed before ours: keep the chain
             elif loop is not None:
                 class_close(loop)
@@ -215,7 +199,7 @@ def _make_shutdown(
             shut_down = functools.partial(class_method, loop, *args, **kwargs)
         if (
             state is not None
-            and state.store()
+            and state.store
             and not loop.is_running()  # type: ignore[union-attr]
             and (_config._current or _config.current()).close_hook
         ):
@@ -231,106 +215,28 @@ _SHUTDOWN_CODE: Final = _make_shutdown(weakref.ref(_make_shutdown), None, print)
 async def _release_then_shut_down(
     state: LoopState, shut_down: Callable[[], Awaitable[None]]
 ) -> None:
-    # On the loop, in the pass's task. The loop stays open to acquisitions (a callback of this
-    # pass may still make one): the close hook releases whatever they leave.
-    if not state.discarded:
-        await release_batch(registry.take_all(state, closing=False))
+    # On the loop, in the pass's task: the loop's end, then the executor's shutdown.
+    # Acquisitions after this pass start a new state, which the close hook ends.
+    await end_on_loop(state, why="its release was interrupted")
     await shut_down()
 
 
-def _before_close(loop: asyncio.AbstractEventLoop) -> bool:
-    """Release the loop's resources on it; False if the real close must not run now."""
+def _before_close(loop: asyncio.AbstractEventLoop) -> None:
+    """End the loop's tracking, releasing what it holds on it, just before the real close."""
     state = registry.get(loop)
-    if state is not None and state.guard.locked():
-        wait_for_guard(state)  # the reaper may be running it: wait rather than fail
-    if loop.is_running() or loop.is_closed():
-        return True
     if state is None:
-        return not _being_collected(loop)
-    if state.discarded or not (_config._current or _config.current()).close_hook:
-        return True  # released meanwhile, or disabled: the reaper forces and warns
-    why = "it could not run before closing"
-    if not (state.pending or state.batches or state.remote or state.store()):
-        # Nothing to release (a manager released it all): no batch, no loop run. Nothing can
-        # be added meanwhile: only this thread adds to it, on the loop, which is not running;
-        # discarding refuses later acquisitions (``closing``) under the same lock.
-        finish_closing(loop, state, why=why)
-        return True
-    batch = registry.take_all(state, closing=True)
-    try:
-        if get_running_loop_or_none() is None:
-            release_on_loop(loop, state, batch, why=why)
-        else:
-            # Closed from a coroutine of another loop: this thread cannot run ``loop``, a
-            # helper thread can, so the release is still graceful, on the loop.
-            run_elsewhere(
-                lambda: release_on_loop(loop, state, batch, why=why),
-                timeout=release_bound(len(batch.items) + len(state.pending)),
-            )
-    finally:
-        finish_closing(loop, state, why=why)
-    return True
-
-
-def _being_collected(loop: asyncio.AbstractEventLoop) -> bool:
-    """Rescue an untracked, unpinned loop that still carries live resources of this registry.
-
-    Its state is gone because the collector found the loop unreachable, and this call comes
-    from the loop's ``__del__``: the loop is still whole. Keeping it (and its store) on
-    ``_rescued`` (which its store's ``__del__`` does) resurrects it, so that the reaper can
-    release its resources on it and then close it, rather than this finalizer closing it
-    under them. True tells the caller not to close it now.
-    """
-    store = carried_store(loop)
-    # Only an unpinned store (a suspect's: it refers to its loop) is rescued. A pinned one's
-    # loop was collected because its resources do not refer to it; finalizing it as usual
-    # closes its selector and self-pipe before they are finalized themselves, and the reaper
-    # forces what it held (see ``_registry``).
-    if not (store and store.current()) or store.state.discarded:
-        return False
-    # The store's own ``__del__`` puts it on ``_rescued`` in this same collection (it is part
-    # of the unreachable cycle); rescuing it here too would count its resources twice.
-    return store.loop is not None
-
-
-def wait_for_guard(state: LoopState) -> None:
-    """Wait, bounded, while another thread (the reaper) runs this loop to release it.
-
-    The bound is that of releasing what is in custody on the loop, and what is being created.
-    """
-    guard = state.guard
-    if not guard.locked():
         return
-    if guard.acquire(timeout=min(guard_bound(state), threading.TIMEOUT_MAX)):
-        guard.release()
-
-
-def guard_bound(state: LoopState) -> float:
-    """How long a run of ``state``'s loop to release what is in custody on it may take."""
-    in_custody = sum(len(batch.items) for batch in list(state.batches)) + len(state.pending)
-    return release_bound(in_custody)
-
-
-def fail_remote_waiters(state: LoopState) -> None:
-    """Fail cross-thread acquisitions that the loop will never run now."""
-    while state.remote:
-        call = state.remote.pop()
-        call.fail(LoopClosedError(f"{call.what}: {state.origin} closed before the call finished"))
-
-
-def finish_closing(
-    loop: asyncio.AbstractEventLoop | None, state: LoopState, *, why: str = "its loop closed"
-) -> None:
-    """Untrack a loop whose resources were taken: it ends, or is about to."""
-    if state.batches:
-        for batch in registry.batches_of(state):  # anything a late creation left behind
-            force_batch(batch, why=why)
-    if state.remote:
-        fail_remote_waiters(state)
-    registry.discard(state)
-    if state.asyncgen_hook is not None:
-        _close_asyncgen_hook(state)
-    del loop
+    if state.guard.locked():
+        wait_for_guard(state)  # the reaper may be running it: wait rather than fail
+    if loop.is_running() or loop.is_closed() or state.phase is GONE:
+        return
+    if not (_config._current or _config.current()).close_hook:
+        return  # disabled: the reaper forces and warns
+    why = "it could not run before closing"
+    if state.phase is ENDING:
+        take_over(loop, state, why="its release was interrupted")
+        return
+    end_loop(loop, state, why=why, run=True)
 
 
 # -- fallback: a watcher finalized by loop.shutdown_asyncgens() --------------------------------
@@ -355,24 +261,6 @@ async def _watch(state_ref: weakref.ReferenceType[LoopState]) -> AsyncGenerator[
         yield
     finally:
         state = state_ref()
-        if state is not None and not state.discarded:
-            batch = registry.take_all(state, closing=True)
-            try:
-                await release_batch(batch)
-            finally:
-                state.asyncgen_hook = None
-                finish_closing(asyncio.get_running_loop(), state)
-
-
-def _close_asyncgen_hook(state: LoopState) -> None:
-    # Finish the watcher now, synchronously (the state is discarded first, so its finally
-    # does nothing); otherwise the loop's finalizer would schedule aclose() on a loop that may
-    # never run again, and Python would report a coroutine that was never awaited.
-    watcher, state.asyncgen_hook = state.asyncgen_hook, None
-    if watcher is None:
-        return
-    step = watcher.aclose()
-    try:
-        step.send(None)
-    except (StopIteration, RuntimeError):
-        pass
+        if state is not None and state.phase is not GONE:
+            state.asyncgen_hook = None  # this is it, finishing
+            await end_on_loop(state, why="its release was interrupted")

@@ -13,19 +13,20 @@ Nothing here raises a release function's ``Exception``: failures are logged on t
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import inspect
 import logging
 import sys
 import time
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from . import _config
 from ._compat import iscoroutinefunction
 from ._registry import registry
-from ._state import RELEASING, SETTLED, Batch, Item, LoopState
+from ._state import RELEASING, SETTLED, Batch, Item, LoopState, Spec
 from .warnings import (
     BlockingReleaseWarning,
     ForcedReleaseWarning,
@@ -34,6 +35,9 @@ from .warnings import (
 )
 
 __all__ = [
+    "Abandonable",
+    "abandon_task",
+    "callable_result_error",
     "force_batch",
     "force_item",
     "settle_failed",
@@ -159,29 +163,49 @@ def force_item(
     func = spec.force_release_func
     if func is None and not iscoroutinefunction(spec.release_func):
         func = spec.release_func
-    if not registry.claim(batch, item):
-        return  # another owner settled it first
-    # From here this owner alone calls the force function; the count follows it, so the books
-    # are off by one only while that function runs.
+    # From the claim on, this owner alone calls the force function, and the outcome is counted
+    # in the ``finally`` whatever interrupts it: the books are off by one only while it runs.
     outcome = "forced_releases"
+    claimed = False
     not_done = False
-    started = time.monotonic()
+    started = 0.0
     try:
+        claimed = registry.claim(batch, item)
+        if not claimed:
+            return  # another owner settled it first
+        started = time.monotonic()
         if func is not None:
             result = func(item.resource)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 _close_awaitable(result)
                 not_done = True
+            elif callable(result):
+                raise callable_result_error(spec.name, _func_name(spec, func), result)
     except Exception as exc:
         outcome = "release_failures"
         _failed(item, batch.state, exc)
     finally:
-        registry.count(outcome)
-        warn_if_blocking(item, batch.state, started, "forced release")
+        if claimed:
+            registry.count(outcome)
+            warn_if_blocking(item, batch.state, started, "forced release")
     if category is ReleaseTimeoutWarning:
         registry.count("release_timeouts")
     if not quiet:
         _warn_forced(item, batch.state, why, category, func=func, not_done=not_done)
+
+
+def _func_name(spec: Spec, func: Callable[[Any], Any]) -> str:
+    return "force_release_func" if func is spec.force_release_func else "release_func"
+
+
+def callable_result_error(name: str, what: str, result: object) -> TypeError:
+    """The error for a release function that returned a function instead of calling it."""
+    return TypeError(
+        f"the {what} of template {name!r} returned {result!r}, a callable, so nothing was "
+        f"released: it returned the close function instead of calling it. Write "
+        f"`lambda r: r.close()` rather than `lambda r: r.close` (or pass the method itself, "
+        f"e.g. `{what}=ClientSession.close`)"
+    )
 
 
 def _warn_forced(
@@ -240,7 +264,7 @@ def _close_awaitable(awaitable: Any) -> None:
 def stop_release(item: Item) -> None:
     """End a graceful release that another owner is abandoning: close its coroutine."""
     release, item.release = item.release, None
-    if release is None or not inspect.iscoroutine(release):
+    if release is None or not hasattr(release, "close"):
         return
     try:
         release.close()
@@ -250,3 +274,77 @@ def stop_release(item: Item) -> None:
         )
     except Exception:  # it raised from a finally clause: it is over all the same
         logger.debug("abandoned release of %r raised on close", item.spec.name, exc_info=True)
+
+
+class Abandonable(collections.abc.Coroutine[Any, Any, Any]):
+    """A task's coroutine that an owner can stop for good, whatever the task does after.
+
+    Delegates to ``inner`` as ``await`` would. ``abandon()`` closes ``inner`` (its ``finally``
+    clauses run there and then) and leaves this coroutine finished: if the loop steps the task
+    again (the owner runs the loop once more), it ends quietly, instead of failing with
+    "cannot reuse already awaited coroutine" and being reported as a task exception never
+    retrieved.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def send(self, value: Any) -> Any:
+        inner = self._inner
+        if inner is None:
+            raise StopIteration
+        return inner.send(value)
+
+    def throw(self, exc: Any, value: Any = None, tb: Any = None) -> Any:
+        inner = self._inner
+        if inner is None:
+            raise StopIteration
+        if value is None and tb is None:
+            return inner.throw(exc)
+        return inner.throw(exc, value, tb)  # pragma: no cover - the deprecated form
+
+    def close(self) -> None:
+        self.abandon()
+
+    def abandon(self) -> None:
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self
+
+    def __iter__(self) -> Abandonable:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+
+def abandon_task(task: asyncio.Future[Any]) -> None:
+    """Stop a task of ours for good, now, and quietly.
+
+    Its coroutine is closed here (its ``finally`` clauses run now, and a release it awaits is
+    closed with it), it is cancelled so that a loop that runs again finishes it, and asyncio
+    is told not to report it pending when it is dropped.
+    """
+    task._log_destroy_pending = False  # type: ignore[attr-defined]
+    if task.done():
+        return
+    coro = task.get_coro()  # type: ignore[attr-defined]
+    try:
+        if coro is not None:
+            coro.close()
+    except RuntimeError:  # it ignored GeneratorExit and awaits again: nothing can stop it
+        logger.error("a release ignored GeneratorExit; it cannot be stopped", exc_info=True)
+    except Exception:  # it raised from a finally clause: it is over all the same
+        logger.debug("an abandoned release raised on close", exc_info=True)
+    finally:
+        loop = task.get_loop()
+        if not loop.is_closed():
+            try:
+                task.cancel()
+            except RuntimeError:  # pragma: no cover - closed in between
+                pass

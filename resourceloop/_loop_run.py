@@ -10,19 +10,18 @@ it a short-lived helper thread.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from . import _config
-from ._force import force_batch
+from ._force import Abandonable, abandon_task, force_batch
 from ._registry import registry
-from ._release import grace, release_batch
+from ._release import grace, release_batch, release_bound
 from ._state import HELD, Batch, LoopState
 
-__all__ = ["release_on_loop", "run_elsewhere"]
+__all__ = ["Runner", "release_on_loop", "run_elsewhere", "run_in_runners"]
 
 
 # -- running an idle loop to release --------------------------------------------------------------
@@ -44,10 +43,7 @@ def release_on_loop(
     """
     timeout = _config.current().release_timeout
     creations = list(state.pending.values()) if state.pending else []
-    # Resources a cancelled manager exit left in custody are released here too.
-    batches = [batch]
-    if state.batches and (len(state.batches) > 1 or batch not in state.batches):
-        batches += [b for b in registry.batches_of(state) if b is not batch]
+    batches = _with_leftovers(state, batch)
     held = 0
     for each in batches:
         for item in each.items:
@@ -58,28 +54,29 @@ def release_on_loop(
             if leftover.items:
                 force_batch(leftover, why=why)
         return
-    deadline = time.monotonic() + (held + len(creations) + 1) * (timeout + grace(timeout))
-    runner: asyncio.Future[Any] | None = None
+    deadline = time.monotonic() + release_bound(held + len(creations))
+    runner: Runner | None = None
     try:
-        runner = loop.create_task(_release_then_wait(batches, creations, timeout))
-        while not runner.done() and time.monotonic() < deadline:
-            try:
-                loop.run_until_complete(runner)
-            except RuntimeError:
-                if loop.is_closed() or loop.is_running():
-                    break
-                # "Event loop stopped before Future completed": a stop() was pending; run on.
-            except Exception:
-                break  # the runner's own failure: nothing of it is left to wait for
+        while runner is None or (runner.stuck_on_one() and _held(batches)):
+            runner = Runner(loop, batches, creations if runner is None else [], timeout)
+            # Each release is bounded (``_release``), so each run ends in time; a stop()
+            # scheduled before this run ends it early, and it runs again, in the bound.
+            while not runner.over() and time.monotonic() < deadline:
+                try:
+                    loop.run_until_complete(runner.stuck)
+                except RuntimeError:
+                    if loop.is_closed() or loop.is_running():
+                        break
+                    # "Event loop stopped before Future completed": a stop() was pending.
+                except Exception:
+                    break  # pragma: no cover - the future is ours and never fails
+            if loop.is_closed() or loop.is_running() or time.monotonic() >= deadline:
+                break
     finally:
-        if runner is not None and not runner.done():
-            runner.cancel()
-            runner._log_destroy_pending = False  # type: ignore[attr-defined]
-            coro = runner.get_coro()  # type: ignore[attr-defined]
-            if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED":
-                coro.close()  # interrupted before its first step: it never will run
-        elif runner is not None and not runner.cancelled():
-            runner.exception()  # raised here already (a KeyboardInterrupt): mark it seen
+        # Interrupted (Ctrl-C out of the loop's run), stopped for good or out of time: the
+        # runner is stopped here, which forces what it had begun, and the rest is forced.
+        if runner is not None:
+            runner.stop()
         for leftover in batches:
             force_batch(leftover, why=why)
         if state.batches:
@@ -87,16 +84,97 @@ def release_on_loop(
                 force_batch(leftover, why=why)
 
 
+def _held(batches: list[Batch]) -> bool:
+    return any(item.status == HELD for batch in batches for item in batch.items)
+
+
+class Runner:
+    """A task of ours that releases batches on the running loop, and can be abandoned.
+
+    ``stuck`` is done once the task is over, or once a release in it outlived its grace
+    without letting go of it (``_release._Deadline``): then nothing can be awaited from it,
+    and its owner abandons it and starts another for whatever is left.
+    """
+
+    __slots__ = ("stuck", "task")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batches: list[Batch],
+        creations: list[asyncio.Future[Any]],
+        timeout: float,
+    ) -> None:
+        self.stuck: asyncio.Future[None] = loop.create_future()
+        work = _release_then_wait(batches, creations, timeout, self.stuck)
+        self.task: asyncio.Task[None] = loop.create_task(Abandonable(work))
+        self.task.add_done_callback(self._over)
+
+    def _over(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # a KeyboardInterrupt was raised out of the loop already: seen
+        if not self.stuck.done():
+            self.stuck.set_result(None)
+
+    def over(self) -> bool:
+        return self.stuck.done()
+
+    def stuck_on_one(self) -> bool:
+        """True if the task was given up on while it still waits for a release."""
+        return self.stuck.done() and not self.task.done()
+
+    def stop(self) -> None:
+        """Abandon the task if it is not over: what it had begun is forced by its ``finally``."""
+        if not self.task.done():
+            abandon_task(self.task)
+        if not self.stuck.done():
+            self.stuck.cancel()
+
+
+async def run_in_runners(state: LoopState, batch: Batch) -> None:
+    """Release ``batch`` (and leftovers) from a task on the running loop, in runners of ours.
+
+    For a loop's end that runs on the loop (``_lifecycle.end_on_loop``): the releases run in
+    ``Runner`` tasks, so one that never lets go of its task cannot hold the caller's, which
+    is asyncio's (``asyncio.run``'s last passes); the caller waits for them, bounded.
+    """
+    loop = asyncio.get_running_loop()
+    creations = list(state.pending.values()) if state.pending else []
+    batches = _with_leftovers(state, batch)
+    if not creations and not _held(batches):
+        return
+    timeout = _config.current().release_timeout
+    runner: Runner | None = None
+    try:
+        while runner is None or (runner.stuck_on_one() and _held(batches)):
+            runner = Runner(loop, batches, creations if runner is None else [], timeout)
+            await runner.stuck
+    finally:
+        if runner is not None:
+            runner.stop()
+
+
+def _with_leftovers(state: LoopState, batch: Batch) -> list[Batch]:
+    """``batch``, and what cancelled manager exits left in custody on the loop's state."""
+    batches = [batch]
+    if state.batches and (len(state.batches) > 1 or batch not in state.batches):
+        batches += [b for b in registry.batches_of(state) if b is not batch]
+    return batches
+
+
 async def _release_then_wait(
-    batches: list[Batch], creations: list[asyncio.Future[Any]], timeout: float
+    batches: list[Batch],
+    creations: list[asyncio.Future[Any]],
+    timeout: float,
+    stuck: asyncio.Future[None],
 ) -> None:
     # Creations in flight cannot hand their resource to anyone now: cancel them, and wait
     # (bounded) for them to end; one that finishes all the same releases its late resource
-    # on the loop itself (``ResourceTemplate._stored``), and that is waited for here too.
+    # on the loop itself (``ResourceTemplate._release_late``), and that is waited for here too.
     for creation in creations:
         creation.cancel()
     for batch in batches:
-        await release_batch(batch)
+        await release_batch(batch, stuck)
     if creations:
         await asyncio.wait(creations, timeout=timeout + grace(timeout))
 

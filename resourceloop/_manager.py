@@ -15,7 +15,7 @@ from ._force import force_batch
 from ._registry import registry
 from ._release import release_batch
 from ._runtime import track
-from ._state import LoopState
+from ._state import OPEN, LoopState
 
 __all__ = ["ResourceManager", "owned_loops"]
 
@@ -104,7 +104,7 @@ class ResourceManager:
                     await template.acquire()
             return self
         state = track(loop)  # a running loop is never closed
-        if state.closing:
+        if state.phase is not OPEN:
             raise LoopClosedError("cannot manage resources of a closing event loop")
         self._loop = loop
         if not registry.set_managed(state, True):
@@ -142,7 +142,7 @@ class ResourceManager:
     ) -> None:
         self._state = None
         self._active = False
-        batch = registry.take_all(state, closing=False)
+        batch = registry.take_all(state)
         try:
             if get_running_loop_or_none() is not loop:
                 # The coroutine is being closed (GeneratorExit, by the collector or a loop

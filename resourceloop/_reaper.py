@@ -1,143 +1,73 @@
-"""The daemon thread that finds closed, abandoned and collected loops.
+"""The daemon thread that finds closed, abandoned, left-behind and collected loops.
 
 Guarantees
-    * One pass at a time (``_pass_lock``): ``reap()`` and ``purge()`` called while the thread is
-      mid-pass wait for that pass, so when they return the work is done.
-    * A pass never runs a loop that is running or whose owner thread is alive, never closes a
-      loop anybody else can reach, and runs an abandoned loop only under the loop's ``guard``
-      (the owner's ``close()`` and ``run_until_complete()`` wait for it instead of failing).
-    * A loop left unclosed by a thread that lives on (worker pools) is not kept alive by us
-      (its resources live on it, see ``_registry``). Once its thread has moved on to another
-      loop it is a suspect; a pass with suspects runs the garbage collector (at most every
-      ``COLLECT_INTERVAL`` seconds from the thread, always from ``reap()``), so that the ones
-      nobody refers to are rescued, released on their loop and closed, with one warning per
-      thread.
+    * One pass at a time (``Reaper.pass_lock``): ``reap()`` and ``purge()`` called while the
+      thread is mid-pass wait for that pass, so when they return the work is done.
+    * A pass never runs a loop that is running, never closes a loop, and runs an idle loop
+      only under the loop's ``guard`` (the owner's ``close()``, ``run_forever()`` and
+      ``run_until_complete()`` wait for it instead of failing).
+    * A loop left unclosed by a thread that lives on (worker pools that run a new loop per
+      task) is ended while it is still reachable, never by the garbage collector: once its
+      thread has tracked a newer loop and it sits idle, a pass releases its resources on it,
+      gracefully, and stops tracking it, with one ``UnclosedLoopWarning`` per thread. The
+      loop itself stays open and usable: if its owner runs it again, the next acquisition
+      creates new resources. (Left to the collector, the loop and its resources would form
+      one unreachable cycle whose finalizers all run before anything can be rescued: a
+      client's own "Unclosed client session" first.) So no pass needs ``gc.collect()``.
     * The thread cannot die of anything a pass runs: every exception, ``BaseException``
       included (a release function raising SystemExit), is logged and the thread carries on.
       ``stats().reaper_alive`` says whether it runs.
     * While nothing is tracked the thread blocks on a wake-up lock; it never polls.
 
 Races it accepts
-    A loop can close, or an abandoned loop be picked up by another thread, between the check
-    and the release. Resources are taken under the registry lock and settled exactly once;
-    a loop that starts running elsewhere makes the graceful attempt end early, and the rest is
+    A loop can close, or an idle loop be picked up again by its owner, between the check and
+    the release. Resources are taken under the registry lock and settled exactly once; a loop
+    that starts running elsewhere makes the graceful attempt end early, and the rest is
     released forcefully.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import _config
-from ._closehook import finish_closing, wait_for_guard
 from ._compat import block_signals_in_this_thread
-from ._force import force_batch, warn
-from ._loop_run import release_on_loop
+from ._force import warn
+from ._lifecycle import end_collected, end_loop, wait_for_guard
+from ._reach import only_we_reach
 from ._registry import registry
-from ._state import READY_ATTR, LoopState, wake_reaper, wakeup_lock
+from ._state import OPEN, LoopState
 from .warnings import UnclosedLoopWarning
 
-__all__ = ["COLLECT_INTERVAL", "Reaper", "pass_lock", "reap_once", "reset_after_fork"]
+__all__ = ["Reaper"]
 
 logger = logging.getLogger("resourceloop")
 
-#: Least time between two garbage collections the reaper thread runs for suspects.
-COLLECT_INTERVAL = 5.0
 
-#: Serializes passes. Reentrant, so a release function that calls ``reap()`` cannot deadlock.
-_pass_lock = threading.RLock()
-_last_collect = float("-inf")
-#: Threads already warned about unclosed loops (one warning per thread, not per loop). Weak, and
-#: by thread object rather than ident: idents are reused once a thread ends.
-_warned_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+def _left_behind(state: LoopState) -> bool:
+    """True if nothing but resourceloop refers to the loop any more (``_reach``)."""
+    loop = state.loop()  # the one reference of ours that ``only_we_reach`` allows for
+    if loop is None:
+        return False
+    return only_we_reach(loop, [(state.store, 1)] if state.store is not None else [])
 
 
-def pass_lock() -> threading.RLock:
-    """The lock that serializes passes (replaced in a fork child, so look it up each time)."""
-    return _pass_lock
-
-
-def reset_after_fork() -> None:
-    """Give a fork child a fresh pass lock: the parent's reaper may have held it mid-pass."""
-    global _pass_lock, _last_collect
-    _pass_lock = threading.RLock()
-    _last_collect = float("-inf")
-    _warned_threads.clear()
-
-
-def reap_once(*, collect: bool = True) -> None:
-    """Run one pass now, in this thread: closed, abandoned and collected loops.
-
-    ``collect`` lets the pass run the garbage collector when suspects exist; the thread passes
-    False until ``COLLECT_INTERVAL`` has gone by since its last collection.
-    """
-    global _last_collect
-    with _pass_lock:
-        registry.count("reaper_passes")
-        suspects = _reap_tracked()
-        if suspects and collect:
-            _last_collect = time.monotonic()
-            gc.collect()
-        _reap_rescued()
-        _reap_collected()
-
-
-def collect_due() -> bool:
-    return time.monotonic() - _last_collect >= COLLECT_INTERVAL
-
-
-def _reap_tracked() -> int:
-    """Closed and abandoned loops among the tracked ones; return the number of suspects."""
-    suspects = 0
-    for loop, state in registry.snapshot():
-        if state.discarded:
-            continue
-        if loop.is_closed():
-            batch = registry.take_all(state, closing=True)
-            why = "its loop was closed without running the close hook"
-            try:
-                force_batch(batch, why=why)
-            finally:
-                finish_closing(loop, state, why=why)
-        elif loop.is_running():
-            continue
-        elif state.thread.is_alive():
-            if registry.superseded(state):
-                registry.unpin(state, loop)  # collectable now, if nothing else refers to it
-                suspects += not state.pinned
-        else:
-            _release_abandoned(loop, state)
-    return suspects
-
-
-def _reap_collected() -> None:
-    """Force what pinned loops held when they were collected (the loop is gone)."""
-    for _state, batch in registry.drain_collected():
-        force_batch(batch, why="its loop was garbage-collected before anything released it")
-
-
-def _release_abandoned(loop: asyncio.AbstractEventLoop, state: LoopState) -> None:
-    """Run an idle loop whose thread ended, to release its resources on it, under its guard."""
+def _end_idle(loop: asyncio.AbstractEventLoop, state: LoopState, *, why: str) -> bool:
+    """Run an idle loop here, under its guard, to end it gracefully; False if it was busy."""
     if not state.guard.acquire(blocking=False):
-        return  # the exit handler is on it
+        return False  # the exit handler is on it
     try:
         undo = _hold_run_forever(loop, state)
         try:
             if loop.is_running() or loop.is_closed():
-                return  # its owner got there first; the next pass sees the new situation
-            batch = registry.take_all(state, closing=True)
-            why = "its thread ended and the loop could not run again"
-            try:
-                release_on_loop(loop, state, batch, why=why)
-            finally:
-                finish_closing(loop, state, why=why)
+                return False  # its owner got there first; the next pass sees the new situation
+            end_loop(loop, state, why=why, run=True)
+            return True
         finally:
             undo()
     finally:
@@ -187,80 +117,11 @@ def _waiting(
     return wait_then_run
 
 
-def _reap_rescued() -> None:
-    """Release what collected loops still held, on the loop where it can run, then close it.
-
-    A loop that was closed (without the close hook) is released forcefully, with a warning per
-    resource, as on any closed loop. An unclosed one is released gracefully on it, forcefully
-    only for what that leaves, quietly: if its thread lives on, one warning per thread says
-    what to change.
-    """
-    for state, loop, batch in registry.drain_rescued():
-        closed = loop is None or loop.is_closed()
-        names = sorted({item.spec.name for item in batch.items})
-        try:
-            if closed:
-                why = "its loop was closed without running the close hook, then garbage-collected"
-                force_batch(batch, why=why)
-            else:
-                assert loop is not None
-                why = "its event loop was left unclosed and garbage-collected"
-                if not loop.is_running():
-                    release_on_loop(loop, state, batch, why=why)
-                force_batch(batch, why=why, quiet=True)
-        finally:
-            if loop is not None:
-                _close_unreachable(loop)
-            if not closed and state.thread.is_alive():
-                # A thread that ended is the abandoned case, released as quietly as ever; one
-                # that lives on keeps leaving loops behind: say so, once.
-                _warn_unclosed(state, names)
-        del loop
-
-
-def _close_unreachable(loop: asyncio.AbstractEventLoop) -> None:
-    """Close a collected loop we rescued: nobody else can reach it, and its __del__ has run.
-
-    Through its class: the close hook on the instance no longer knows the loop (its weak
-    reference died in the collection). The collector may have finalized the loop's self-pipe
-    sockets in that same collection, and a selector loop's ``close()`` then fails on their
-    closed fds before it closes the selector; the selector is closed directly then, so that
-    its fd is freed now rather than whenever the loop is collected again.
-    """
-    try:
-        vars(loop).pop(READY_ATTR, None)
-    except TypeError:  # pragma: no cover - a loop without __dict__ has no store to rescue
-        pass
-    if loop.is_closed() or loop.is_running():
-        return
-    try:
-        type(loop).close(loop)
-    except Exception:
-        logger.debug("closing a collected loop failed; closing its selector", exc_info=True)
-        selector = getattr(loop, "_selector", None)
-        if selector is not None:
-            selector.close()
-            loop._selector = None  # type: ignore[attr-defined]
-        if isinstance(loop, asyncio.BaseEventLoop):
-            asyncio.BaseEventLoop.close(loop)  # closed for good: nothing may run it again
-
-
-def _warn_unclosed(state: LoopState, names: list[str]) -> None:
-    if state.thread in _warned_threads:
-        return
-    _warned_threads.add(state.thread)
-    warn(
-        UnclosedLoopWarning,
-        f"event loops created on thread {state.thread.name!r} were left unclosed and "
-        f"garbage-collected while holding resources ({', '.join(map(repr, names))}); "
-        "resourceloop released them. Close each loop when done with it (asyncio.run(), "
-        "asyncio.Runner, or loop.close()), or reuse one loop per thread. "
-        "This warning is shown once per thread.",
-    )
-
-
 class Reaper:
-    """Owns the reaper thread; see the module docstring."""
+    """Owns the reaper thread, the lock that serializes passes, and what the passes remember.
+
+    A fork child and the test reset replace the whole object (``_runtime``).
+    """
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
@@ -270,10 +131,93 @@ class Reaper:
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._kick = threading.Event()
+        #: Serializes passes. Reentrant, so a release function that calls ``reap()`` cannot
+        #: deadlock.
+        self.pass_lock = threading.RLock()
+        #: Threads already warned about unclosed loops (one warning per thread, not per loop).
+        #: Weak, and by thread object rather than ident: idents are reused once a thread ends.
+        self._warned_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def reap_once(self) -> None:
+        """Run one pass now, in this thread: closed, abandoned, left-behind, collected loops."""
+        with self.pass_lock:
+            registry.count("reaper_passes")
+            for state in registry.states():  # states only: see ``_left_behind``
+                if state.phase is OPEN:
+                    self._reap(state)
+            for state, batch in registry.drain_collected():
+                end_collected(state, batch)
+
+    def _reap(self, state: LoopState) -> None:
+        loop = state.loop()
+        if loop is None:
+            return  # collected: its weak reference's callback hands it over
+        if loop.is_closed():
+            why = "its loop was closed without running the close hook"
+            end_loop(loop, state, why=why, run=False)
+        elif loop.is_running():
+            pass
+        elif not state.thread.is_alive():
+            del loop  # ``_left_behind`` must see only its own reference to it
+            self._end_abandoned(state)
+        elif registry.superseded(state):
+            del loop
+            self._end_left_behind(state)
+
+    def _end_abandoned(self, state: LoopState) -> None:
+        """End an idle loop whose thread ended; closed too if nobody else can reach it."""
+        unreachable = _left_behind(state)
+        loop = state.loop()
+        if loop is None:  # pragma: no cover - collected meanwhile
+            return
+        why = "its thread ended and the loop could not run again"
+        if _end_idle(loop, state, why=why) and unreachable and not loop.is_closed():
+            loop.close()
+
+    def _end_left_behind(self, state: LoopState) -> None:
+        """End a loop its thread left idle for a newer one, if nobody else can reach it.
+
+        Checked at the 1st, 2nd, 4th, 8th... pass that finds it so, since a loop its owner
+        keeps (to run again) stays reachable and need not cost every pass. Ended, it is closed
+        too: nobody else can ever run or close it.
+        """
+        state.left_behind_checks += 1
+        checks = state.left_behind_checks
+        if checks & (checks - 1) or not _left_behind(state):
+            return
+        loop = state.loop()
+        if loop is None:  # pragma: no cover - collected meanwhile
+            return
+        names = sorted(spec.name for spec in (state.store or ()))
+        why = "its loop was left unclosed, and nothing else refers to it"
+        if _end_idle(loop, state, why=why):
+            if not loop.is_closed():
+                loop.close()
+            if names:
+                self._warn_unclosed(state, names)
+
+    def _warn_unclosed(self, state: LoopState, names: list[str]) -> None:
+        if state.thread in self._warned_threads:
+            return
+        self._warned_threads.add(state.thread)
+        warn(
+            UnclosedLoopWarning,
+            f"event loops created on thread {state.thread.name!r} were left unclosed while "
+            f"holding resources ({', '.join(map(repr, names))}); once the thread had moved on "
+            "to a newer loop and nothing else referred to the old one, resourceloop released "
+            "them on it and closed it. "
+            "Close each loop when done with it (asyncio.run(), asyncio.Runner, or "
+            "loop.close()), or reuse one loop per thread. This warning is shown once per "
+            "thread.",
+        )
+
+    # -- the thread ---------------------------------------------------------------------------
 
     def ensure_started(self) -> None:
         if self._running or self._stop.is_set():
@@ -289,7 +233,7 @@ class Reaper:
     def kick(self) -> None:
         """Run a pass now rather than at the end of the interval (settings changed)."""
         self._kick.set()
-        wake_reaper()
+        registry.wakeup.ring()
 
     def stop(self, timeout: float) -> None:
         self._stop.set()
@@ -307,10 +251,9 @@ class Reaper:
             self._running = False
 
     def _loop(self) -> None:
-        wakeup = wakeup_lock()
         while not self._stop.is_set():
             if registry.idle():
-                wakeup.acquire()  # until a loop is tracked, a store rescued, or stop()
+                registry.wakeup.wait()  # until a loop is tracked, one collected, or stop()
                 continue
             interval = min(_config.current().reap_interval, threading.TIMEOUT_MAX)
             self._kick.wait(interval)
@@ -321,7 +264,7 @@ class Reaper:
 
     def _pass(self) -> None:
         try:
-            reap_once(collect=collect_due())
+            self.reap_once()
         except BaseException:  # the thread must not die: log, and carry on
             logger.exception("resourceloop reaper pass failed; carrying on")
 

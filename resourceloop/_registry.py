@@ -1,35 +1,43 @@
 """The only shared mutable state: which loops hold which resources, and who holds them now.
 
 What it owns
-    ``Registry._states``, a ``WeakKeyDictionary`` from event loop to ``LoopState``; the live
-    templates; the batches in custody; resources rescued from collected loops; and the
-    counters behind ``resourceloop.stats()``. It stores and hands back; it never creates,
-    releases or closes anything. What a state, a store and a batch are, and who may refer to
-    whom, is in ``_state``.
+    One ``Registry`` object owns every piece of state that threads share: the map from event
+    loop to ``LoopState`` (a ``WeakKeyDictionary``), the live templates, the batches in
+    custody, the states of collected loops awaiting the reaper, the counters behind
+    ``resourceloop.stats()``, the reaper's wake-up call, and the lock that guards them. It
+    stores and hands back; it never creates, releases or closes anything. What a state, a
+    store and a batch are, and who may refer to whom, is in ``_state``.
 
 Custody
-    A resource is in exactly one place at a time: a store (live on its loop), a ``Batch``
-    (taken for release, owned by whoever took it), or ``_rescued``. ``take``/``take_all``
-    move it from a store into a new batch under the lock; ``settle`` records each item's end
+    A resource is in exactly one place at a time: a store (live on its loop) or a ``Batch``
+    (taken for release, owned by whoever took it). ``take``/``take_all``/``begin_end`` move it
+    from a store into a new batch under the lock; ``settle`` records each item's end
     (graceful, forced or failed) exactly once, under the lock, so two owners racing to settle
     the same item cannot both count it. Hence, at any moment::
 
         acquisitions == graceful_releases + forced_releases + release_failures + live
 
-    where ``live`` counts stores, unsettled batch items and rescued resources.
+    where ``live`` counts stores and unsettled batch items. Each recording step counts and
+    stores in one locked section whose only calls come before any change or after all of
+    them, so an asynchronous exception (Ctrl-C, a signal handler raising) lands before or
+    after it, never halfway (CPython 3.11+ delivers them only at calls and backward jumps).
 
 The lock
     ``Registry._lock`` guards all of the above. It is held for a few dictionary operations at
     a time: never across an ``await``, never while calling user code (acquire and release
     functions, a user's loop class, warning filters), never while joining a thread.
-
     Garbage-collector callbacks never take it (see ``_state``).
 
+Fork
+    A fork child inherits the lock in whatever state a parent thread left it.
+    ``forget_after_fork`` therefore replaces the lock before anything else, then replaces
+    everything else whole; the parent's resources are parked, never released.
+
 Races it accepts
-    Reads of ``_states`` (``get``) take no lock: a dict lookup is atomic, and a caller that
+    Reads of the loop map (``get``) take no lock: a dict lookup is atomic, and a caller that
     misses a state created a moment ago creates it under the lock, where the miss is checked
-    again. A state can be discarded while a thread still holds it; its ``discarded`` flag says
-    so, and taking resources from it then yields nothing.
+    again. A state can be discarded while a thread still holds it; its phase says so, and
+    taking resources from it then yields nothing.
 """
 
 from __future__ import annotations
@@ -42,50 +50,73 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
-from ._ledger import Counters, Ledger
+import attrs
+
 from ._state import (
+    ENDING,
+    GONE,
+    OPEN,
     READY_ATTR,
     SETTLED,
     STORE_KEY,
     Batch,
+    Item,
     LoopState,
     Spec,
     Store,
-    _collected,
-    _collected_callback,
+    Wakeup,
     _del_attr,
-    _dummy_ref,
-    _generation,
     _get_attr,
-    _rescued,
     _set_attr,
-    _wakeup,
-    carried_store,
+    clear_hot,
+    collected_callback,
 )
 
 __all__ = ["Counters", "Registry", "registry"]
 
+_dict_set: Final = dict.__setitem__
+_dict_clear: Final = dict.clear
 
-class Registry(Ledger):
-    """Loop -> ``LoopState``, the live templates, and (``Ledger``) custody and counters."""
+
+@attrs.frozen
+class Counters:
+    acquisitions: int = 0
+    graceful_releases: int = 0
+    forced_releases: int = 0
+    release_failures: int = 0
+    release_timeouts: int = 0
+    reaper_passes: int = 0
+
+
+class Registry:
+    """Loop -> ``LoopState``, the live templates, custody and counters; see the module doc."""
 
     def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        _generation[0] += 1
-        self._reset_ledger()
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
-            weakref.WeakKeyDictionary()
-        )
-        #: The weak-keyed dict's own ``{weakref(loop): state}``, for lock-free reads.
-        self._data: dict[Any, LoopState] = self._states.data  # type: ignore[attr-defined]
+        self._lock = threading.Lock()
         #: Weak references to the templates, in creation order. Plain references rather than a
         #: ``WeakValueDictionary``, whose iteration runs a generator and an iteration guard in
         #: Python: managers list the templates on every entry. Dead ones are pruned under the
         #: lock by ``templates()``.
         self._templates: dict[int, weakref.ReferenceType[Any]] = {}
         self._template_serial = 0
+        #: Everything fork children inherited from their parents: referenced, never released.
+        self.forgotten: list[object] = []
+        self.generation = 0
+        self._start_empty()
+
+    def _start_empty(self) -> None:
+        """Every per-process field, new (templates are process-wide and stay)."""
+        self.generation += 1
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: The weak-keyed dict's own ``{weakref(loop): state}``, for lock-free reads.
+        self._data: dict[Any, LoopState] = self._states.data  # type: ignore[attr-defined]
+        self._batches: set[Batch] = set()
+        self._counts = dict.fromkeys(attrs.fields_dict(Counters), 0)
+        #: States of collected loops that held resources (``_state.collected_callback``).
+        self.collected: collections.deque[LoopState] = collections.deque()
+        self.wakeup = Wakeup()
         self._last_thread: threading.Thread | None = None
         self._serial = 0
         #: Per thread, the serial of the newest loop it tracked (see ``superseded``).
@@ -94,39 +125,37 @@ class Registry(Ledger):
         self.multithreaded = False
         self.pid = os.getpid()
 
-    # -- fork -------------------------------------------------------------------------------
+    # -- fork and tests -------------------------------------------------------------------------
 
     def forget_after_fork(self) -> None:
         """Start empty in a fork child, keeping the parent's resources referenced but inert.
 
-        Runs in ``os.register_at_fork(after_in_child=...)``. The parent's stores are taken off
-        the loops the child inherited (so ``acquire`` there creates the child's own resource)
-        and parked in ``_forgotten`` with everything else the parent held: never released,
-        never finalized here, since closing them could send data on the parent's sockets.
+        Runs in ``os.register_at_fork(after_in_child=...)``, where only this thread exists: the
+        lock is replaced first (a parent thread may have held it at fork time), and nothing
+        here takes it. The parent's stores are taken off the loops the child inherited (so
+        ``acquire`` there creates the child's own resource) and parked in ``forgotten`` with
+        everything else the parent held: never released, never finalized here, since closing
+        them could send data on the parent's sockets.
         """
-        inherited = list(self._states.items())
-        _forgotten.append((inherited, list(self._batches), list(_rescued), list(_collected)))
-        _rescued.clear()
-        _collected.clear()
-        for loop, _state in inherited:
-            try:
-                hot = vars(loop).pop(READY_ATTR, None)  # the hot path must miss in the child
-            except TypeError:
+        self._lock = threading.Lock()
+        inherited = list(self._data.items())
+        self.forgotten.append((inherited, list(self._batches), list(self.collected)))
+        for key, _state in inherited:
+            loop = key()
+            if loop is None:
                 continue
-            _forgotten.append(hot)  # and its store with it
-        templates = self.templates()  # templates are process-wide, keep them
-        self._reset()
-        for template in templates:
-            self.add_template(template)
+            try:
+                hot = _get_attr(loop, READY_ATTR)
+                _del_attr(loop, READY_ATTR)  # the hot path must miss in the child
+            except (AttributeError, TypeError):
+                continue
+            self.forgotten.append(hot)  # and its store with it
+        self._start_empty()
 
     def clear_for_tests(self) -> None:
         """Start empty, keeping the templates (the test suite's reset, not a fork's)."""
-        templates = self.templates()
-        _rescued.clear()
-        _collected.clear()
-        self._reset()
-        for template in templates:
-            self.add_template(template)
+        with self._lock:
+            self._start_empty()
 
     # -- templates --------------------------------------------------------------------------
 
@@ -173,15 +202,19 @@ class Registry(Ledger):
             if state is not None:
                 return state, False
             self._serial += 1
+            store = Store()
             state = LoopState(
-                loop_ref=_dummy_ref,
+                loop_ref=_dead_ref,
                 origin=origin,
                 thread=thread,
                 pid=self.pid,
                 serial=self._serial,
-                generation=_generation[0],
+                generation=self.generation,
+                store=store,
             )
-            state.loop_ref = weakref.ref(loop, _collected_callback(state))
+            state.loop_ref = weakref.ref(
+                loop, collected_callback(state, self.collected, self.wakeup)
+            )
             # Update the thread's entry in place (its key, with the dict's removal callback,
             # stays); only a thread's first loop needs ``WeakKeyDictionary.__setitem__``.
             thread_key = weakref.ref(thread)
@@ -189,33 +222,48 @@ class Registry(Ledger):
                 self._newest_data[thread_key] = self._serial
             else:
                 self._newest[thread] = self._serial
-            store = Store(None, state)
-            state.strong_store = store  # pinned
             store.hot[STORE_KEY] = store
             try:
                 _set_attr(loop, READY_ATTR, store.hot)
-            except (AttributeError, TypeError):  # no instance __dict__: no hot path; pinned
+            except (AttributeError, TypeError):  # no instance __dict__: no hot path
                 del store.hot[STORE_KEY]
-            else:
-                state.store_ref = weakref.ref(store)
             self._states[loop] = state
             if thread is not self._last_thread and not self.multithreaded:
                 self._last_thread = thread
                 self.multithreaded = any(s.thread is not thread for s in self._states.values())
-        if _wakeup.locked():  # wake_reaper(), inline
-            try:
-                _wakeup.release()
-            except RuntimeError:  # woken meanwhile
-                pass
+            wakeup = self.wakeup
+        wakeup.ring()
         return state, True
 
-    def discard(self, state: LoopState) -> None:
-        """Stop tracking a loop. Idempotent; what it held must already be in custody."""
+    def begin_end(self, state: LoopState, ender: asyncio.Future[Any] | None = None) -> Batch | None:
+        """OPEN -> ENDING: take every resource for the caller, who now owns the loop's end.
+
+        ``None`` if the loop is ending or gone already: another trigger owns its end. Later
+        acquisitions on the loop are refused. ``ender`` is the task that runs the end on the
+        loop, if one does (``_lifecycle.end_on_loop``).
+        """
         with self._lock:
-            if state.discarded:
+            if state.phase is not OPEN:
+                return None
+            state.phase = ENDING
+            state.ender = ender
+            return self._batch_locked(state, state.store)
+
+    def take_over(self, state: LoopState) -> Batch | None:
+        """Hand an ENDING loop's remaining resources to a new owner (its ender was cut short)."""
+        with self._lock:
+            if state.phase is not ENDING:
+                return None
+            state.ender = None
+            return self._batch_locked(state, state.store)
+
+    def discard(self, state: LoopState) -> None:
+        """-> GONE: stop tracking a loop. Idempotent; what it held must already be in custody."""
+        with self._lock:
+            if state.phase is GONE:
                 return
-            state.discarded = True
-            state.closing = True
+            state.phase = GONE
+            state.ender = None
             loop = state.loop_ref()
             if loop is not None:
                 # The weak-keyed dict's own entry, by an equal reference (``del
@@ -224,12 +272,10 @@ class Registry(Ledger):
                 key = state.loop_ref
                 if data.get(key) is state:
                     del data[key]
-            store = state.strong_store if state.strong_store is not None else state.store_ref()
-            state.strong_store = None
+            store, state.store = state.store, None
         if store is None:
             return
-        # Break the loop <-> store and store <-> hot dict cycles: refcounting frees them.
-        store.loop = None
+        # Break the loop -> hot dict -> store references: refcounting frees them.
         hot = store.hot
         hot.pop(STORE_KEY, None)
         if loop is not None:
@@ -239,82 +285,47 @@ class Registry(Ledger):
             except (AttributeError, TypeError):
                 pass
 
-    def unpin(self, state: LoopState, loop: asyncio.AbstractEventLoop) -> bool:
-        """Let a suspect loop be collected with its resources; False if it cannot be."""
+    def discard_if_idle(self, state: LoopState) -> bool:
+        """-> GONE at once, if the loop is OPEN and holds nothing; True if it was discarded."""
         with self._lock:
-            store: Store | None = state.strong_store
-            if store is None or state.discarded or state.closing:
+            if state.phase is not OPEN or state.store or state.batches:
                 return False
-            if carried_store(loop) is not store:
-                return False
-            store.loop = loop
-            state.strong_store = None
-            return True
-
-    def pin(self, state: LoopState) -> None:
-        """Hold a loop's store again: the loop is in use after all."""
-        with self._lock:
-            if state.strong_store is not None:
-                return
-            store = state.store_ref()
-            if store is not None:
-                store.loop = None
-                state.strong_store = store
+            state.phase = ENDING  # ours now: ``discard`` finishes the transition
+        self.discard(state)
+        return True
 
     def superseded(self, state: LoopState) -> bool:
         """True if the loop's thread has tracked a newer loop since: it may be done with it."""
         with self._lock:
             return self._newest.get(state.thread, 0) > state.serial
 
+    def states(self) -> list[LoopState]:
+        """Every tracked loop's state, copied under the lock (no reference to the loops)."""
+        with self._lock:
+            return list(self._data.values())
+
     def snapshot(self) -> list[tuple[asyncio.AbstractEventLoop, LoopState]]:
         """Every tracked loop and its state, copied under the lock."""
         with self._lock:
             return list(self._states.items())
 
-    def drain_rescued(self) -> list[tuple[LoopState, asyncio.AbstractEventLoop | None, Batch]]:
-        """Stores of collected loops, each taken into a batch; their states now untracked."""
-        drained = []
-        while True:
-            try:
-                store = _rescued.popleft()
-            except IndexError:
-                break
-            with self._lock:
-                state = store.state
-                if state.discarded or store.generation != _generation[0]:
-                    continue
-                state.discarded = True
-                state.closing = True
-                state.strong_store = None
-                batch = self._batch_locked(state, store)
-                loop, store.loop = store.loop, None
-                store.hot.pop(STORE_KEY, None)
-            drained.append((state, loop, batch))
-        return drained
-
     def drain_collected(self) -> list[tuple[LoopState, Batch]]:
-        """Pinned loops that were collected, each with what it held taken into a batch."""
+        """Loops collected with resources, each ENDING with what it held taken into a batch."""
         drained = []
         while True:
             try:
-                state = _collected.popleft()
+                state = self.collected.popleft()
             except IndexError:
                 break
-            with self._lock:
-                store = state.strong_store
-                if state.discarded or store is None or state.generation != _generation[0]:
-                    continue
-                state.discarded = True
-                state.closing = True
-                state.strong_store = None
-                batch = self._batch_locked(state, store)
-            drained.append((state, batch))
+            batch = self.begin_end(state) if state.generation == self.generation else None
+            if batch is not None:
+                drained.append((state, batch))
         return drained
 
     def idle(self) -> bool:
-        """True when nothing is tracked, in custody, rescued or collected."""
+        """True when nothing is tracked, in custody or collected."""
         with self._lock:
-            return not (self._states or self._batches or _rescued or _collected)
+            return not (self._states or self._batches or self.collected)
 
     def __len__(self) -> int:
         return len(self._states)
@@ -331,13 +342,130 @@ class Registry(Ledger):
         with self._lock:
             return [loop for loop, state in self._states.items() if state.managed]
 
+    # -- custody ----------------------------------------------------------------------------
+
+    def store(self, state: LoopState, spec: Spec, resource: Any) -> bool:
+        """Record a created resource; False if the loop began ending meanwhile.
+
+        Counted and stored in one step as far as an asynchronous exception can tell (see
+        "Custody"): the dict insert that makes it visible is the last call made.
+        """
+        with self._lock:
+            store = state.store
+            if state.phase is not OPEN or store is None:
+                return False
+            self._counts["acquisitions"] += 1
+            store.hot[spec] = resource
+            _dict_set(store, spec, resource)  # ``store[spec] = resource``, one call fewer
+            return True
+
+    def recover_creation(self, state: LoopState, spec: Spec, resource: Any) -> Batch | None:
+        """Book a created resource whose recording an exception interrupted, exactly once.
+
+        Stored if the loop is still open (the interruption goes on to the caller; the
+        resource is the loop's like any other); otherwise taken into a batch for the caller
+        to force. ``None`` if it was recorded after all.
+        """
+        with self._lock:
+            store = state.store
+            if store is not None and store.get(spec) is resource:
+                return None
+            if any(item.resource is resource for b in state.batches for item in b.items):
+                return None  # adopted already
+            self._counts["acquisitions"] += 1
+            if state.phase is OPEN and store is not None and spec not in store:
+                store.hot[spec] = resource
+                _dict_set(store, spec, resource)
+                return None
+            batch = Batch(state, [Item(spec, resource)])
+            state.batches.add(batch)
+            self._batches.add(batch)
+            return batch
+
+    def adopt(self, state: LoopState, spec: Spec, resource: Any) -> Batch:
+        """Count a resource created too late to store (its loop is ending) and take it."""
+        with self._lock:
+            self._counts["acquisitions"] += 1
+            batch = Batch(state, [Item(spec, resource)])
+            state.batches.add(batch)
+            self._batches.add(batch)
+            return batch
+
+    def _batch_locked(
+        self, state: LoopState, store: Store | None, only: Spec | None = None
+    ) -> Batch:
+        if store is None:
+            items = []
+        elif only is None:
+            items = [Item(spec, resource) for spec, resource in reversed(store.items())]
+            _dict_clear(store)  # ``store.clear()``, without the Python-level call
+            clear_hot(store.hot)
+        else:
+            items = [Item(only, store.pop(only))] if only in store else []
+        batch = Batch(state, items)
+        if items:
+            state.batches.add(batch)
+            self._batches.add(batch)
+        return batch
+
+    def take(self, state: LoopState, spec: Spec) -> Batch:
+        """Take one resource into a new batch (empty if the loop does not hold it)."""
+        with self._lock:
+            return self._batch_locked(state, state.store, spec)
+
+    def take_all(self, state: LoopState) -> Batch:
+        """Take every resource, newest first, leaving the loop open (a manager's exit)."""
+        with self._lock:
+            return self._batch_locked(state, state.store)
+
+    def settle(self, batch: Batch, item: Item, outcome: str) -> bool:
+        """Count ``item``'s end once; False if another owner settled it first."""
+        with self._lock:
+            if item.status == SETTLED:
+                return False
+            item.status = SETTLED
+            self._counts[outcome] += 1
+            if all(other.status == SETTLED for other in batch.items):
+                batch.state.batches.discard(batch)
+                self._batches.discard(batch)
+            return True
+
+    def claim(self, batch: Batch, item: Item) -> bool:
+        """Mark ``item`` settled without counting it yet; False if it was settled already.
+
+        For forced releases: the claimant calls the force function, then ``count``s the
+        outcome, so no other owner can call it a second time meanwhile.
+        """
+        with self._lock:
+            if item.status == SETTLED:
+                return False
+            item.status = SETTLED
+            if all(i.status == SETTLED for i in batch.items):
+                batch.state.batches.discard(batch)
+                self._batches.discard(batch)
+            return True
+
+    def batches_of(self, state: LoopState) -> list[Batch]:
+        with self._lock:
+            return list(state.batches)
+
+    # -- counters ---------------------------------------------------------------------------
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def counters(self) -> Counters:
+        with self._lock:
+            return Counters(**self._counts)
+
     # -- live views -------------------------------------------------------------------------
 
     def live_entries(self) -> list[tuple[Spec, LoopState]]:
-        """Every live resource as (spec, its loop's state): stores, custody, rescued."""
+        """Every live resource as (spec, its loop's state): stores and custody."""
         with self._lock:
             found = [
-                (spec, state) for state in self._states.values() for spec in (state.store() or ())
+                (spec, state) for state in self._states.values() for spec in (state.store or ())
             ]
             found += [
                 (item.spec, batch.state)
@@ -345,12 +473,11 @@ class Registry(Ledger):
                 for item in batch.items
                 if item.status != SETTLED
             ]
-            found += [(spec, store.state) for store in list(_rescued) for spec in store]
             found += [
                 (spec, state)
-                for state in list(_collected)
-                if not state.discarded and state.strong_store is not None
-                for spec in state.strong_store
+                for state in list(self.collected)
+                if state.phase is OPEN and state.store
+                for spec in state.store
             ]
             return found
 
@@ -362,14 +489,19 @@ class Registry(Ledger):
         with self._lock:
             loops = len(self._states)
             custody = sum(len(b.unsettled()) for b in self._batches)
+            collected = len(self.collected)
         live = len(self.live_entries())
-        return f"<Registry loops={loops} live={live} in_custody={custody} rescued={len(_rescued)}>"
+        return f"<Registry loops={loops} live={live} in_custody={custody} collected={collected}>"
 
     def __iter__(self) -> Iterator[asyncio.AbstractEventLoop]:
         return iter([loop for loop, _ in self.snapshot()])
 
 
-#: Everything a fork child inherited from its parent: referenced forever, never released.
-_forgotten: list[object] = []
+class _Nothing:
+    pass
+
+
+#: A dead weak reference, replaced at once in ``Registry.add``.
+_dead_ref: Final[Any] = weakref.ref(_Nothing())
 
 registry: Final = Registry()

@@ -1,26 +1,32 @@
 """Releasing resources in custody gracefully, on their own running loop.
 
 Custody
-    Whoever takes resources out of the registry (``Registry.take``/``take_all``/``adopt``)
-    gets a ``Batch`` and must see every item settled: by ``release_batch`` (on the running
-    loop), ``release_on_loop`` (running an idle loop here) or ``force_batch``. Each item is
-    settled exactly once, under the registry lock (``Registry.settle``); an owner that loses
-    that race simply does not count the item. Every function here ends with the batch fully
-    settled, whatever happens inside: a failing release is counted and logged, a release that
-    overruns ``release_timeout`` is cancelled and, if it ignores the cancellation, closed; a
-    ``BaseException`` (KeyboardInterrupt, SystemExit, a cancellation from outside) forces what
-    is left *before* it propagates. So ``acquisitions == graceful + forced + failures + live``
-    holds whenever no release is midway.
+    Whoever takes resources out of the registry (``Registry.take``/``take_all``/``begin_end``/
+    ``adopt``) gets a ``Batch`` and must see every item settled: by ``release_batch`` (on the
+    running loop), ``release_on_loop`` (running an idle loop here) or ``force_batch``. Each
+    item is settled exactly once, under the registry lock (``Registry.settle``); an owner that
+    loses that race simply does not count the item. Every function here ends with the batch
+    fully settled, whatever happens inside: a failing release is counted and logged, a
+    release that overruns ``release_timeout`` is cancelled and, if it is not over ``grace``
+    later, stopped and forced; a ``BaseException`` (KeyboardInterrupt, SystemExit, a
+    cancellation from outside) forces what is left *before* it propagates.
 
-Graceful
-    ``release_func`` runs on the resource's own loop, in the calling task (no task per
-    release), bounded by a timer: after ``release_timeout`` the task is cancelled; a release
-    still running ``grace`` later has its coroutine closed, which ends it for good, and the
-    resource is forced. The bound is hard: nothing of ours stays pending on the loop.
+Graceful, and bounded
+    ``release_func`` is called on the resource's own loop, in the calling task, and its
+    awaitable is awaited there, exactly as ``await`` would (a coroutine, a
+    ``@types.coroutine`` generator, any object whose ``__await__`` returns an iterator): the
+    whole release runs in one task, so ``asyncio.timeout`` and anyio cancel scopes inside it
+    work. Most releases end without ever suspending, and then cost no timer. One that
+    suspends is bounded: at ``release_timeout`` the task is cancelled; ``grace`` later, if it
+    is still not over, its coroutine is closed and the resource forced
+    (``ReleaseTimeoutWarning``). A release that even then does not let go of its task (it
+    awaits a ``gather`` of children that swallow ``CancelledError``, or a retry loop with a
+    bare ``except:`` awaits again) holds that task: at a loop's end the task is one of ours
+    (``_loop_run``), which is told so (``stuck``), abandons it and carries on, so a loop's end
+    is bounded for real; a manager's exit runs in the user's task, which stays with it.
 
-Forced
-    The loop can no longer run (closed, collected, or the release overran): ``_force``.
-    Running an idle loop in this thread to release on it: ``_loop_run``.
+A ``release_func`` that returns a callable (``lambda s: s.close`` with the call's
+parentheses missing) releases nothing: it is a failure, with an error naming the template.
 
 Nothing here raises a release function's ``Exception``: failures are logged on the
 ``resourceloop`` logger, counted, and returned to the caller (the manager raises them).
@@ -32,26 +38,32 @@ import asyncio
 import inspect
 import time
 import types
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final
 
 from . import _config
-from ._force import force_item, settle_failed, stop_release, warn_if_blocking
+from ._force import (
+    callable_result_error,
+    force_item,
+    settle_failed,
+    warn_if_blocking,
+)
 from ._registry import registry
 from ._state import HELD, RELEASING, Batch, Item
 from .warnings import ReleaseTimeoutWarning
 
-__all__ = ["PLAIN_TYPES", "grace", "isawaitable_fast", "release_batch"]
+__all__ = ["PLAIN_TYPES", "grace", "isawaitable_fast", "release_batch", "release_bound"]
 
 
-#: A release that ignores its cancellation is closed this long after it was cancelled, as a
+#: A release that ignores its cancellation is stopped this long after it was cancelled, as a
 #: fraction of ``release_timeout`` and at most ``_MAX_GRACE`` seconds.
 _GRACE_FRACTION: Final = 0.25
-_MAX_GRACE: Final = 1.0
+_MAX_GRACE: Final = 0.5
 
 
-#: Types whose instances are never awaitable (what release functions usually return), so
-#: that ``isawaitable_fast`` answers them without ``inspect.isawaitable``'s ABC check.
+#: Types whose instances are neither awaitable nor callable (what release and acquire
+#: functions usually return), so that ``isawaitable_fast`` answers them without
+#: ``inspect.isawaitable``'s ABC check.
 PLAIN_TYPES: set[type] = {type(None), bool, int, str}
 _Coroutine: Final = types.CoroutineType
 
@@ -65,32 +77,46 @@ def isawaitable_fast(obj: object) -> bool:
         return False
     if inspect.isawaitable(obj):
         return True
-    # A generator's flags, not its type, decide; and a few dozen types are plenty to remember.
-    if not isinstance(obj, types.GeneratorType) and len(PLAIN_TYPES) < 64:
+    # A generator's flags, not its type, decide; a callable is never plain (see
+    # ``_start_release``); and a few dozen types are plenty to remember.
+    if not isinstance(obj, types.GeneratorType) and not callable(obj) and len(PLAIN_TYPES) < 64:
         PLAIN_TYPES.add(cls)
     return False
 
 
 def grace(timeout: float) -> float:
-    """How long a cancelled release may take to end before it is closed."""
+    """How long a cancelled release may take to end before it is stopped and forced."""
     return min(timeout * _GRACE_FRACTION, _MAX_GRACE)
+
+
+def release_bound(n: int) -> float:
+    """How long releasing ``n`` resources on a loop may take, at most, in one loop's end.
+
+    Each release is bounded by ``release_timeout`` plus ``grace`` (``_finish_release``); one
+    more such slot covers creations in flight, which a loop's end waits for too.
+    """
+    timeout = (_config._current or _config.current()).release_timeout
+    return (n + 1) * (timeout + grace(timeout))
+
+
+async def _awaiting(awaitable: Awaitable[Any]) -> Any:
+    """``await awaitable``: the interpreter's own await protocol, for any awaitable."""
+    return await awaitable
 
 
 # -- graceful -----------------------------------------------------------------------------------
 
 
-async def release_batch(batch: Batch) -> list[Exception]:
+async def release_batch(batch: Batch, stuck: asyncio.Future[None] | None = None) -> list[Exception]:
     """Release every unsettled item of ``batch`` on the running loop, newest first.
 
     Runs in the calling task. Failures are returned (and logged). If the task is cancelled
-    from outside, the release in progress is forced (it was cut short) and the ones not begun
-    stay in custody on the loop's state, for its close hook or the reaper to release; any
-    other ``BaseException`` forces them all. Either way the interruption then propagates at
-    once.
+    from outside, or its coroutine closed (an owner abandoning it), the release in progress
+    is forced (it was cut short) and the ones not begun stay in custody, for whoever goes on
+    or ends the loop; any other ``BaseException`` forces them all. Either way the
+    interruption then propagates at once.
 
-    A release that finishes without suspending (a synchronous ``release_func``, or a
-    coroutine that never waits) costs no timer: the deadline is armed only once a release
-    actually suspends, for what is left of ``release_timeout``.
+    ``stuck`` is set when a release outlives its grace without letting go of the task.
     """
     timeout = (_config._current or _config.current()).release_timeout  # no call once loaded
     failures: list[Exception] = []
@@ -102,11 +128,11 @@ async def release_batch(batch: Batch) -> list[Exception]:
             if outcome is None:
                 continue
             if type(outcome) is _Suspended:
-                outcome = await _finish_release(batch, item, outcome, timeout)
+                outcome = await _finish_release(batch, item, outcome, timeout, stuck)
                 if outcome is None:
                     continue
             failures.append(outcome)  # type: ignore[arg-type]
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
         _interrupted(batch, [i for i in batch.items if i.status == RELEASING])
         raise
     except BaseException:
@@ -146,17 +172,22 @@ def _start_release(
         registry.settle(batch, item, "graceful_releases")
         return None
     started = _monotonic()
+    it: Any = None
     try:
         result = func(item.resource)
-        # A coroutine (the usual case) needs no ``isawaitable`` call.
-        if type(result) is _Coroutine or (result is not None and isawaitable_fast(result)):
-            item.release = result
-            # The first step runs here, as ``await`` would run it: most releases end without
-            # ever suspending, and then need no timer.
-            it = result if type(result) is _Coroutine else result.__await__()
+        if type(result) is _Coroutine:  # the usual case: no other check
+            it = result
+        elif type(result) in PLAIN_TYPES:
+            pass
+        elif isawaitable_fast(result):
+            # A ``@types.coroutine`` generator, a future, any ``__await__``: a coroutine that
+            # awaits it follows the protocol exactly, errors included.
+            it = _awaiting(result)
+        elif callable(result):
+            raise callable_result_error(item.spec.name, "release_func", result)
+        if it is not None:
+            item.release = it
             signal = it.send(None)
-        else:
-            it = None
     except StopIteration:
         it = None
     except asyncio.CancelledError as exc:
@@ -185,7 +216,11 @@ def _start_release(
 
 @types.coroutine
 def _finish_release(
-    batch: Batch, item: Item, suspended: _Suspended, timeout: float
+    batch: Batch,
+    item: Item,
+    suspended: _Suspended,
+    timeout: float,
+    stuck: asyncio.Future[None] | None,
 ) -> Generator[Any, Any, Exception | None]:
     """Await the rest of a release that suspended, bounded by what is left of ``timeout``.
 
@@ -197,7 +232,7 @@ def _finish_release(
         raise RuntimeError("release_batch() must run in a task")
     it, signal = suspended.it, suspended.signal
     left = max(0.0, timeout - (time.monotonic() - suspended.started))
-    timer = _Deadline(task.get_loop(), task, item, timeout, left)
+    timer = _Deadline(task.get_loop(), task, batch, item, timeout, left, stuck)
     try:
         while True:
             try:
@@ -258,32 +293,46 @@ def _own_cancellation(task: asyncio.Task[Any] | None) -> bool:
 
 
 class _Deadline:
-    """The bound on one release: cancel the task at the deadline, close the release after grace.
+    """The bound on one release: cancel the task at the deadline, give up on it after grace.
 
     Runs on the loop's own thread (timer callbacks). The cancellations it makes are undone
     with ``uncancel()`` (3.11+) once the release is over, so the caller's own cancel scopes
-    (``asyncio.timeout``) are not confused by ours.
+    (``asyncio.timeout``) are not confused by ours. Giving up settles the resource as forced
+    (``ReleaseTimeoutWarning``) there and then, closes the release's coroutine, and tells
+    ``stuck`` (if the task is ours) in case the task cannot even wake up.
     """
 
-    __slots__ = ("_cancels", "_handle", "_item", "_loop", "_task", "_timeout", "fired")
+    __slots__ = (
+        "_batch",
+        "_cancels",
+        "_handle",
+        "_item",
+        "_loop",
+        "_stuck",
+        "_task",
+        "_timeout",
+        "fired",
+    )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - built in one place, from what that place holds
         self,
         loop: asyncio.AbstractEventLoop,
         task: asyncio.Task[Any],
+        batch: Batch,
         item: Item,
         timeout: float,
-        delay: float | None = None,
+        delay: float,
+        stuck: asyncio.Future[None] | None,
     ) -> None:
         self._loop = loop
         self._task = task
+        self._batch = batch
         self._item = item
         self._timeout = timeout
+        self._stuck = stuck
         self._cancels = 0
         self.fired = False
-        self._handle: asyncio.TimerHandle | None = loop.call_later(
-            timeout if delay is None else delay, self._expire
-        )
+        self._handle: asyncio.TimerHandle | None = loop.call_later(delay, self._expire)
 
     def _expire(self) -> None:
         if self._item.status != RELEASING:
@@ -297,9 +346,12 @@ class _Deadline:
         self._handle = None
         if self._item.status != RELEASING:
             return
-        stop_release(self._item)
+        _overran(self._batch, self._item, self._timeout)  # closes the release, forces it
         self._cancels += 1
-        self._task.cancel()  # wake the task: the closed release raises at its await
+        self._task.cancel()  # wake the task, if it can wake: the closed release raises there
+        stuck = self._stuck
+        if stuck is not None and not stuck.done():
+            stuck.set_result(None)
 
     def external_cancel(self) -> bool:
         """Undo our cancellations; True if someone else's is pending as well (3.11+)."""

@@ -17,18 +17,13 @@ from typing import Literal
 import attrs
 
 from . import _config
-from ._closehook import (
-    finish_closing,
-    install_asyncgen_hook,
-    install_close_hook,
-    install_shutdown_hook,
-)
+from ._closehook import install_asyncgen_hook, install_close_hook, install_shutdown_hook
 from ._compat import get_running_loop_or_none
-from ._force import force_batch, warn
-from ._loop_run import release_on_loop
-from ._reaper import Reaper, pass_lock, reap_once, reset_after_fork
+from ._force import warn
+from ._lifecycle import end_collected, end_loop
+from ._reaper import Reaper
 from ._registry import registry
-from ._state import LoopState
+from ._state import GONE, OPEN, LoopState
 from .warnings import UngracefulLoopWarning
 
 __all__ = [
@@ -44,16 +39,27 @@ __all__ = [
 
 logger = logging.getLogger("resourceloop")
 
+
+class _Process:
+    """What this process has set up once: its exit and fork handlers, and one debug line.
+
+    Replaced whole in a fork child, with the reaper (``_after_fork_in_child``).
+    """
+
+    def __init__(self, *, handlers_installed: bool = False) -> None:
+        self.lock = threading.Lock()
+        self.handlers_installed = handlers_installed
+        self.multithreaded_logged = False
+
+
 reaper = Reaper()
-_handlers_lock = threading.Lock()
-_handlers_installed = False
-_multithreaded_logged = False
+_process = _Process()
 
 
 def track(loop: asyncio.AbstractEventLoop) -> LoopState:
     """The loop's state, created (with its hooks) on first use. Call on the loop's thread."""
     state = registry.get(loop)
-    if state is not None and not state.discarded:
+    if state is not None and state.phase is not GONE:
         return state
     config = _config._current or _config.current()  # no call once loaded
     thread = threading.current_thread()
@@ -67,12 +73,12 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
             state.hook = "close"
         elif install_asyncgen_hook(loop, state):
             state.hook = "asyncgen"
-    if not _handlers_installed:
+    if not _process.handlers_installed:
         _install_process_handlers()
     reaper.ensure_started()
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("tracking %s (hook: %s)", origin, state.hook)
-    if registry.multithreaded and not _multithreaded_logged:
+    if registry.multithreaded and not _process.multithreaded_logged:
         _log_multithreaded()
     return state
 
@@ -109,9 +115,8 @@ def unmanaged_acquisition(loop: asyncio.AbstractEventLoop, state: LoopState, nam
 
 
 def _log_multithreaded() -> None:
-    global _multithreaded_logged
-    if registry.multithreaded and not _multithreaded_logged:
-        _multithreaded_logged = True
+    if registry.multithreaded and not _process.multithreaded_logged:
+        _process.multithreaded_logged = True
         logger.debug("multithreaded use detected: loops of several threads hold resources")
 
 
@@ -161,11 +166,10 @@ def reap() -> None:
     """Run one reaper pass now, synchronously, in the calling thread.
 
     Releases the resources of loops that were closed without the close hook (forcefully), of
-    loops whose thread ended without closing them (gracefully where the loop can still run), and
-    of loops that were left unclosed and garbage-collected (gracefully on the loop, which is
-    then closed; forcefully if it was closed). When a thread that lives on has left loops
-    unclosed and moved on to a new one, the pass runs the garbage collector first, so that the
-    ones nobody refers to any more are found. If the reaper thread is mid-pass, this
+    loops whose thread ended without closing them (gracefully where the loop can still run), of
+    loops that a thread which lives on left unclosed and that nobody else refers to any more
+    (gracefully, on the loop, which is then closed), and of loops that were garbage-collected
+    (forcefully). It never runs the garbage collector. If the reaper thread is mid-pass, this
     waits for it first. Meant for tests and for programs that want the work done at a point of
     their choosing; from async code prefer ``await ResourceTemplate.purge()``, which does not
     block the loop.
@@ -174,7 +178,7 @@ def reap() -> None:
 
     .. versionadded:: 0.1.0
     """
-    reap_once(collect=True)
+    reaper.reap_once()
 
 
 @attrs.frozen
@@ -290,50 +294,54 @@ def live_resources() -> list[LiveResource]:
 
 
 def _install_process_handlers() -> None:
-    global _handlers_installed
-    with _handlers_lock:
-        if _handlers_installed:
+    process = _process
+    with process.lock:
+        if process.handlers_installed:
             return
         atexit.register(_at_exit)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_in_child)
-        _handlers_installed = True
+        process.handlers_installed = True
 
 
 def _after_fork_in_child() -> None:
-    """Start the child empty: forget, never release, what the parent held. Must be cheap."""
-    global reaper, _multithreaded_logged
+    """Start the child empty: forget, never release, what the parent held. Must be cheap.
+
+    Every lock a parent thread may have held at fork time is replaced before anything takes
+    it: the registry's first (``forget_after_fork``), then the settings', then the reaper and
+    the process record are new objects.
+    """
+    global reaper, _process
     registry.forget_after_fork()
-    reset_after_fork()  # locks another thread held at fork time would never be released here
     _config.reset_lock_after_fork()
     reaper = Reaper()  # the parent's thread does not exist here
-    _multithreaded_logged = False
+    _process = _Process(handlers_installed=True)
 
 
 def _at_exit() -> None:
-    """Release what can be released at interpreter exit; never touch a running loop."""
+    """Release what can be released at process exit; never touch a running loop.
+
+    Also what a pool child's finalizer runs (it ends with ``os._exit``, so ``atexit`` never
+    runs there).
+    """
     try:
-        reaper.stop(timeout=1.0)
+        current = reaper
+        current.stop(timeout=1.0)
         timeout = min(_config.current().release_timeout, threading.TIMEOUT_MAX)
-        lock = pass_lock()
+        lock = current.pass_lock
         if not lock.acquire(timeout=timeout):
             return  # a pass is stuck in user code: exiting beats waiting
         try:
-            reap_once(collect=False)
+            current.reap_once()
             if get_running_loop_or_none() is not None:
                 return  # exit from inside a running loop: this thread cannot run another
             for loop, state in registry.snapshot():
-                if state.discarded or loop.is_running() or loop.is_closed():
+                if state.phase is not OPEN or loop.is_running() or loop.is_closed():
                     continue
                 if not state.guard.acquire(blocking=False):
                     continue
                 try:
-                    batch = registry.take_all(state, closing=True)
-                    why = "the interpreter is exiting"
-                    try:
-                        release_on_loop(loop, state, batch, why=why)
-                    finally:
-                        finish_closing(loop, state, why=why)
+                    end_loop(loop, state, why="the interpreter is exiting", run=True)
                 finally:
                     state.guard.release()
         finally:
@@ -344,16 +352,14 @@ def _at_exit() -> None:
 
 def _reset_for_tests() -> None:
     """Forget all state and stop the reaper; for the test suite only."""
-    global reaper, _multithreaded_logged
+    global reaper, _process
     reaper.stop(timeout=5.0)
     for loop, state in registry.snapshot():
-        force_batch(registry.take_all(state, closing=True), why="the test runtime was reset")
-        finish_closing(loop, state)
+        end_loop(loop, state, why="the test runtime was reset", run=False)
         del loop
-    for _state, _loop, batch in registry.drain_rescued():
-        force_batch(batch, why="the test runtime was reset", quiet=True)
+    for state, batch in registry.drain_collected():
+        end_collected(state, batch)
     registry.clear_for_tests()
     reaper = Reaper()
-    reset_after_fork()
-    _multithreaded_logged = False  # as in a fork child: each test sees the debug line once
+    _process = _Process(handlers_installed=_process.handlers_installed)
     _config.reset_for_tests()

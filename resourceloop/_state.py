@@ -1,37 +1,36 @@
 """What resourceloop knows about one event loop, and what it keeps on the loop itself.
 
-A ``LoopState`` per tracked loop; the loop's ``Store`` of resources, carried by the loop; the
-``Item`` and ``Batch`` a resource is in while it is being released; and the lock-free hand-off
-from the garbage collector to the reaper (``rescue``, ``_collected``). The ``Registry``
-(``_registry``) maps loops to states and moves resources between stores and batches.
+A ``LoopState`` per tracked loop, with its ``Phase``; the loop's ``Store`` of resources,
+carried by the loop; and the ``Item`` and ``Batch`` a resource is in while it is being
+released. The ``Registry`` (``_registry``) maps loops to states and moves resources between
+stores and batches; ``_lifecycle`` owns the one transition that ends a loop.
+
+A loop's phase
+    ``OPEN`` (acquisitions create and store), ``ENDING`` (one owner has taken its resources
+    and is releasing them; acquisitions are refused), ``GONE`` (untracked; a later acquisition
+    on the same loop starts a new state). Only ``Registry.begin_end`` moves a state from OPEN
+    to ENDING, under the registry lock, so exactly one trigger owns a loop's end; only
+    ``Registry.discard`` moves it to GONE.
 
 Who may reference whom (the anyio#1203 trap, and how it is avoided)
     A resource usually refers to its loop strongly (``ClientSession._loop``), so a registry
-    that holds resources keeps their loops alive. That is what we want while the loop may
-    still be used or closed by its owner: the resources then end gracefully (close hook,
-    manager) or for real (reaper), never by their library's finalizer. So each loop's
-    ``Store`` (``{spec: resource}``, kept in the loop's ``__dict__``, where it doubles as the
-    hot-path cache of ``acquire``) is *pinned*: its ``LoopState`` holds it strongly.
+    that holds resources keeps their loops alive. That is deliberate: a tracked loop's end is
+    decided while the loop is still reachable, by its owner (close, manager) or by the reaper
+    (closed, its thread ended, or its thread moved on to a newer loop and left it idle), never
+    by the garbage collector. Once the collector finds a loop and its resources unreachable,
+    CPython has already run every finalizer of that cycle (PEP 442): a client's own
+    "Unclosed client session" warning included. So each loop's ``Store`` (kept in the loop's
+    ``__dict__``, where it doubles as the hot-path cache of ``acquire``) is held strongly by
+    its ``LoopState`` until the loop is ``GONE``.
 
-    A loop whose thread lives on but has moved on to a newer loop (a worker pool running a
-    new loop per task and never closing them) may be done with. The reaper *unpins* such a
-    suspect: the state drops its strong reference and the store refers to the loop instead,
-    so loop, store and resources form one cycle that nothing of ours reaches strongly. If the
-    program still refers to the loop, nothing changes (and its next acquisition pins it
-    again); if not, the collector finds the cycle and the store's ``__del__`` rescues it (PEP
-    442 resurrection) onto ``_rescued``, for the reaper to release on the loop and close it.
-    Python runs the finalizers of the whole cycle at once, so a library's own finalizer may
-    run first there: that is the price of a loop nobody closed, and only suspects pay it.
-
-    A pinned loop whose resources do not refer to it is collected like any object; the weak
-    reference's callback hands its state to ``_collected``, and the reaper forces what it
-    held. A loop class without ``__dict__`` cannot carry a store: it is always pinned.
+    A loop whose resources do not refer to it is collected like any object: the weak
+    reference's callback hands its state to ``collected`` and the reaper forces what it held.
 
 Garbage-collector callbacks
-    ``Store.__del__`` and the loop's weak reference callback run on any thread at any
-    allocation, possibly one that holds the registry lock: they only append to a deque
-    (``append`` is atomic) and release a raw wake-up lock (no allocation, no other lock); the
-    next reaper pass does the work.
+    The loop's weak reference callback runs on any thread at any allocation, possibly one
+    that holds the registry lock: it only appends to a deque (``append`` is atomic) and
+    releases a raw wake-up lock (no allocation, no other lock); the next reaper pass does the
+    work.
 """
 
 from __future__ import annotations
@@ -39,18 +38,19 @@ from __future__ import annotations
 import _thread
 import asyncio
 import collections
+import enum
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 
-if TYPE_CHECKING:
-    from ._crossthread import RemoteCall
-
 __all__ = [
+    "ENDING",
+    "GONE",
     "HELD",
+    "OPEN",
     "READY_ATTR",
     "RELEASING",
     "SETTLED",
@@ -58,13 +58,12 @@ __all__ = [
     "Batch",
     "Item",
     "LoopState",
+    "Phase",
+    "RemoteWaiter",
     "Spec",
     "Store",
-    "carried_store",
+    "Wakeup",
     "loop_attr",
-    "rescue",
-    "wake_reaper",
-    "wakeup_lock",
 ]
 
 #: Name of the loop attribute that holds the loop's resources: the plain-dict copy of its
@@ -78,8 +77,7 @@ __all__ = [
 #: CPython keeps at most 30 attribute names of a class's instances inline, and asyncio's loop
 #: already has 24 (3.12), 26 (3.13) or 27 (3.14) of them; one more name than fits turns that
 #: loop's attributes into a real dict, and every ``self._x`` in asyncio's own methods then
-#: costs more (on 3.13, 14% more instructions for a loop that only runs callbacks; see
-#: ``benchmarks``).
+#: costs more (see ``benchmarks``).
 READY_ATTR: Final = "_resourceloop_ready"
 #: The key of a loop's store in its hot dict (``READY_ATTR``); never equal to a ``Spec``.
 STORE_KEY: Final = object()
@@ -87,8 +85,8 @@ STORE_KEY: Final = object()
 # The loop's attributes are read and written with ``object``'s own methods, never through
 # ``vars(loop)``: on CPython 3.11, asking for an instance's ``__dict__`` turns its inline
 # attribute values into a real dict, after which every ``self._x`` in asyncio's own methods
-# on that loop misses its specialization (about 280 more machine instructions each). They
-# also never run a loop class's own ``__getattr__``/``__setattr__`` (user code).
+# on that loop misses its specialization. They also never run a loop class's own
+# ``__getattr__``/``__setattr__`` (user code).
 _get_attr: Final = object.__getattribute__
 _set_attr: Final = object.__setattr__
 _del_attr: Final = object.__delattr__
@@ -102,19 +100,25 @@ def loop_attr(loop: object, name: str) -> Any:
         return None
 
 
-def carried_store(loop: object) -> Store | None:
-    """The store ``loop`` carries (``READY_ATTR``), or ``None``."""
-    hot = loop_attr(loop, READY_ATTR)
-    store = hot.get(STORE_KEY) if type(hot) is dict else None
-    return store if isinstance(store, Store) else None
-
-
-def _clear_hot(hot: dict[Any, Any]) -> None:
+def clear_hot(hot: dict[Any, Any]) -> None:
     """Empty a hot dict of its resources, keeping its store."""
     store = hot.get(STORE_KEY)
     hot.clear()
     if store is not None:
         hot[STORE_KEY] = store
+
+
+class Phase(enum.IntEnum):
+    """Where a loop is in its life, as resourceloop sees it (see the module docstring)."""
+
+    OPEN = 0
+    ENDING = 1
+    GONE = 2
+
+
+OPEN: Final = Phase.OPEN
+ENDING: Final = Phase.ENDING
+GONE: Final = Phase.GONE
 
 
 @attrs.define(eq=False, slots=True)
@@ -131,15 +135,6 @@ class Spec:
     force_release_func: Callable[[Any], Any] | None
 
 
-#: Bumped whenever the registry starts empty (a fork child, the test suite's reset): stores of
-#: an earlier generation belong to a registry that forgot them, and are never rescued.
-_generation: list[int] = [0]
-
-
-_dict_set: Final = dict.__setitem__
-_dict_clear: Final = dict.clear
-
-
 class Store(dict[Spec, Any]):
     """A loop's resources, ``{spec: resource}``, kept on the loop instance (see above).
 
@@ -148,14 +143,11 @@ class Store(dict[Spec, Any]):
     holds the store itself, under ``STORE_KEY``.
     """
 
-    __slots__ = ("__weakref__", "generation", "hot", "loop", "state")
+    __slots__ = ("hot",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None, state: LoopState) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.hot: dict[Any, Any] = {}
-        self.loop = loop
-        self.state = state
-        self.generation = _generation[0]
 
     def __setitem__(self, spec: Spec, resource: Any) -> None:
         dict.__setitem__(self, spec, resource)
@@ -176,7 +168,7 @@ class Store(dict[Spec, Any]):
 
     def clear(self) -> None:
         dict.clear(self)
-        _clear_hot(self.hot)
+        clear_hot(self.hot)
 
     def setdefault(self, spec: Spec, default: Any = None) -> Any:
         resource = dict.setdefault(self, spec, default)
@@ -190,18 +182,6 @@ class Store(dict[Spec, Any]):
     def __ior__(self, other: Any) -> Store:  # type: ignore[override,misc]
         self.update(other)
         return self
-
-    def current(self) -> bool:
-        """True if this store belongs to the registry in force (not a forgotten one)."""
-        return self.generation == _generation[0]
-
-    def __del__(self, _current: list[int] = _generation) -> None:
-        # Runs when the collector finds an unpinned loop, this store and the resources
-        # unreachable (or when an empty store is dropped). Appending ourselves resurrects the
-        # whole cycle; the reaper releases the resources and closes the loop. Nothing else is
-        # safe here.
-        if self and self.loop is not None and self.generation == _current[0]:
-            rescue(self)
 
 
 #: Statuses of an ``Item``.
@@ -217,7 +197,8 @@ class Item:
     spec: Spec
     resource: Any
     status: int = HELD
-    #: The release coroutine while ``RELEASING``, so an owner that abandons it can close it.
+    #: While ``RELEASING`` and suspended: the task that runs the rest of the release, so an
+    #: owner that abandons it can stop it (``_force.stop_release``).
     release: Any = None
 
 
@@ -232,12 +213,20 @@ class Batch:
         return [item for item in self.items if item.status != SETTLED]
 
 
+class RemoteWaiter(Protocol):
+    """A cross-thread call waiting for a loop (``_crossthread.RemoteCall``)."""
+
+    what: str
+
+    def fail(self, exc: BaseException) -> None: ...
+
+
 @attrs.define(eq=False)
 class LoopState:
     """Everything resourceloop knows about one event loop.
 
     ``pending`` holds creations in flight; it is touched only on the loop's own thread, so it
-    needs no lock. ``batches`` (under the registry lock) are this loop's resources in custody.
+    needs no lock. ``phase``, ``store`` and ``batches`` change under the registry lock.
     """
 
     loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop]
@@ -246,17 +235,20 @@ class LoopState:
     pid: int
     #: Order of tracking; a thread's newest loop has its thread's highest serial.
     serial: int = 0
-    generation: int = attrs.field(factory=lambda: _generation[0])
-    #: The store, weakly (it lives on the loop), and strongly while pinned (see above).
-    store_ref: Callable[[], Store | None] = attrs.field(default=lambda: None)
-    strong_store: Store | None = None
+    #: The registry's generation when tracked: a state of an earlier one was forgotten.
+    generation: int = 0
+    phase: Phase = OPEN
+    #: The loop's resources, held strongly until the loop is ``GONE`` (see above).
+    store: Store | None = None
     pending: dict[Spec, asyncio.Future[Any]] = attrs.field(factory=dict)
-    #: Cross-thread acquisitions waiting for this loop; failed if it closes without running them.
-    remote: set[RemoteCall] = attrs.field(factory=set)
+    #: Cross-thread acquisitions waiting for this loop; failed if it ends without running them.
+    remote: set[RemoteWaiter] = attrs.field(factory=set)
     batches: set[Batch] = attrs.field(factory=set)
+    #: The task that owns an ``ENDING`` that runs on the loop (``_lifecycle.end_on_loop``).
+    ender: asyncio.Future[Any] | None = None
     managed: bool = False
-    closing: bool = False
-    discarded: bool = False
+    #: Reaper passes that found the loop left behind by its thread (see ``_reaper``).
+    left_behind_checks: int = 0
     hook: str = "none"  # "close", "asyncgen" or "none"
     warned_ungraceful: bool = False
     #: ``shutdown_default_executor`` is wrapped (``_closehook.install_shutdown_hook``).
@@ -270,52 +262,41 @@ class LoopState:
         """The loop, or ``None`` once it has been collected."""
         return self.loop_ref()
 
-    def store(self) -> Store | None:
-        return self.strong_store if self.strong_store is not None else self.store_ref()
 
-    @property
-    def pinned(self) -> bool:
-        return self.strong_store is not None
+class Wakeup:
+    """The reaper's wake-up call, safe to ring anywhere, even in a garbage-collector callback.
+
+    A raw lock, not an Event: it can be released from a weak reference callback, which must
+    not take Python-level locks. Released (unlocked) when the reaper has something to do.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def ring(self) -> None:
+        lock = self._lock
+        if lock.locked():  # mostly it is awake already: raising and catching would cost
+            try:
+                lock.release()
+            except RuntimeError:  # woken meanwhile
+                pass
+
+    def wait(self, timeout: float = -1) -> bool:
+        """Block until rung (or ``timeout`` seconds); True if rung."""
+        return self._lock.acquire(True, timeout)
 
 
-#: Stores whose unpinned loop was collected with resources in them (see ``Store.__del__``).
-_rescued: collections.deque[Store] = collections.deque()
-#: States of pinned loops that were collected (their resources did not refer to them).
-_collected: collections.deque[LoopState] = collections.deque()
+def collected_callback(
+    state: LoopState, collected: collections.deque[LoopState], wakeup: Wakeup
+) -> Callable[[Any], None]:
+    """The loop's weak reference callback: hand a collected loop's state to the reaper."""
 
-_dummy_ref: Any = weakref.ref(Spec("", None, None))  # replaced at once; dead from the start
-
-#: Released (unlocked) when the reaper has something to do. A raw lock, not an Event: it can
-#: be released from a garbage-collector callback, which must not take Python-level locks.
-_wakeup = _thread.allocate_lock()
-_wakeup.acquire()
-
-
-def _collected_callback(state: LoopState) -> Callable[[Any], None]:
-    """The loop's weak reference callback: hand a pinned, collected loop's state over."""
-
-    def collected(_: Any, _append: Callable[[LoopState], None] = _collected.append) -> None:
-        if state.strong_store:  # pinned and holding resources; an unpinned store rescues itself
+    def on_collected(_: Any, _append: Callable[[LoopState], None] = collected.append) -> None:
+        if state.store:  # it held resources, and nothing released them
             _append(state)
-            wake_reaper()
+            wakeup.ring()
 
-    return collected
-
-
-def rescue(store: Store) -> None:
-    """Hand a collected loop's store (which refers to the loop) to the reaper; lock-free."""
-    _rescued.append(store)
-    wake_reaper()
-
-
-def wake_reaper() -> None:
-    """Wake the reaper thread; safe anywhere, even inside a garbage-collector callback."""
-    if _wakeup.locked():  # mostly it is awake already: raising and catching would cost
-        try:
-            _wakeup.release()
-        except RuntimeError:  # woken meanwhile
-            pass
-
-
-def wakeup_lock() -> Any:
-    return _wakeup
+    return on_collected

@@ -22,7 +22,7 @@ from ._registry import registry
 from ._release import PLAIN_TYPES, release_batch
 from ._release import isawaitable_fast as _isawaitable
 from ._runtime import reap, track, unmanaged_acquisition
-from ._state import LoopState, Spec
+from ._state import GONE, OPEN, LoopState, Spec
 
 __all__ = ["ResourceTemplate"]
 
@@ -31,6 +31,9 @@ R = TypeVar("R")
 #: The running loop or None, typed loosely: the hot path reads an attribute that only some
 #: loops have (mypy's view of ``_get_running_loop`` also differs between Python versions).
 _running_loop: Callable[[], Any] = get_running_loop_or_none
+
+#: No result yet (``None`` is a resource like any other).
+_NOTHING: Any = object()
 
 #: The specs whose creation the current task is part of (outermost first): a creation that
 #: acquires one of them again would wait for itself.
@@ -231,14 +234,11 @@ class ResourceTemplate(Generic[R]):
         spec = self._spec
         if state is None:
             state = registry.get(loop)
-        if state is None or state.discarded:
+        if state is None or state.phase is GONE:
             state = track(loop)
-        if state.closing:
+        if state.phase is not OPEN:
             raise LoopClosedError(f"cannot acquire {self.name!r}: the event loop is closing")
-        store = state.strong_store
-        if store is None:
-            registry.pin(state)  # a suspect loop in use after all
-            store = state.store()
+        store = state.store
         if store is not None and spec in store:
             return store[spec]  # type: ignore[no-any-return]
         chain = _creating.get()
@@ -254,21 +254,25 @@ class ResourceTemplate(Generic[R]):
         if pending is None:
             if not (state.managed or state.warned_ungraceful):
                 unmanaged_acquisition(loop, state, spec.name)
-            result = self._acquire_func()  # a synchronous factory finishes right here
-            if type(result) in PLAIN_TYPES or not _isawaitable(result):
-                if registry.store(state, spec, result):
-                    return result  # type: ignore[return-value]
-                await self._release_late(state, result)  # type: ignore[arg-type]
-            pending = asyncio.ensure_future(
-                self._finish_creation(state, result)  # type: ignore[arg-type]
-            )
+            result: Any = _NOTHING
+            try:
+                result = self._acquire_func()  # a synchronous factory finishes right here
+                if type(result) in PLAIN_TYPES or not _isawaitable(result):
+                    if registry.store(state, spec, result):
+                        return result  # type: ignore[no-any-return]
+                    await self._release_late(state, result)
+            except BaseException:
+                if result is not _NOTHING and not _isawaitable(result):
+                    self._recover(state, result)  # interrupted before it was booked
+                raise
+            pending = asyncio.ensure_future(self._finish_creation(state, result))
             pending.add_done_callback(retrieve)
             state.pending[spec] = pending
         # shield: a waiter's cancellation (even the first one's) leaves the creation running.
         try:
             return await asyncio.shield(pending)
         except asyncio.CancelledError:
-            if not (pending.cancelled() and state.closing):
+            if not (pending.cancelled() and state.phase is not OPEN):
                 raise
         raise LoopClosedError(
             f"cannot acquire {self.name!r}: the event loop closed while it was being created"
@@ -277,16 +281,28 @@ class ResourceTemplate(Generic[R]):
     async def _finish_creation(self, state: LoopState, creation: Awaitable[R]) -> R:
         # This task's own context: acquisitions made by the creation see the chain.
         _creating.set((*_creating.get(), self._spec))
+        resource: Any = _NOTHING
         try:
             resource = await creation
+            stored = registry.store(state, self._spec, resource)
+        except BaseException:
+            if resource is not _NOTHING:
+                self._recover(state, resource)  # interrupted before it was booked
+            raise
         finally:
             state.pending.pop(self._spec, None)
-        return await self._stored(state, resource)
-
-    async def _stored(self, state: LoopState, resource: R) -> R:
-        if not registry.store(state, self._spec, resource):
+        if not stored:
             await self._release_late(state, resource)
-        return resource
+        return resource  # type: ignore[no-any-return]
+
+    def _recover(self, state: LoopState, resource: Any) -> None:
+        """Book a resource whose bookkeeping an exception (a signal, Ctrl-C) interrupted.
+
+        It is stored like any other if the loop is still open; otherwise it is forced here.
+        """
+        batch = registry.recover_creation(state, self._spec, resource)
+        if batch is not None:
+            force_batch(batch, why="its creation was interrupted while its loop was ending")
 
     async def _release_late(self, state: LoopState, resource: R) -> NoReturn:
         # The loop began releasing everything (its close hook, or the async-generator hook

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence, Set
 from typing import Any, final, overload
 
 from ._registry import registry
+from ._state import GONE
 from ._template import ResourceTemplate
 
 __all__ = ["ManagedLoops", "Templates"]
@@ -22,7 +23,7 @@ class ManagedLoops(Set[asyncio.AbstractEventLoop]):
         if not isinstance(loop, asyncio.AbstractEventLoop):
             return False
         state = registry.get(loop)
-        return state is not None and state.managed and not state.discarded
+        return state is not None and state.managed and state.phase is not GONE
 
     def __iter__(self) -> Iterator[asyncio.AbstractEventLoop]:
         return iter(registry.managed_loops())
