@@ -8,6 +8,7 @@ so each operation's contract is checked on its own: where the store lives, custo
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import threading
 import weakref
@@ -16,19 +17,20 @@ from typing import Any
 
 import pytest
 
-from resourceloop import _registry, _state
+from resourceloop import _state
 from resourceloop._registry import Registry
 from resourceloop._state import (
+    ENDING,
+    GONE,
     HELD,
+    OPEN,
     READY_ATTR,
     SETTLED,
     STORE_KEY,
     LoopState,
     Spec,
     Store,
-    carried_store,
-    wake_reaper,
-    wakeup_lock,
+    Wakeup,
 )
 
 
@@ -46,7 +48,7 @@ def loops() -> Iterator[list[asyncio.AbstractEventLoop]]:
         hot = vars(loop).pop(READY_ATTR, None)
         store = hot.pop(STORE_KEY, None) if hot is not None else None
         if store is not None:
-            store.clear()  # a private registry's resources: nothing to rescue later
+            store.clear()  # a private registry's resources: nothing to release later
         type(loop).close(loop)
 
 
@@ -72,8 +74,33 @@ def _multithreaded(reg: Registry) -> bool:
     return reg.multithreaded  # read through a call: each read is a new observation
 
 
-def _strong(state: LoopState) -> Store | None:
-    return state.strong_store
+def _carried(loop: asyncio.AbstractEventLoop) -> Any:
+    """The store the loop carries (in its hot dict), or ``None``."""
+    hot = vars(loop).get(READY_ATTR)
+    return None if hot is None else hot.get(STORE_KEY)
+
+
+def _phase(state: LoopState) -> _state.Phase:
+    return state.phase  # read through a call: each read is a new observation
+
+
+def _ender(state: LoopState) -> object:
+    return state.ender  # read through a call: each read is a new observation
+
+
+def _orphan(reg: Registry, loop: asyncio.AbstractEventLoop, resource: Any) -> LoopState:
+    """A state of ``reg``'s generation that no map holds, as a collected loop's would be."""
+    state = LoopState(
+        loop_ref=weakref.ref(loop),
+        origin="orphan",
+        thread=threading.current_thread(),
+        pid=reg.pid,
+        generation=reg.generation,
+        store=Store(),
+    )
+    assert state.store is not None
+    state.store[A] = resource
+    return state
 
 
 def _on_thread(target: Any) -> None:
@@ -98,15 +125,11 @@ def test_add_creates_once_and_puts_the_store_on_the_loop(
     store = hot[STORE_KEY]  # the loop refers to its store through it
     assert isinstance(store, Store)
     assert store.hot is hot
-    assert carried_store(loop) is store
-    assert store.loop is None  # pinned: the state holds the store, the store not the loop
-    assert store.state is state
-    assert state.store() is store
-    assert state.strong_store is store
-    assert state.pinned
+    assert _carried(loop) is store
+    assert state.store is store  # held strongly by the state until the loop is GONE
     assert state.loop() is loop
     assert state.thread is threading.current_thread()
-    assert (state.origin, state.closing, state.discarded) == ("origin", False, False)
+    assert (state.origin, state.phase) == ("origin", OPEN)
     again, created_again = reg.add(loop, "other")
     assert (again, created_again) == (state, False)
     assert reg.get(loop) is state
@@ -116,19 +139,21 @@ def test_add_creates_once_and_puts_the_store_on_the_loop(
 
 
 def test_a_loop_without_dict_holds_its_store_in_its_state(reg: Registry) -> None:
-    """No instance ``__dict__``: the state keeps the store strongly, and it has no loop ref."""
+    """No ``vars()``: the state still holds the store strongly; discarding lets it go."""
     loop = SlotLoop()
     try:
         state, created = reg.add(loop, "slots")
         assert created
-        store = state.store()
+        store = state.store
         assert store is not None
-        assert state.strong_store is store
-        assert store.loop is None
         reg.store(state, A, "r")
         assert reg.live_entries() == [(A, state)]
+        batch = reg.begin_end(state)
+        assert batch is not None
+        reg.settle(batch, batch.items[0], "forced_releases")
         reg.discard(state)
-        assert _strong(state) is None
+        assert state.store is None
+        assert _phase(state) is GONE
         assert reg.get(loop) is None
     finally:
         loop.close()
@@ -154,13 +179,13 @@ def test_discard_untracks_and_breaks_the_cycle(
     """Discard removes the state and the store from the loop; a second discard is a no-op."""
     loop = _new(loops)
     state, _ = reg.add(loop, "x")
-    store = state.store()
+    store = state.store
     assert store is not None
     reg.discard(state)
-    assert state.discarded
+    assert state.phase is GONE
+    assert state.store is None
     assert reg.get(loop) is None
     assert READY_ATTR not in vars(loop)
-    assert store.loop is None
     assert STORE_KEY not in store.hot  # no store <-> hot dict cycle left: refcounting frees it
     reg.discard(state)  # idempotent
     fresh, created = reg.add(loop, "again")  # tracked anew with a new store
@@ -168,7 +193,7 @@ def test_discard_untracks_and_breaks_the_cycle(
     assert fresh is not state
     reg.discard(state)  # the old state's discard must not untrack the new one
     assert reg.get(loop) is fresh
-    assert carried_store(loop) is fresh.store()
+    assert _carried(loop) is fresh.store
 
 
 def test_discard_leaves_a_foreign_attribute_alone(
@@ -177,7 +202,7 @@ def test_discard_leaves_a_foreign_attribute_alone(
     """A store on the loop that is not the state's own (another registry's) stays."""
     loop = _new(loops)
     state, _ = reg.add(loop, "x")
-    foreign = Store(loop, state).hot
+    foreign = Store().hot
     vars(loop)[READY_ATTR] = foreign
     reg.discard(state)
     assert vars(loop)[READY_ATTR] is foreign
@@ -218,31 +243,28 @@ def test_multithreaded_when_a_second_thread_adds_while_the_first_holds(
     assert _multithreaded(reg)
 
 
-def test_idle_until_something_is_tracked_held_or_rescued(
+def test_idle_until_something_is_tracked_held_or_collected(
     reg: Registry, loops: list[asyncio.AbstractEventLoop]
 ) -> None:
-    """idle() is true only with no state, no batch in custody and nothing rescued."""
+    """idle() is true only with no state, no batch in custody and no collected state."""
     assert reg.idle()
     loop = _new(loops)
     state, _ = reg.add(loop, "x")
     assert not reg.idle()
     reg.store(state, A, "r")
-    batch = reg.take_all(state, closing=True)
+    batch = reg.begin_end(state)
+    assert batch is not None
     reg.discard(state)
     assert not reg.idle()  # the batch is still in custody
     reg.settle(batch, batch.items[0], "graceful_releases")
     assert reg.idle()
     other, _ = reg.add(_new(loops), "y")
-    store = other.store()
     reg.discard(other)
     assert reg.idle()
-    _state._rescued.append(Store(None, reg.add(_new(loops), "z")[0]))
-    try:
-        reg.discard(reg.snapshot()[0][1])
-        assert not reg.idle()  # a rescued store waits for the reaper
-    finally:
-        _state._rescued.clear()
-    del store
+    reg.collected.append(_orphan(reg, _new(loops), "r"))
+    assert not reg.idle()  # a collected loop's state waits for the reaper
+    reg.collected.clear()
+    assert reg.idle()
 
 
 # -- custody -----------------------------------------------------------------------------------
@@ -251,13 +273,13 @@ def test_idle_until_something_is_tracked_held_or_rescued(
 def test_store_counts_and_refuses_a_closing_loop(
     reg: Registry, loops: list[asyncio.AbstractEventLoop]
 ) -> None:
-    """store() counts an acquisition; once the loop is closing or discarded it refuses."""
+    """store() counts an acquisition; once the loop is ENDING or GONE it refuses."""
     state, _ = reg.add(_new(loops), "x")
     assert reg.store(state, A, "ra")
     assert reg.counters().acquisitions == 1
-    assert state.store() == {A: "ra"}
-    reg.take_all(state, closing=True)
-    assert state.closing
+    assert state.store == {A: "ra"}
+    reg.begin_end(state)
+    assert state.phase is ENDING
     assert not reg.store(state, B, "rb")
     assert reg.counters().acquisitions == 1
     other, _ = reg.add(_new(loops), "y")
@@ -266,23 +288,25 @@ def test_store_counts_and_refuses_a_closing_loop(
     assert reg.counters().acquisitions == 1
 
 
-def test_take_all_newest_first_and_closing_only_when_asked(
+def test_take_all_newest_first_and_keeps_the_loop_open(
     reg: Registry, loops: list[asyncio.AbstractEventLoop]
 ) -> None:
-    """take_all empties the store newest first; closing=False keeps the loop acquiring."""
+    """take_all empties the store newest first and leaves the loop OPEN, acquiring."""
     state, _ = reg.add(_new(loops), "x")
     reg.store(state, A, "ra")
     reg.store(state, B, "rb")
-    batch = reg.take_all(state, closing=False)
+    batch = reg.take_all(state)
     assert [(i.spec, i.resource, i.status) for i in batch.items] == [
         (B, "rb", HELD),
         (A, "ra", HELD),
     ]
-    assert state.store() == {}
-    assert not state.closing
+    assert state.store == {}
+    assert state.phase is OPEN
     assert reg.batches_of(state) == [batch]
     assert sorted(s.name for s, _ in reg.live_entries()) == ["a", "b"]
-    empty = reg.take_all(state, closing=False)
+    assert reg.store(state, A, "ra again")  # still acquiring
+    reg.take(state, A)  # (a second batch, left in custody)
+    empty = reg.take_all(state)
     assert empty.items == []
     assert batch in reg.batches_of(state)
     assert empty not in reg.batches_of(state)  # an empty batch is never in custody
@@ -295,9 +319,9 @@ def test_take_one(reg: Registry, loops: list[asyncio.AbstractEventLoop]) -> None
     reg.store(state, B, "rb")
     batch = reg.take(state, A)
     assert [(i.spec, i.resource) for i in batch.items] == [(A, "ra")]
-    assert state.store() == {B: "rb"}
+    assert state.store == {B: "rb"}
     assert reg.take(state, A).items == []
-    assert not state.closing
+    assert state.phase is OPEN
     reg.discard(state)
     assert reg.take(state, B).items == []  # the store is gone with the state
 
@@ -309,7 +333,8 @@ def test_settle_counts_once_and_ends_custody(
     state, _ = reg.add(_new(loops), "x")
     reg.store(state, A, "ra")
     reg.store(state, B, "rb")
-    batch = reg.take_all(state, closing=True)
+    batch = reg.begin_end(state)
+    assert batch is not None
     first, second = batch.items
     assert reg.settle(batch, first, "graceful_releases")
     assert first.status == SETTLED
@@ -331,7 +356,8 @@ def test_claim_settles_without_counting(
     """claim() makes one owner the only one; it ends custody but counts nothing."""
     state, _ = reg.add(_new(loops), "x")
     reg.store(state, A, "ra")
-    batch = reg.take_all(state, closing=True)
+    batch = reg.begin_end(state)
+    assert batch is not None
     [item] = batch.items
     assert reg.claim(batch, item)
     assert reg.claim(batch, item) is False
@@ -348,7 +374,8 @@ def test_claim_keeps_a_partly_settled_batch_in_custody(
     state, _ = reg.add(_new(loops), "x")
     reg.store(state, A, "ra")
     reg.store(state, B, "rb")
-    batch = reg.take_all(state, closing=True)
+    batch = reg.begin_end(state)
+    assert batch is not None
     assert reg.claim(batch, batch.items[0])
     assert reg.batches_of(state) == [batch]
     assert not reg.idle()
@@ -388,109 +415,203 @@ def test_counters_and_count(reg: Registry) -> None:
     assert (counts.reaper_passes, counts.release_timeouts, counts.acquisitions) == (3, 1, 0)
 
 
-def test_live_entries_cover_stores_custody_and_rescued(
+def test_live_entries_cover_stores_custody_and_collected(
     reg: Registry, loops: list[asyncio.AbstractEventLoop]
 ) -> None:
-    """Live means in a store, unsettled in a batch, or rescued; repr shows each count."""
+    """Live means in a store, unsettled in a batch, or a collected OPEN state's; repr counts."""
     one, _ = reg.add(_new(loops), "one")
     two, _ = reg.add(_new(loops), "two")
     reg.store(one, A, "a1")
     reg.store(two, A, "a2")
     reg.store(two, B, "b2")
     batch = reg.take(two, B)
-    rescued = Store(None, reg.add(_new(loops), "three")[0])
-    rescued[A] = "a3"
-    _state._rescued.append(rescued)
-    try:
-        assert reg.live_by_template() == {"a": 3, "b": 1}
-        assert repr(reg) == "<Registry loops=3 live=4 in_custody=1 rescued=1>"
-        reg.settle(batch, batch.items[0], "graceful_releases")
-        assert reg.live_by_template() == {"a": 3}
-        assert repr(reg) == "<Registry loops=3 live=3 in_custody=0 rescued=1>"
-    finally:
-        _state._rescued.clear()
+    reg.collected.append(_orphan(reg, _new(loops), "a3"))
+    assert reg.live_by_template() == {"a": 3, "b": 1}
+    assert repr(reg) == "<Registry loops=2 live=4 in_custody=1 collected=1>"
+    reg.settle(batch, batch.items[0], "graceful_releases")
+    assert reg.live_by_template() == {"a": 3}
+    assert repr(reg) == "<Registry loops=2 live=3 in_custody=0 collected=1>"
+    reg.collected.clear()
+
+
+# -- loop ends ---------------------------------------------------------------------------------
+
+
+def test_begin_end_hands_the_loop_to_one_owner(
+    reg: Registry, loops: list[asyncio.AbstractEventLoop]
+) -> None:
+    """Only the first begin_end takes the resources; an ENDING or GONE loop yields None."""
+    state, _ = reg.add(_new(loops), "x")
+    reg.store(state, A, "ra")
+    reg.store(state, B, "rb")
+    batch = reg.begin_end(state)
+    assert batch is not None
+    assert [i.resource for i in batch.items] == ["rb", "ra"]
+    assert state.phase is ENDING
+    assert state.store == {}
+    assert reg.begin_end(state) is None
+    assert reg.states() == [state]  # ENDING is still tracked
+    for item in batch.items:
+        reg.settle(batch, item, "graceful_releases")
+    reg.discard(state)
+    assert reg.begin_end(state) is None
+    assert reg.states() == []
+
+
+def test_take_over_hands_an_ending_loop_to_a_new_owner(
+    reg: Registry, loops: list[asyncio.AbstractEventLoop]
+) -> None:
+    """take_over takes what an ENDING loop still holds and drops its ender; not OPEN or GONE."""
+    state, _ = reg.add(_new(loops), "x")
+    assert reg.take_over(state) is None  # OPEN: begin_end is the only way in
+    first = reg.begin_end(state)
+    assert first is not None
+    assert first.items == []
+    state.ender = asyncio.Future(loop=loops[0])
+    assert state.store is not None
+    state.store[A] = "stored meanwhile"  # as a creation in flight would, raw
+    taken = reg.take_over(state)
+    assert taken is not None
+    assert [(i.spec, i.resource) for i in taken.items] == [(A, "stored meanwhile")]
+    assert _ender(state) is None
+    assert state.phase is ENDING
+    reg.settle(taken, taken.items[0], "forced_releases")
+    reg.discard(state)
+    assert reg.take_over(state) is None
+
+
+def test_discard_if_idle_only_an_open_empty_loop(
+    reg: Registry, loops: list[asyncio.AbstractEventLoop]
+) -> None:
+    """discard_if_idle untracks an OPEN loop holding nothing; anything held or ENDING: no."""
+    state, _ = reg.add(_new(loops), "x")
+    reg.store(state, A, "ra")
+    assert not reg.discard_if_idle(state)  # holds a resource
+    batch = reg.take_all(state)
+    assert not reg.discard_if_idle(state)  # one in custody
+    reg.settle(batch, batch.items[0], "graceful_releases")
+    assert reg.discard_if_idle(state)
+    assert state.phase is GONE
+    assert reg.get(loops[0]) is None
+    other, _ = reg.add(_new(loops), "y")
+    reg.begin_end(other)
+    assert not reg.discard_if_idle(other)  # ENDING: its owner discards it
+    assert other.phase is ENDING
+
+
+def test_recover_creation_books_once(reg: Registry, loops: list[asyncio.AbstractEventLoop]) -> None:
+    """An interrupted creation is stored (OPEN) or taken (ENDING), counted once either way."""
+    state, _ = reg.add(_new(loops), "x")
+    assert reg.store(state, A, "ra")
+    assert reg.recover_creation(state, A, "ra") is None  # recorded after all: nothing new
+    assert reg.recover_creation(state, B, "rb") is None  # stored now
+    assert state.store == {A: "ra", B: "rb"}
+    assert reg.counters().acquisitions == 2
+    batch = reg.begin_end(state)
+    assert batch is not None
+    late = reg.recover_creation(state, A, "late")
+    assert late is not None
+    assert [(i.spec, i.resource, i.status) for i in late.items] == [(A, "late", HELD)]
+    assert reg.recover_creation(state, A, "late") is None  # in custody already
+    assert reg.counters().acquisitions == 3
+    assert set(reg.batches_of(state)) == {batch, late}
 
 
 # -- collected loops ---------------------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's, about the dropped loop
-def test_a_dropped_loop_with_resources_is_rescued_then_drained(reg: Registry) -> None:
-    """An unpinned loop nobody refers to is collected into ``_rescued``; draining takes it."""
+def test_a_loop_whose_resources_refer_to_it_stays_alive_while_tracked(reg: Registry) -> None:
+    """The state holds the store strongly, so a loop its resources refer to is never collected
+    while OPEN (its end is decided while it is reachable); discarding lets refcounting free it."""
     loop = asyncio.new_event_loop()
-    state, _ = reg.add(loop, "dropped")
+    state, _ = reg.add(loop, "kept")
     reg.store(state, A, ["holds the loop", loop])
-    assert reg.unpin(state, loop)  # as the reaper does once its thread moved on
-    assert not state.pinned
-    loop_id = id(loop)
-    wakeup_lock().acquire(blocking=False)  # as if the reaper thread were asleep on it
+    probe = weakref.ref(loop)
     del loop
     gc.collect()
-    try:
-        assert not wakeup_lock().locked()  # the rescue woke the reaper
-        assert len(_state._rescued) == 1
-        assert not reg.idle()
-        [(drained_state, drained_loop, batch)] = reg.drain_rescued()
-        assert drained_state is state
-        assert id(drained_loop) == loop_id
-        assert state.discarded
-        assert state.closing
-        assert [(i.spec, i.status) for i in batch.items] == [(A, HELD)]
-        assert reg.batches_of(state) == [batch]
-        assert reg.drain_rescued() == []
-        reg.settle(batch, batch.items[0], "forced_releases")
-        assert drained_loop is not None
-        type(drained_loop).close(drained_loop)
-    finally:
-        _state._rescued.clear()
+    kept = probe()
+    assert kept is not None
+    assert reg.collected == collections.deque()
+    type(kept).close(kept)
+    del kept
+    batch = reg.begin_end(state)
+    assert batch is not None
+    reg.settle(batch, batch.items[0], "forced_releases")
+    del batch
+    reg.discard(state)
+    gc.collect()
+    assert probe() is None
+    assert reg.collected == collections.deque()  # it held nothing any more
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's, about the dropped loop
-def test_an_empty_or_discarded_store_is_not_rescued(
-    reg: Registry, loops: list[asyncio.AbstractEventLoop]
-) -> None:
-    """Only a store that still holds resources of a tracked loop resurrects it."""
+def test_a_dropped_loop_with_resources_is_collected_then_drained(reg: Registry) -> None:
+    """A loop collected while its store holds resources hands its state to ``collected`` and
+    rings the wake-up; draining moves it to ENDING with what it held in a batch."""
     loop = asyncio.new_event_loop()
-    reg.add(loop, "empty")
+    state, _ = reg.add(loop, "dropped")
+    reg.store(state, A, "does not refer to the loop")
+    assert reg.wakeup.wait(0)  # add rang it; the reaper thread would be asleep on it now
+    type(loop).close(loop)
     probe = weakref.ref(loop)
     del loop
     gc.collect()
     assert probe() is None
-    assert len(_state._rescued) == 0
-    state, _ = reg.add(_new(loops), "discarded")
-    store = state.store()
-    assert store is not None
-    store[A] = "r"
-    state.discarded = True
-    del store
-    vars(loops[-1]).pop(READY_ATTR)
+    assert reg.wakeup.wait(0)  # the weak reference's callback woke the reaper
+    assert list(reg.collected) == [state]
+    assert not reg.idle()
+    [(drained_state, batch)] = reg.drain_collected()
+    assert drained_state is state
+    assert state.phase is ENDING
+    assert [(i.spec, i.status) for i in batch.items] == [(A, HELD)]
+    assert reg.batches_of(state) == [batch]
+    assert reg.drain_collected() == []
+    reg.settle(batch, batch.items[0], "forced_releases")
+    reg.discard(state)
+    assert reg.idle()
+
+
+def test_an_empty_or_discarded_store_is_not_collected(reg: Registry) -> None:
+    """Only a state whose store still holds resources is handed over when its loop is collected."""
+    loop = asyncio.new_event_loop()
+    reg.add(loop, "empty")
+    type(loop).close(loop)
+    probe = weakref.ref(loop)
+    del loop
     gc.collect()
-    assert len(_state._rescued) == 0
+    assert probe() is None
+    assert len(reg.collected) == 0
+    loop = asyncio.new_event_loop()
+    state, _ = reg.add(loop, "discarded")
+    reg.store(state, A, "r")
+    batch = reg.begin_end(state)
+    assert batch is not None
+    reg.settle(batch, batch.items[0], "forced_releases")
+    reg.discard(state)
+    type(loop).close(loop)
+    probe = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert probe() is None
+    assert len(reg.collected) == 0
 
 
-def test_drain_skips_stores_of_discarded_states_and_other_processes(
+def test_drain_skips_ended_states_and_other_generations(
     reg: Registry, loops: list[asyncio.AbstractEventLoop]
 ) -> None:
-    """A rescued store whose state was discarded, or of a forgotten registry, is dropped."""
-    gone, _ = reg.add(_new(loops), "gone")
-    gone_store = Store(None, gone)
-    gone_store[A] = "r"
-    gone.discarded = True
-    foreign, _ = reg.add(_new(loops), "foreign")
-    foreign_store = Store(None, foreign)
-    foreign_store[A] = "r"
-    foreign_store.generation = -1  # a registry a fork (or a reset) forgot
-    kept, _ = reg.add(_new(loops), "kept")
-    kept_store = Store(None, kept)
-    kept_store[A] = "r"
-    _state._rescued.extend([gone_store, foreign_store, kept_store])
-    try:
-        drained = reg.drain_rescued()
-        assert [d[0] for d in drained] == [kept]
-        assert not foreign.discarded
-        assert len(_state._rescued) == 0
-    finally:
-        _state._rescued.clear()
+    """A collected state that is already ENDING/GONE, or of a forgotten generation, is dropped."""
+    gone = _orphan(reg, _new(loops), "r")
+    gone.phase = GONE
+    foreign = _orphan(reg, _new(loops), "r")
+    foreign.generation = reg.generation - 1  # a registry a fork (or a reset) forgot
+    kept = _orphan(reg, _new(loops), "r")
+    reg.collected.extend([gone, foreign, kept])
+    drained = reg.drain_collected()
+    assert [d[0] for d in drained] == [kept]
+    assert foreign.phase is OPEN
+    assert len(reg.collected) == 0
+    for _, batch in drained:
+        for item in batch.items:
+            reg.settle(batch, item, "forced_releases")
 
 
 # -- templates and fork ------------------------------------------------------------------------
@@ -523,14 +644,17 @@ def test_forget_after_fork_keeps_templates_and_forgets_the_rest(
     reg.store(state, A, "parent's")
     other, _ = reg.add(_new(loops), "other")
     reg.store(other, A, "in custody")
-    reg.take_all(other, closing=True)
+    reg.begin_end(other)
     _on_thread(lambda: reg.add(_new(loops), "worker"))
     assert _multithreaded(reg)
     slot_loop = SlotLoop()
     reg.add(slot_loop, "slots")
-    forgotten = len(_registry._forgotten)
+    old_lock = reg._lock
+    generation = reg.generation
     try:
         reg.forget_after_fork()
+        assert reg._lock is not old_lock  # a parent thread may have held the old one
+        assert reg.generation > generation
         assert reg.templates() == [first, second]
         assert len(reg) == 0
         assert reg.idle()
@@ -538,68 +662,63 @@ def test_forget_after_fork_keeps_templates_and_forgets_the_rest(
         assert reg.counters().acquisitions == 0
         assert not _multithreaded(reg)
         assert READY_ATTR not in vars(loop)
-        assert len(_registry._forgotten) > forgotten  # parked, never released
+        assert reg.forgotten  # parked, never released
         fresh, created = reg.add(loop, "child")
         assert created
-        assert fresh.store() == {}
+        assert fresh.store == {}
         third = Template()
         reg.add_template(third)
         assert reg.templates() == [first, second, third]
     finally:
-        del _registry._forgotten[forgotten:]
+        reg.forgotten.clear()
         slot_loop.close()
 
 
 def test_clear_for_tests_keeps_templates(
     reg: Registry, loops: list[asyncio.AbstractEventLoop]
 ) -> None:
-    """The test reset forgets loops, counts and rescued stores, but not the templates."""
+    """The test reset forgets loops, counts and collected states, but not the templates."""
     template = Template()
     reg.add_template(template)
     state, _ = reg.add(_new(loops), "x")
     reg.store(state, A, "r")
-    _state._rescued.append(Store(None, state))
+    reg.collected.append(_orphan(reg, _new(loops), "r"))
     reg.clear_for_tests()
     assert reg.templates() == [template]
     assert len(reg) == 0
-    assert len(_state._rescued) == 0
+    assert len(reg.collected) == 0
     assert reg.counters().acquisitions == 0
 
 
 # -- the reaper's wake-up ----------------------------------------------------------------------
 
 
-def test_wake_reaper_unlocks_once_and_tolerates_repeats() -> None:
-    """wake_reaper() leaves the wake-up lock released, however often it is called."""
-    lock = wakeup_lock()
-    wake_reaper()
-    wake_reaper()
-    assert not lock.locked()
-    assert lock.acquire(blocking=False)
-    assert not lock.acquire(blocking=False)
-    wake_reaper()
-    assert not lock.locked()
+def test_wakeup_rings_once_and_tolerates_repeats() -> None:
+    """ring() leaves the wake-up rung once, however often it is called; wait() consumes it."""
+    wakeup = Wakeup()
+    assert not wakeup.wait(0)  # starts unrung
+    wakeup.ring()
+    wakeup.ring()
+    assert wakeup.wait(0)
+    assert not wakeup.wait(0)
+    wakeup.ring()
+    assert wakeup.wait(0)
 
 
 def test_add_wakes_the_reaper(reg: Registry, loops: list[asyncio.AbstractEventLoop]) -> None:
-    """Tracking a new loop releases the wake-up lock, so an idle reaper thread starts passes."""
-    lock = wakeup_lock()
-    lock.acquire(blocking=False)
+    """Tracking a new loop rings the wake-up, so an idle reaper thread starts passes."""
+    reg.wakeup.wait(0)
     loop = _new(loops)
     reg.add(loop, "x")
-    assert not lock.locked()
-    lock.acquire(blocking=False)
+    assert reg.wakeup.wait(0)
     reg.add(loop, "x")  # already tracked: nothing new to do
-    assert lock.locked()
-    wake_reaper()
+    assert not reg.wakeup.wait(0)
 
 
-def test_every_way_of_changing_a_store_changes_its_hot_copy(
-    reg: Registry, loops: list[asyncio.AbstractEventLoop]
-) -> None:
+def test_every_way_of_changing_a_store_changes_its_hot_copy() -> None:
     """``Store.hot`` (what the hot path reads) has the store's items after every change."""
     c, d = Spec("c", None, None), Spec("d", None, None)
-    store = Store(None, reg.add(_new(loops), "s")[0])
+    store = Store()
     store[A] = "a"
     assert store.hot == {A: "a"}
     assert store.setdefault(B, "b") == "b"
@@ -624,36 +743,36 @@ def test_emptying_a_carried_store_keeps_the_loop_s_reference_to_it(
     """Taking every resource (or ``clear``) empties the hot dict but for the store itself."""
     loop = _new(loops)
     state, _ = reg.add(loop, "kept")
-    store = state.store()
+    store = state.store
     assert store is not None
     assert reg.store(state, A, "a")
     assert vars(loop)[READY_ATTR] == {A: "a", STORE_KEY: store}
-    batch = reg.take_all(state, closing=False)
+    batch = reg.take_all(state)
     assert [item.resource for item in batch.items] == ["a"]
     assert vars(loop)[READY_ATTR] == {STORE_KEY: store}
     store[B] = "b"
     store.clear()
     assert vars(loop)[READY_ATTR] == {STORE_KEY: store}
-    assert carried_store(loop) is store
+    assert _carried(loop) is store
     for item in batch.items:
         reg.settle(batch, item, "graceful_releases")
 
 
 def test_a_loop_a_reset_forgot_is_not_forced_when_collected(reg: Registry) -> None:
-    """A pinned loop tracked before ``clear_for_tests()`` and collected after it: its state
-    belongs to the forgotten generation, so no drain hands its resources over."""
+    """A loop tracked before ``clear_for_tests()`` and collected after it: its state belongs to
+    the forgotten generation, so no drain of the new one hands its resources over."""
     loop = asyncio.new_event_loop()
     state, _ = reg.add(loop, "forgotten")
-    assert reg.store(state, A, "r")  # pinned; the resource does not refer to the loop
+    assert reg.store(state, A, "r")  # the resource does not refer to the loop
+    old_collected = reg.collected
     reg.clear_for_tests()
     type(loop).close(loop)
     probe = weakref.ref(loop)
     del loop
     gc.collect()
     assert probe() is None
-    try:
-        assert list(_state._collected) == [state]  # the weak reference's callback ran
-        assert reg.drain_collected() == []
-        assert reg.live_entries() == []
-    finally:
-        _state._collected.clear()
+    assert list(old_collected) == [state]  # the weak reference's callback ran
+    reg.collected.extend(old_collected)  # even if the new generation's deque got it
+    assert reg.drain_collected() == []
+    assert reg.live_entries() == []
+    assert state.phase is OPEN
