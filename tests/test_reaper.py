@@ -1,7 +1,10 @@
-"""Tests for ``resourceloop._reaper``: loops closed without the hook, abandoned, or collected.
+"""Tests for ``resourceloop._reaper``: loops closed without the hook, abandoned, left behind
+by a thread that moved on, or collected.
 
 ``resourceloop.reap()`` drives one pass synchronously; one test lets the real reaper thread
 find a closed loop by itself, waiting on an event with a timeout that only matters if broken.
+No pass runs the garbage collector: tests that drop a loop collect themselves where the claim
+is about a collected loop, and otherwise show that the pass needs no collection.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, _reaper, _state, reap, resource_manager, stats
+from resourceloop import ResourceTemplate, _reaper, _runtime, reap, resource_manager, stats
 from resourceloop._registry import registry
 from resourceloop._state import READY_ATTR
 from resourceloop.warnings import (
@@ -223,7 +226,7 @@ def test_hook_disabled_after_installation(rec: Recorder) -> None:
     # configure() wakes the reaper thread for a pass at once, which would race this thread for
     # the closed loop. Holding the pass lock keeps the thread out until reap() here is done
     # (the lock is reentrant); its own pass then finds nothing.
-    with _reaper.pass_lock():
+    with _runtime.reaper.pass_lock:
         resourceloop.configure(close_hook=False)
         loop.close()
         assert rec.graceful == []
@@ -283,7 +286,7 @@ def test_abandoned_loop_released_gracefully_and_dropped(
     assert (snap.loops_tracked, snap.resources_live, snap.graceful_releases) == (0, {}, 1)
     loop = probe()
     assert loop is not None
-    assert not loop.is_closed()  # the reaper never closes a loop it does not own
+    assert not loop.is_closed()  # this test still refers to it (through r): the owner's
     assert not loop.is_running()
     assert registry.get(loop) is None
     assert READY_ATTR not in vars(loop)
@@ -293,6 +296,20 @@ def test_abandoned_loop_released_gracefully_and_dropped(
     rec.clear()
     _collect()
     assert probe() is None
+
+
+def test_abandoned_loop_nobody_refers_to_is_released_and_closed(rec: Recorder) -> None:
+    """A dead thread's idle loop that only resourceloop refers to is released on it, then
+    closed by the pass (no collection needed)."""
+    t = rec.template("t")
+    probe = _abandon(t, asyncio.new_event_loop)[0]  # the resource: kept by the store only
+    reap()
+    [(r, on_loop, closed_then)] = rec.graceful
+    assert (on_loop, closed_then) == (True, False)
+    assert r.loop is not None
+    assert r.loop.is_closed()
+    assert probe() is r.loop
+    assert stats().loops_tracked == 0
 
 
 def test_abandoned_loop_reaped_from_a_running_loop(rec: Recorder) -> None:
@@ -457,21 +474,21 @@ def test_failing_force_release_is_logged_and_others_still_run(
 # -- the thread --------------------------------------------------------------------------------
 
 
-class CountingLock:
-    """Wraps the wake-up lock; says when the reaper thread blocks on it, and how often."""
+class CountingWakeup:
+    """Wraps the registry's wake-up; says when the reaper thread blocks on it, and how often."""
 
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
+    def __init__(self, wakeup: Any) -> None:
+        self.wakeup = wakeup
         self.acquires = 0
         self.entered = threading.Event()
 
-    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+    def wait(self, timeout: float = -1) -> bool:
         self.acquires += 1
         self.entered.set()
-        return bool(self.lock.acquire(*args, **kwargs))
+        return bool(self.wakeup.wait(timeout))
 
-    def release(self) -> None:
-        self.lock.release()
+    def ring(self) -> None:
+        self.wakeup.ring()
 
 
 class RecordingEvent(threading.Event):
@@ -489,16 +506,16 @@ class RecordingEvent(threading.Event):
 
 
 @pytest.fixture
-def wakeup(monkeypatch: pytest.MonkeyPatch) -> CountingLock:
-    """The wake-up lock, taken (nothing to do), seen by new reaper threads through a counter."""
-    lock = _state.wakeup_lock()
-    lock.acquire(blocking=False)
-    counting = CountingLock(lock)
-    monkeypatch.setattr(_reaper, "wakeup_lock", lambda: counting)
+def wakeup(monkeypatch: pytest.MonkeyPatch) -> CountingWakeup:
+    """The registry's wake-up, not rung (nothing to do), seen by reaper threads through a
+    counter."""
+    registry.wakeup.wait(0)
+    counting = CountingWakeup(registry.wakeup)
+    monkeypatch.setattr(registry, "wakeup", counting)
     return counting
 
 
-def test_idle_reaper_thread_blocks_on_the_wakeup_lock(wakeup: CountingLock) -> None:
+def test_idle_reaper_thread_blocks_on_the_wakeup_lock(wakeup: CountingWakeup) -> None:
     """With nothing tracked the thread blocks on the wake-up lock (no polling, no pass)."""
     reaper = _reaper.Reaper()
     reaper.ensure_started()
@@ -507,7 +524,7 @@ def test_idle_reaper_thread_blocks_on_the_wakeup_lock(wakeup: CountingLock) -> N
         assert wakeup.acquires == 1
         assert stats().reaper_passes == 0
         wakeup.entered.clear()
-        _state.wake_reaper()  # woken with still nothing to do: it blocks again, alive
+        registry.wakeup.ring()  # woken with still nothing to do: it blocks again, alive
         assert wakeup.entered.wait(10)
         assert wakeup.acquires == 2
         assert reaper.alive
@@ -517,7 +534,7 @@ def test_idle_reaper_thread_blocks_on_the_wakeup_lock(wakeup: CountingLock) -> N
     assert not reaper.alive
 
 
-def test_busy_reaper_thread_waits_an_interval_between_passes(wakeup: CountingLock) -> None:
+def test_busy_reaper_thread_waits_an_interval_between_passes(wakeup: CountingWakeup) -> None:
     """With a loop tracked the thread waits reap_interval (or a kick) before each pass."""
     loop = asyncio.new_event_loop()
     state, _ = registry.add(loop, "tracked")
@@ -543,7 +560,7 @@ def test_busy_reaper_thread_waits_an_interval_between_passes(wakeup: CountingLoc
     assert stats().reaper_passes == 1  # stopping ends the thread without another pass
 
 
-def test_one_reaper_thread_and_none_after_stop(wakeup: CountingLock) -> None:
+def test_one_reaper_thread_and_none_after_stop(wakeup: CountingWakeup) -> None:
     """ensure_started() starts one thread however often it is called, and none once stopped."""
     reaper = _reaper.Reaper()
     assert not reaper.alive
@@ -568,7 +585,7 @@ def test_one_reaper_thread_and_none_after_stop(wakeup: CountingLock) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_reaper_thread_that_died_is_started_again(wakeup: CountingLock) -> None:
+def test_a_reaper_thread_that_died_is_started_again(wakeup: CountingWakeup) -> None:
     """If the thread ever ends without stop() (something outside a pass raised), the next
     ensure_started() starts a new one rather than trusting a stale running flag."""
     reaper = _reaper.Reaper()
@@ -621,48 +638,47 @@ def test_reaper_stop_from_its_own_thread_does_not_join_itself() -> None:
     assert errors == []
 
 
-def test_the_pass_collects_only_with_suspects_and_when_allowed(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_pass_never_runs_the_garbage_collector(
+    monkeypatch: pytest.MonkeyPatch, rec: Recorder
 ) -> None:
-    """gc.collect runs in a pass only when a live thread has moved on from a loop."""
-    collections: list[int] = []
+    """A loop a live thread left behind is ended by a pass without any ``gc.collect()``."""
+    calls: list[object] = []
 
     def collect(*args: object) -> int:
-        collections.append(1)
+        calls.append(args)
         return 0
 
-    monkeypatch.setattr(gc, "collect", collect)  # the pass calls gc.collect() through the module
-    monkeypatch.setattr(_reaper, "_last_collect", float("-inf"))
-    t = ResourceTemplate(object, name="t")
-    go = threading.Event()
-    ready = threading.Event()
-    loops: list[asyncio.AbstractEventLoop] = []
+    monkeypatch.setattr(gc, "collect", collect)
+    t = rec.template("t")
+    go, ready = threading.Event(), threading.Event()
+    newest: list[asyncio.AbstractEventLoop] = []
 
     def worker() -> None:
-        for _ in range(2):  # the first loop is left behind, the second is its newest
-            loop = asyncio.new_event_loop()
-            loop.run_until_complete(t.acquire())
-            loops.append(loop)
-            if len(loops) == 1:
-                reap()  # no suspect yet: nothing collected
+        left = asyncio.new_event_loop()  # left behind, unclosed, once the next one is tracked
+        left.run_until_complete(t.acquire())
+        del left
+        newest.append(asyncio.new_event_loop())
+        newest[0].run_until_complete(t.acquire())
         ready.set()
         go.wait(30)
 
-    thread = threading.Thread(target=worker)
+    thread = threading.Thread(target=worker, name="worker")
     thread.start()
     try:
         assert ready.wait(30)
-        assert collections == []
-        assert _reaper.collect_due()
-        _reaper.reap_once(collect=False)
-        assert collections == []  # a suspect, but the thread was not due
-        reap()
-        assert collections == [1]
-        assert not _reaper.collect_due()  # the thread waits COLLECT_INTERVAL before the next
+        with pytest.warns(UnclosedLoopWarning, match="'worker'"):
+            reap()
+        assert [(on_loop, closed) for _, on_loop, closed in rec.graceful] == [(True, False)]
+        assert stats().resources_live == {"t": 1}  # the newest loop's
+        [(released, _, _)] = rec.graceful
+        assert released.loop is not None
+        assert released.loop.is_closed()  # nothing else could ever close it
+        assert calls == []
     finally:
         go.set()
         thread.join(30)
-        for loop in loops:
+        monkeypatch.undo()
+        for loop in newest:
             loop.close()
 
 
@@ -681,7 +697,7 @@ class ArrivalLock:
         self.lock.release()
 
 
-def test_two_racing_starts_make_one_reaper_thread(wakeup: CountingLock) -> None:
+def test_two_racing_starts_make_one_reaper_thread(wakeup: CountingWakeup) -> None:
     """Two threads that both find no reaper running start one thread between them."""
     reaper = _reaper.Reaper()
     start_lock = ArrivalLock()
@@ -762,11 +778,10 @@ def test_force_interrupt_on_a_closed_loop_still_untracks_it(hook_disabled: None)
     assert (snap.forced_releases, snap.loops_tracked, snap.resources_live) == (2, 0, {})
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_unclosed_loops_of_two_threads_warn_once_each(rec: Recorder) -> None:
-    """Two living threads that leave loops unclosed and move on: one warning for each thread."""
-    t = rec.template("t")  # holds its loop: resourceloop holds it until the thread moves on
+    """Two living threads that leave loops unclosed and move on: one pass ends (and closes)
+    both, with one warning for each thread."""
+    t = rec.template("t")  # holds its loop: resourceloop holds it until a pass ends it
     ready = threading.Barrier(3)
     done = threading.Event()
 
@@ -788,9 +803,7 @@ def test_unclosed_loops_of_two_threads_warn_once_each(rec: Recorder) -> None:
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("ignore")
             warnings.simplefilter("always", UnclosedLoopWarning)
-            reap()  # unpins the superseded loops and runs the collector
-            _collect()
-            reap()  # releases what the collector rescued
+            reap()  # nothing else refers to the superseded loops: released on them, closed
     finally:
         done.set()
         for thread in threads:
@@ -798,10 +811,9 @@ def test_unclosed_loops_of_two_threads_warn_once_each(rec: Recorder) -> None:
     ours = [w for w in record if issubclass(w.category, UnclosedLoopWarning)]
     assert sorted(str(w.message).split("'")[1] for w in ours) == ["owner-0", "owner-1"]
     assert len(rec.graceful) == 4  # two dropped (by the reaper), two closed by their owner
+    assert all(r.loop is not None and r.loop.is_closed() for r, _, _ in rec.graceful)
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_thread_started_after_a_warned_one_ended_is_warned_too(rec: Recorder) -> None:
     """One warning per thread, even when the next thread reuses the ended one's ident."""
     t = rec.template("t")
@@ -829,8 +841,6 @@ def test_a_thread_started_after_a_warned_one_ended_is_warned_too(rec: Recorder) 
             with warnings.catch_warnings(record=True) as record:
                 warnings.simplefilter("ignore")
                 warnings.simplefilter("always", UnclosedLoopWarning)
-                reap()
-                _collect()
                 reap()
         finally:
             done.set()
@@ -906,11 +916,12 @@ def test_a_failing_pass_is_logged_and_the_thread_carries_on(
 ) -> None:
     """Whatever a pass raises is logged with its traceback; _pass() itself returns."""
 
-    def broken(*, collect: bool) -> None:
+    def broken() -> None:
         raise RuntimeError("broken pass")
 
-    monkeypatch.setattr(_reaper, "reap_once", broken)
-    _reaper.Reaper()._pass()
+    reaper = _reaper.Reaper()
+    monkeypatch.setattr(reaper, "reap_once", broken)
+    reaper._pass()
     [record] = [r for r in caplog.records if r.name == "resourceloop"]
     assert "reaper pass failed" in record.getMessage()
     assert record.exc_info is not None
@@ -973,8 +984,8 @@ def test_the_owner_waits_for_the_reaper_as_long_as_its_releases_may_take(held: i
     the owner's call with "This event loop is already running" while slow releases are still
     inside their bound.
     """
-    from resourceloop._closehook import guard_bound
-    from resourceloop._release import grace, release_batch
+    from resourceloop._lifecycle import guard_bound
+    from resourceloop._release import grace, release_batch, release_bound
 
     templates = [ResourceTemplate(object, name=f"r{i}") for i in range(held)]
 
@@ -987,9 +998,11 @@ def test_the_owner_waits_for_the_reaper_as_long_as_its_releases_may_take(held: i
         loop.run_until_complete(hold())
         state = registry.get(loop)
         assert state is not None
-        batch = registry.take_all(state, closing=False)  # in custody, as the reaper holds it
+        batch = registry.take_all(state)  # in custody, as the reaper holds it
         for timeout in (0.5, 4.0, 10.0, 60.0):
             resourceloop.configure(release_timeout=timeout)
+            assert grace(timeout) == min(0.25 * timeout, 0.5)
+            assert release_bound(held) == (held + 1) * (timeout + grace(timeout))
             assert guard_bound(state) >= (held + 1) * (timeout + grace(timeout))
         loop.run_until_complete(release_batch(batch))
     finally:
@@ -998,21 +1011,24 @@ def test_the_owner_waits_for_the_reaper_as_long_as_its_releases_may_take(held: i
     _books_balance()
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-def test_a_suspect_closed_without_the_hook_then_collected_is_forced(rec: Recorder) -> None:
-    """A loop the thread moved on from, closed behind the hook's back, then dropped: forced."""
+def test_a_left_behind_loop_still_referenced_then_closed_without_the_hook_is_forced(
+    rec: Recorder,
+) -> None:
+    """A loop the thread moved on from but the program still refers to is left alone; closed
+    later behind the hook's back, the next pass forces its resources."""
     t = rec.template("t")
-    dropped = asyncio.new_event_loop()
-    r = dropped.run_until_complete(t.acquire())
+    left = asyncio.new_event_loop()
+    r = left.run_until_complete(t.acquire())
     newest = asyncio.new_event_loop()
     newest.run_until_complete(t.acquire())
     try:
-        reap()  # the dropped loop is unpinned: only the loop and its resource hold its store
+        reap()  # left behind, but this test still refers to it: its owner's to run again
+        reap()
         assert rec.forced == []
-        type(dropped).close(dropped)  # no hook
-        del dropped
-        r.loop = None
-        _collect()  # the store is rescued before any pass sees the loop closed
+        assert rec.graceful == []
+        assert not left.is_closed()
+        assert stats().resources_live == {"t": 2}
+        type(left).close(left)  # no hook
         with pytest.warns(ForcedReleaseWarning, match="closed without running the close hook"):
             reap()
         assert rec.forced == [r]
@@ -1023,16 +1039,19 @@ def test_a_suspect_closed_without_the_hook_then_collected_is_forced(rec: Recorde
         newest.close()
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-def test_a_suspect_used_again_then_dropped_is_still_released(rec: Recorder) -> None:
-    """A suspect acquired on again is held again: dropped later, its resources are forced."""
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about the dropped loop
+def test_a_left_behind_loop_used_again_then_dropped_is_still_released(rec: Recorder) -> None:
+    """A referenced left-behind loop acquired on again is its owner's; its resources do not
+    refer to it, so dropped it is collected like any object, and the next pass forces them."""
     t, u = rec.template("t", hold_loop=False), rec.template("u", hold_loop=False)
     old = asyncio.new_event_loop()
     r1 = old.run_until_complete(t.acquire())
     newest = asyncio.new_event_loop()
     newest.run_until_complete(t.acquire())
     try:
-        reap()  # the old loop is a suspect now (this test still refers to it)
+        reap()  # left behind, but this test still refers to it
+        assert rec.graceful == []
+        assert rec.forced == []
         r2 = old.run_until_complete(u.acquire())  # in use after all
         del old
         _collect()
@@ -1045,13 +1064,9 @@ def test_a_suspect_used_again_then_dropped_is_still_released(rec: Recorder) -> N
         newest.close()
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-def test_ctrl_c_while_the_reaper_runs_a_rescued_loop_forces_first() -> None:
-    """A KeyboardInterrupt out of a dropped loop's run, mid-release, reaches reap() after the
-    interrupted release is forced.
-    """
-    forced: list[Res] = []
-    interrupts = [1]  # the dropped loop's release only
+def _interrupting_template(forced: list[Res]) -> ResourceTemplate[Res]:
+    """A template whose first release is interrupted by Ctrl-C (outside its task) mid-way."""
+    interrupts = [1]
 
     async def acquire() -> Res:
         return Res(asyncio.get_running_loop(), hold_loop=True)
@@ -1065,49 +1080,94 @@ def test_ctrl_c_while_the_reaper_runs_a_rescued_loop_forces_first() -> None:
             asyncio.get_running_loop().call_soon(interrupt)  # Ctrl-C, outside the task
             await asyncio.Event().wait()
 
-    t = ResourceTemplate(acquire, release, name="t", force_release_func=forced.append)
-    dropped = asyncio.new_event_loop()
-    dropped.run_until_complete(t.acquire())
-    del dropped
-    newest = asyncio.new_event_loop()  # the thread moves on: the dropped loop is a suspect
+    return ResourceTemplate(acquire, release, name="t", force_release_func=forced.append)
+
+
+def _leave_behind(t: ResourceTemplate[Res]) -> asyncio.AbstractEventLoop:
+    """Acquire on a loop nobody keeps, then on the newest loop of this thread (returned)."""
+    left = asyncio.new_event_loop()
+    left.run_until_complete(t.acquire())
+    del left
+    newest = asyncio.new_event_loop()  # the thread moves on: the left loop is left behind
     newest.run_until_complete(t.acquire())
+    return newest
+
+
+def test_ctrl_c_while_the_reaper_runs_a_left_behind_loop_forces_first() -> None:
+    """A KeyboardInterrupt out of a left-behind loop's run, mid-release, reaches reap() after
+    the interrupted release is forced, and the loop is untracked."""
+    forced: list[Res] = []
+    newest = _leave_behind(_interrupting_template(forced))
     try:
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
             with pytest.raises(KeyboardInterrupt):
                 reap()
-        assert [w.category for w in record if issubclass(w.category, ResourceLoopWarning)] == [
-            ForcedReleaseWarning,
-            UnclosedLoopWarning,
-        ]
+        ours = [w.category for w in record if issubclass(w.category, ResourceLoopWarning)]
+        assert ours[0] is ForcedReleaseWarning
         assert len(forced) == 1
+        assert stats().loops_tracked == 1  # the newest loop only
         assert stats().resources_live == {"t": 1}  # the newest loop's
         _books_balance()
         del record
-        _collect()  # the dropped loop goes, with the interrupted release
+        dropped = forced[0].loop
+        assert dropped is not None
+        forced[0].loop = None
+        if not dropped.is_closed():  # see the next test
+            type(dropped).close(dropped)
     finally:
         newest.close()
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_books_balance_between_a_collection_and_the_next_pass(rec: Recorder) -> None:
-    """A dropped suspect loop, collected: its resource is counted live once until reaped."""
+@pytest.mark.xfail(
+    reason="see lib-bugs.md: Ctrl-C mid-release of a left-behind loop skips its close and "
+    "UnclosedLoopWarning",
+    strict=False,
+)
+def test_ctrl_c_while_the_reaper_runs_a_left_behind_loop_still_closes_and_warns() -> None:
+    """Interrupted or not, the left-behind loop (nobody else can close it) is closed and its
+    thread warned once, before the interrupt reaches reap()."""
+    forced: list[Res] = []
+    newest = _leave_behind(_interrupting_template(forced))
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            with pytest.raises(KeyboardInterrupt):
+                reap()
+        ours = [w.category for w in record if issubclass(w.category, ResourceLoopWarning)]
+        del record
+        dropped = forced[0].loop
+        assert dropped is not None
+        forced[0].loop = None
+        closed = dropped.is_closed()
+        if not closed:
+            type(dropped).close(dropped)
+        assert closed
+        assert ours == [ForcedReleaseWarning, UnclosedLoopWarning]
+    finally:
+        newest.close()
+
+
+def test_books_balance_until_the_pass_that_ends_a_left_behind_loop(rec: Recorder) -> None:
+    """A dropped left-behind loop is never collected (its store is held): its resource counts
+    live, once, until the pass that releases it on the loop."""
     t = rec.template("t")  # holds its loop
-    dropped = asyncio.new_event_loop()
-    dropped.run_until_complete(t.acquire())
+    left = asyncio.new_event_loop()
+    left.run_until_complete(t.acquire())
+    probe = weakref.ref(left)
     newest = asyncio.new_event_loop()
     newest.run_until_complete(t.acquire())
     try:
-        reap()  # the dropped loop is a suspect now: unpinned
-        del dropped
-        _collect()  # rescued, resurrected, not yet released
+        del left
+        _collect()  # no collector ends it: the registry holds it until a pass decides
+        assert probe() is not None
         assert stats().resources_live == {"t": 2}
         _books_balance()
-        reap()  # released on the rescued loop, which is then closed
+        with pytest.warns(UnclosedLoopWarning):
+            reap()  # released on the left-behind loop, which is then closed
         assert stats().resources_live == {"t": 1}
         _books_balance()
-        assert len(rec.graceful) == 1
+        assert [(on_loop, closed) for _, on_loop, closed in rec.graceful] == [(True, False)]
     finally:
         newest.close()
     _books_balance()
@@ -1126,29 +1186,28 @@ def _epoll_fds() -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_rescued_loop_is_really_closed_after_its_release(rec: Recorder) -> None:
-    """The reaper closes the loop it rescued: its selector's fd is freed, not left to the GC."""
+@pytest.mark.parametrize("gc_on", [True, False], ids=["gc-on", "gc-off"])
+def test_a_left_behind_loop_is_really_closed_after_its_release(rec: Recorder, gc_on: bool) -> None:
+    """The reaper closes the left-behind loop it ended: its selector's fd is freed by the pass,
+    not left to the collector (gc-off proves no collection is involved)."""
     t = rec.template("t")
-    newest = asyncio.new_event_loop()
+    baseline = _epoll_fds()
+    newest = _leave_behind(t)
     try:
-        baseline = _epoll_fds()
-        dropped = asyncio.new_event_loop()
-        dropped.run_until_complete(t.acquire())
-        newest.run_until_complete(t.acquire())  # the dropped loop's thread moved on
-        reap()  # unpinned: only the loop and its resource hold its store now
-        del dropped
-        _collect()  # rescued, resurrected
-        assert _epoll_fds() == baseline + 1
-        gc.disable()  # what closes it must be the reaper, not a later collection
+        assert _epoll_fds() == baseline + 2
+        if not gc_on:
+            gc.collect()
+            gc.disable()
         try:
-            reap()
+            with pytest.warns(UnclosedLoopWarning):
+                reap()
             assert len(rec.graceful) == 1
-            assert _epoll_fds() == baseline
-            [(released, _, _)] = rec.graceful  # (its weakref died in the collection)
+            assert _epoll_fds() == baseline + 1  # the newest loop's
+            [(released, on_loop, closed_then)] = rec.graceful
+            assert (on_loop, closed_then) == (True, False)
             assert released.loop is not None
             assert released.loop.is_closed()
+            assert stats().loops_tracked == 1
         finally:
             gc.enable()
     finally:
