@@ -27,12 +27,15 @@ from resourceloop import (
     ResourceTemplate,
     _closehook,
     _crossthread,
+    _lifecycle,
+    _release,
     reap,
     resource_manager,
     stats,
 )
 from resourceloop._crossthread import RemoteCall
 from resourceloop._registry import registry
+from resourceloop._state import GONE
 from resourceloop.warnings import (
     ForcedReleaseWarning,
     ReleaseTimeoutWarning,
@@ -698,7 +701,7 @@ def test_asyncgen_watcher_finishes_in_shutdown_asyncgens(
     assert [c.kind for c in rec.calls] == ["graceful"]
     assert _frame(watcher) is None
     assert state.asyncgen_hook is None
-    assert state.discarded
+    assert state.phase is GONE
     assert registry.get(loop) is None
     loop.close()
     reap()
@@ -800,7 +803,7 @@ def test_close_from_another_loop_waits_as_long_as_its_creations_may_take(
         joins.append(timeout)
         run_elsewhere(target, timeout=timeout)
 
-    monkeypatch.setattr(_closehook, "run_elsewhere", recording)
+    monkeypatch.setattr(_lifecycle, "run_elsewhere", recording)
 
     async def main() -> None:
         other.close()
@@ -858,11 +861,13 @@ def test_a_dropped_loop_holding_a_resource_is_still_closed_by_its_finalizer() ->
     assert stats().resources_live == {}
 
 
-def test_release_bound_covers_every_release_and_two_more() -> None:
-    """release_bound(n) is (n + 2) times one release's timeout plus its grace."""
+def test_release_bound_covers_every_release_and_one_more() -> None:
+    """release_bound(n) is (n + 1) times one release's timeout plus its grace."""
     resourceloop.configure(release_timeout=4.0)
-    assert _closehook.release_bound(0) == 2 * 5.0
-    assert _closehook.release_bound(3) == 5 * 5.0  # grace: min(4.0 * 0.25, 1.0) = 1.0
+    assert _release.grace(4.0) == 0.5  # min(4.0 * 0.25, 0.5)
+    assert _release.grace(1.0) == 0.25
+    assert _release.release_bound(0) == 1 * 4.5
+    assert _release.release_bound(3) == 4 * 4.5
 
 
 class NoDictLoop(asyncio.SelectorEventLoop):
