@@ -227,8 +227,18 @@ PATHS = [
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("exc", INJECTED, ids=lambda e: e.__name__)
-def test_fault_injection_every_point_every_path(path: str, exc: type[BaseException]) -> None:
+def test_fault_injection_every_point_every_path(
+    path: str, exc: type[BaseException], request: pytest.FixtureRequest
+) -> None:
     """Whatever is raised at whichever point, each resource ends exactly once, books balanced."""
+    if path == "asyncgen-fallback" and exc is not asyncio.CancelledError:
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="see lib-bugs.md: Runner.stop() on a closed loop when an interrupted "
+                "watcher is finalized",
+                strict=False,
+            )
+        )
     at = 1
     while True:
         gc.collect()  # the previous run's templates: a manager would acquire them too
@@ -482,12 +492,12 @@ def test_fork_child_does_not_inherit_the_hot_path_cache() -> None:
         loop.close()
 
 
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_worker_thread_loops_are_not_kept_alive() -> None:
-    """A thread that lives on and leaves loops unclosed: resources released, loops collected.
+    """A thread that lives on and leaves loops unclosed: resources released on them, loops
+    closed and then collected.
 
-    While the thread is still alive. One warning for the thread, not one per loop.
+    While the thread is still alive, in one pass, without the pass running the collector. One
+    warning for the thread, not one per loop.
     """
     released: list[str] = []
 
@@ -524,15 +534,16 @@ def test_worker_thread_loops_are_not_kept_alive() -> None:
             # Not asyncio's own "unclosed event loop" warnings: they hold on to their loop.
             warnings.simplefilter("ignore")
             warnings.simplefilter("always", UnclosedLoopWarning)
-            reap()  # runs the collector: the thread moved on from 19 of them
-            gc.collect()
-            reap()  # and releases what that collection rescued
+            reap()  # the thread moved on from 19 of them, which nothing else refers to
         assert thread.is_alive()
-        # Every loop the thread has moved on from is released and collected; its newest one
-        # is a suspect only once the thread moves on again (or ends): it may run it again.
-        assert len(released) >= 19
-        assert sum(stats().resources_live.values()) == 20 - len(released)
+        # Every loop the thread has moved on from is released and closed; its newest one is
+        # left behind only once the thread moves on again (or ends): it may run it again.
+        assert len(released) == 19
+        assert stats().resources_live == {"per-task": 1}
         assert [w.category for w in caught] == [UnclosedLoopWarning]
+        del caught
+        gc.collect()
+        assert [probe() is None for probe in probes] == [True] * 19 + [False]
     finally:
         go.set()
         thread.join(30)
@@ -812,7 +823,7 @@ def test_forcing_on_an_idle_loop_cancels_the_future_a_release_returned() -> None
         loop.run_until_complete(template.acquire())
         state = registry.get(loop)
         assert state is not None
-        batch = registry.take_all(state, closing=False)
+        batch = registry.take_all(state)
         with pytest.warns(ForcedReleaseWarning, match="returned an awaitable, which cannot run"):
             force_batch(batch, why="a test forces it")
         [future] = futures
@@ -870,7 +881,7 @@ def test_force_batch_skips_settled_items_and_forces_the_rest() -> None:
     loop.run_until_complete(use())
     state = registry.get(loop)
     assert state is not None
-    batch = registry.take_all(state, closing=False)
+    batch = registry.take_all(state)
     newest, oldest = batch.items
     assert registry.settle(batch, newest, "graceful_releases")
     with warnings.catch_warnings():
