@@ -1042,7 +1042,9 @@ def test_creation_finishing_after_the_loop_began_releasing_is_released_on_the_lo
         await asyncio.sleep(0)  # the creation is now in flight
         state = registry.get(loop)
         assert state is not None
-        assert registry.take_all(state, closing=True).items == []  # the hook's first step
+        batch = registry.begin_end(state)  # the first step of a loop's end
+        assert batch is not None
+        assert batch.items == []
         go.set()
         with pytest.raises(resourceloop.LoopClosedError, match="closing"):
             await waiter
@@ -1101,3 +1103,35 @@ def test_remote_acquisition_queued_on_a_loop_that_closes_never_runs(
     assert [w.message for w in warned if "never awaited" in w.message] == []
     assert len(rec.created) == (1 if tracked else 0)
     assert resourceloop.stats().acquisitions == len(rec.created)
+
+
+def test_a_release_func_returning_a_callable_is_a_failure_naming_the_template(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``lambda r: r.close`` (the call's parentheses missing) releases nothing: a TypeError
+    naming the template, counted as a failure, never as a release."""
+    from resourceloop import resource_manager
+    from resourceloop._compat import ExceptionGroup
+
+    closed: list[object] = []
+
+    class Client:
+        def close(self) -> None:  # pragma: no cover - the bug under test never calls it
+            closed.append(self)
+
+    template = ResourceTemplate(Client, lambda r: r.close, name="forgot-the-call")
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+
+    with pytest.raises(ExceptionGroup) as info:
+        run(main)
+    [error] = info.value.exceptions
+    assert isinstance(error, TypeError)
+    assert "'forgot-the-call'" in str(error)
+    assert "callable" in str(error)
+    assert closed == []
+    snap = resourceloop.stats()
+    assert (snap.release_failures, snap.graceful_releases, snap.forced_releases) == (1, 0, 0)
+    assert snap.resources_live == {}
