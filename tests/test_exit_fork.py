@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate, _reaper, _runtime, reap, stats
+from resourceloop import ResourceTemplate, _runtime, reap, stats
+from resourceloop._registry import registry
 from resourceloop.warnings import ForcedReleaseWarning, ResourceLoopWarning, UnclosedLoopWarning
 from tests._env import child_env
 
@@ -497,7 +498,7 @@ def _unclosed_warnings(t: ResourceTemplate[Res]) -> int:
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("ignore")
             warnings.simplefilter("always", UnclosedLoopWarning)
-            reap()  # unpins the dropped loop, collects it, releases it on it
+            reap()  # nothing else refers to the dropped loop: released on it, closed
         return sum(issubclass(w.category, UnclosedLoopWarning) for w in record)
     finally:
         newest.close()
@@ -523,26 +524,12 @@ def test_fork_child_warns_its_own_threads_again() -> None:
 @needs_fork
 @fork_warning
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
-def test_fork_child_reaper_may_collect_at_its_first_pass() -> None:
-    """The parent's last collection does not hold back the child's reaper thread.
-
-    The thread collects for suspects at most every ``COLLECT_INTERVAL`` seconds; the child's
-    thread is new, so its first pass with suspects may collect at once.
-    """
-    t = ResourceTemplate(lambda: Res(asyncio.get_running_loop()), name="t")
-    assert _unclosed_warnings(t) == 1  # the parent collected just now
-    assert not _reaper.collect_due()
-    assert _in_child(lambda: {"due": _reaper.collect_due()}) == {"due": True}
-
-
-@needs_fork
-@fork_warning
-@pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
 def test_fork_child_inherits_no_collected_loop_awaiting_the_reaper() -> None:
-    """Loops the parent's collector found, not yet released by a pass: not the child's.
+    """Loops the parent has not ended yet are not the child's: neither counted nor released.
 
-    One unpinned (its store rescued with the loop) and one pinned (its resource does not refer
-    to its loop, so only the resource is left): the child neither counts nor releases them.
+    One left behind by this thread and dropped (its resource refers to it, so resourceloop
+    holds it until a pass ends it), and one garbage-collected (its resource does not refer to
+    it: its state waits in ``collected`` for the next pass).
     """
     calls: list[str] = []
     hold = {"loop": True}
@@ -559,13 +546,15 @@ def test_fork_child_inherits_no_collected_loop_awaiting_the_reaper() -> None:
     t = ResourceTemplate(acquire, release, name="t", force_release_func=force)
     dropped, newest = _leave_an_unclosed_loop(t)
     hold["loop"] = False
-    pinned = asyncio.new_event_loop()
-    pinned.run_until_complete(t.acquire())
+    collected = asyncio.new_event_loop()
+    collected.run_until_complete(t.acquire())
     try:
-        reap()  # unpins the old loop (not collected: this test still refers to it)
         dropped.clear()
-        del pinned
-        gc.collect()  # rescues the old loop with its store; hands the pinned loop's over
+        probe = weakref.ref(collected)
+        del collected
+        gc.collect()
+        assert probe() is None
+        assert len(registry.collected) == 1  # handed over, not yet ended by a pass
         assert calls == []
 
         def child() -> dict[str, Any]:
