@@ -45,8 +45,8 @@ class Res:
         self.id = Res.serial
         self.template = template
         self.loop_ref = weakref.ref(loop)
-        # A weak reference dies when the collector finds the loop, even if the reaper then
-        # releases on it (resurrected with its store); the loop's id identifies it then.
+        # The loop's id identifies it even once its weak reference has died (a force
+        # function of a collected loop's resource).
         self.loop_id = id(loop)
         self.loop = loop if template == 0 else None
 
@@ -292,6 +292,11 @@ class RegistryMachine(RuleBasedStateMachine):
             with pytest.raises(KeyboardInterrupt):
                 loop.close()
         assert loop.is_closed()
+        # What the interrupt leaves behind (a release task of ours whose KeyboardInterrupt
+        # nobody retrieved) is finalized here, at a step boundary, rather than by a collection
+        # at any allocation of a later step: see lib-bugs.md ("Task exception was never
+        # retrieved" after Ctrl-C in a close-hook release). Remove once that is fixed.
+        gc.collect()
         mine = got[:-1] if interrupted_first else got[1:]
         for i, r in zip(order, mine, strict=True):
             self.created[r.id] = i
@@ -314,18 +319,18 @@ class RegistryMachine(RuleBasedStateMachine):
         model.loop = None
         gc.collect()
         alive = model.probe() is not None
-        # resourceloop never keeps a dropped loop alive; only the model's own reference to a
-        # resource that refers to its loop (template 0's) can.
-        if 0 not in model.held:
-            assert not alive
+        # resourceloop keeps a dropped loop alive exactly while it is tracked (not yet ended)
+        # and one of its resources refers to it (template 0's): its store is held until the
+        # loop's end, which a pass decides while the loop is reachable, never the collector.
+        assert alive == (model.tracked and 0 in model.held)
         if not alive and not model.collected:
             model.collected = True
             event(f"collected {model.status} loop")
             if model.tracked:
                 if model.held:
                     event("collected a loop that holds resources")
-                # At the next pass (see `reap`): a pinned loop collected (its resources do not
-                # refer to it) is gone, so what it held is forced.
+                # At the next pass (see `reap`): a loop collected (its resources do not refer
+                # to it) is gone, so what it held is forced.
                 self._released(model, "forced")
                 model.tracked = False
                 self.pending_collected = True
