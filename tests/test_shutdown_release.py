@@ -271,7 +271,12 @@ def test_ctrl_c_in_a_release_of_the_shutdown_pass_settles_everything(seen: Seen)
     assert not [w for w in caught if any(text in w.message for text in unsettled)]
 
 
-def test_the_shutdown_wrapper_holds_no_strong_reference_to_its_loop(seen: Seen) -> None:
+@pytest.mark.parametrize("gc_on", [False, True], ids=["gc-off", "gc-on"])
+def test_the_shutdown_wrapper_holds_no_strong_reference_to_its_loop(
+    seen: Seen, gc_on: bool
+) -> None:
+    """After the shutdown pass and close, the loop is freed: by reference counting alone
+    (gc-off: no cycle through the wrapper), and of course with the collector on."""
     import gc
     import weakref
 
@@ -279,15 +284,20 @@ def test_the_shutdown_wrapper_holds_no_strong_reference_to_its_loop(seen: Seen) 
     loop = asyncio.new_event_loop()
     loop.run_until_complete(template.acquire())
     probe = weakref.ref(loop)
-    gc.disable()
+    gc.collect()
+    if not gc_on:
+        gc.disable()
     try:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
         del loop
+        if gc_on:
+            gc.collect()
         assert probe() is None
     finally:
         gc.enable()
     assert resourceloop.stats().loops_tracked == 0
+    assert len(seen.released) == 1
 
 
 def test_no_wrapper_where_it_would_cost_the_loop_its_inline_attributes(
