@@ -269,8 +269,13 @@ def stop_release(item: Item) -> None:
     try:
         release.close()
     except RuntimeError:  # it ignored GeneratorExit and awaits again: nothing can stop it
+        # Kept referenced: its finalizer would close it again, anywhere, and a retry loop
+        # with a bare ``except:`` can spin there for ever (no running loop to await on).
+        registry.unstoppable.append(release)
         logger.error(
-            "the release of %r ignored GeneratorExit; it cannot be stopped", item.spec.name
+            "the release of %r ignored GeneratorExit; it cannot be stopped, and is kept "
+            "referenced so that the garbage collector does not run it again",
+            item.spec.name,
         )
     except Exception:  # it raised from a finally clause: it is over all the same
         logger.debug("abandoned release of %r raised on close", item.spec.name, exc_info=True)

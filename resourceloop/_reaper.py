@@ -29,6 +29,7 @@ Races it accepts
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import weakref
@@ -137,6 +138,8 @@ class Reaper:
         #: Threads already warned about unclosed loops (one warning per thread, not per loop).
         #: Weak, and by thread object rather than ident: idents are reused once a thread ends.
         self._warned_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        #: This pass has run its young collection (``_only_we_reach``), or may not.
+        self._young_collected = True
 
     @property
     def alive(self) -> bool:
@@ -144,17 +147,22 @@ class Reaper:
 
     # -- one pass -----------------------------------------------------------------------------
 
-    def reap_once(self) -> None:
-        """Run one pass now, in this thread: closed, abandoned, left-behind, collected loops."""
+    def reap_once(self, *, thorough: bool = True) -> None:
+        """Run one pass now, in this thread: closed, abandoned, left-behind, collected loops.
+
+        ``thorough`` checks every loop left behind by its thread; the thread's own passes
+        check one that was still reachable less and less often (``_end_left_behind``).
+        """
         with self.pass_lock:
             registry.count("reaper_passes")
+            self._young_collected = not thorough
             for state in registry.states():  # states only: see ``_left_behind``
                 if state.phase is OPEN:
-                    self._reap(state)
+                    self._reap(state, thorough)
             for state, batch in registry.drain_collected():
                 end_collected(state, batch)
 
-    def _reap(self, state: LoopState) -> None:
+    def _reap(self, state: LoopState, thorough: bool) -> None:
         loop = state.loop()
         if loop is None:
             return  # collected: its weak reference's callback hands it over
@@ -168,11 +176,26 @@ class Reaper:
             self._end_abandoned(state)
         elif registry.superseded(state):
             del loop
-            self._end_left_behind(state)
+            self._end_left_behind(state, thorough)
+
+    def _only_we_reach(self, state: LoopState) -> bool:
+        """``_left_behind``, looking twice in a thorough pass if the first look says no.
+
+        Garbage not yet collected (an exception's traceback, a finished task) may still refer
+        to a loop's objects. Before the second look, a young collection, never a full one, at
+        most once per pass.
+        """
+        if _left_behind(state):
+            return True
+        if self._young_collected:
+            return False
+        self._young_collected = True
+        gc.collect(1)
+        return _left_behind(state)
 
     def _end_abandoned(self, state: LoopState) -> None:
         """End an idle loop whose thread ended; closed too if nobody else can reach it."""
-        unreachable = _left_behind(state)
+        unreachable = self._only_we_reach(state)
         loop = state.loop()
         if loop is None:  # pragma: no cover - collected meanwhile
             return
@@ -180,16 +203,17 @@ class Reaper:
         if _end_idle(loop, state, why=why) and unreachable and not loop.is_closed():
             loop.close()
 
-    def _end_left_behind(self, state: LoopState) -> None:
+    def _end_left_behind(self, state: LoopState, thorough: bool) -> None:
         """End a loop its thread left idle for a newer one, if nobody else can reach it.
 
-        Checked at the 1st, 2nd, 4th, 8th... pass that finds it so, since a loop its owner
-        keeps (to run again) stays reachable and need not cost every pass. Ended, it is closed
-        too: nobody else can ever run or close it.
+        The thread's passes check it at the 1st, 2nd, 4th, 8th... pass that finds it so: a
+        loop its owner keeps (to run again) stays reachable, and need not cost every pass.
+        ``reap()`` checks every time. Ended, the loop is closed too: nobody else can ever run
+        or close it.
         """
         state.left_behind_checks += 1
         checks = state.left_behind_checks
-        if checks & (checks - 1) or not _left_behind(state):
+        if (not thorough and checks & (checks - 1)) or not self._only_we_reach(state):
             return
         loop = state.loop()
         if loop is None:  # pragma: no cover - collected meanwhile
@@ -264,7 +288,7 @@ class Reaper:
 
     def _pass(self) -> None:
         try:
-            self.reap_once()
+            self.reap_once(thorough=False)
         except BaseException:  # the thread must not die: log, and carry on
             logger.exception("resourceloop reaper pass failed; carrying on")
 

@@ -101,6 +101,8 @@ class Registry:
         self._template_serial = 0
         #: Everything fork children inherited from their parents: referenced, never released.
         self.forgotten: list[object] = []
+        #: Release coroutines that ignored being closed (``_force.stop_release``).
+        self.unstoppable: list[object] = []
         self.generation = 0
         self._start_empty()
 

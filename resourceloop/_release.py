@@ -44,6 +44,7 @@ from typing import Any, Final
 from . import _config
 from ._force import (
     callable_result_error,
+    stop_release,
     force_item,
     settle_failed,
     warn_if_blocking,
@@ -238,9 +239,8 @@ def _finish_release(
             try:
                 sent = yield signal
             except GeneratorExit:
-                close = getattr(it, "close", None)
-                if close is not None:
-                    close()
+                if item.release is not None:  # not stopped already (it may resist that)
+                    stop_release(item)
                 raise
             except BaseException as thrown:
                 signal = it.throw(thrown)
