@@ -916,7 +916,7 @@ def test_a_failing_pass_is_logged_and_the_thread_carries_on(
 ) -> None:
     """Whatever a pass raises is logged with its traceback; _pass() itself returns."""
 
-    def broken() -> None:
+    def broken(**options: object) -> None:
         raise RuntimeError("broken pass")
 
     reaper = _reaper.Reaper()
