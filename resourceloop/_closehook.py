@@ -263,4 +263,8 @@ async def _watch(state_ref: weakref.ReferenceType[LoopState]) -> AsyncGenerator[
         state = state_ref()
         if state is not None and state.phase is not GONE:
             state.asyncgen_hook = None  # this is it, finishing
-            await end_on_loop(state, why="its release was interrupted")
+            loop = get_running_loop_or_none()
+            if loop is None or loop.is_closed():  # finalized by the collector, off its loop
+                end_loop(None, state, why="its loop closed without running the hook", run=False)
+            else:
+                await end_on_loop(state, why="its release was interrupted")

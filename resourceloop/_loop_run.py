@@ -124,10 +124,18 @@ class Runner:
         return self.stuck.done() and not self.task.done()
 
     def stop(self) -> None:
-        """Abandon the task if it is not over: what it had begun is forced by its ``finally``."""
-        if not self.task.done():
-            abandon_task(self.task)
-        if not self.stuck.done():
+        """Abandon the task if it is not over: what it had begun is forced by its ``finally``.
+
+        Synchronous all through: the loop may never run again (it is about to close), so
+        nothing here may wait for a callback, and the task's own failure (a KeyboardInterrupt
+        raised out of the loop's run) is marked retrieved here, not in ``_over``.
+        """
+        task = self.task
+        if not task.done():
+            abandon_task(task)
+        elif not task.cancelled():
+            task.exception()
+        if not self.stuck.done() and not task.get_loop().is_closed():
             self.stuck.cancel()
 
 

@@ -42,7 +42,7 @@ from ._force import warn
 from ._lifecycle import end_collected, end_loop, wait_for_guard
 from ._reach import only_we_reach
 from ._registry import registry
-from ._state import OPEN, LoopState
+from ._state import GONE, OPEN, LoopState
 from .warnings import UnclosedLoopWarning
 
 __all__ = ["Reaper"]
@@ -200,8 +200,11 @@ class Reaper:
         if loop is None:  # pragma: no cover - collected meanwhile
             return
         why = "its thread ended and the loop could not run again"
-        if _end_idle(loop, state, why=why) and unreachable and not loop.is_closed():
-            loop.close()
+        try:
+            _end_idle(loop, state, why=why)
+        finally:  # whatever interrupted the release: the loop is ours to close
+            if unreachable and state.phase is GONE and not loop.is_closed():
+                loop.close()
 
     def _end_left_behind(self, state: LoopState, thorough: bool) -> None:
         """End a loop its thread left idle for a newer one, if nobody else can reach it.
@@ -220,11 +223,14 @@ class Reaper:
             return
         names = sorted(spec.name for spec in (state.store or ()))
         why = "its loop was left unclosed, and nothing else refers to it"
-        if _end_idle(loop, state, why=why):
-            if not loop.is_closed():
-                loop.close()
-            if names:
-                self._warn_unclosed(state, names)
+        try:
+            _end_idle(loop, state, why=why)
+        finally:  # whatever interrupted the release: the loop is ours to close
+            if state.phase is GONE:
+                if not loop.is_closed():
+                    loop.close()
+                if names:
+                    self._warn_unclosed(state, names)
 
     def _warn_unclosed(self, state: LoopState, names: list[str]) -> None:
         if state.thread in self._warned_threads:

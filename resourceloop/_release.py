@@ -44,9 +44,9 @@ from typing import Any, Final
 from . import _config
 from ._force import (
     callable_result_error,
-    stop_release,
     force_item,
     settle_failed,
+    stop_release,
     warn_if_blocking,
 )
 from ._registry import registry

@@ -222,12 +222,14 @@ def test_a_loop_the_program_keeps_is_left_alone(server: Server) -> None:
 
         worker.run(again)
         assert resourceloop.stats().acquisitions == 2  # the same session, found again
-        del first
-        worker.run(lambda: [loop.close() for loop in kept] and None)
+        def close_them() -> None:
+            for loop in kept:
+                loop.close()
+
+        worker.run(close_them)
         assert resourceloop.stats().graceful_releases == 2
     finally:
         worker.stop()
-    del kept
 
 
 def test_celery_solo_worker(server: Server) -> None:
