@@ -3,8 +3,10 @@ by a thread that moved on, or collected.
 
 ``resourceloop.reap()`` drives one pass synchronously; one test lets the real reaper thread
 find a closed loop by itself, waiting on an event with a timeout that only matters if broken.
-No pass runs the garbage collector: tests that drop a loop collect themselves where the claim
-is about a collected loop, and otherwise show that the pass needs no collection.
+A pass ends a loop left behind without a collection when nothing but resourceloop refers to
+it (only ``reap()`` takes a young collection, and only for a loop that still looked
+referenced): tests that drop a loop collect themselves only where the claim is about a
+collected loop.
 """
 
 from __future__ import annotations
@@ -638,10 +640,11 @@ def test_reaper_stop_from_its_own_thread_does_not_join_itself() -> None:
     assert errors == []
 
 
-def test_a_pass_never_runs_the_garbage_collector(
+def test_an_unreferenced_left_behind_loop_is_ended_without_a_collection(
     monkeypatch: pytest.MonkeyPatch, rec: Recorder
 ) -> None:
-    """A loop a live thread left behind is ended by a pass without any ``gc.collect()``."""
+    """A loop a live thread left behind, that nothing else refers to, is ended (released on
+    it, closed) by a pass that calls no ``gc.collect()``."""
     calls: list[object] = []
 
     def collect(*args: object) -> int:
