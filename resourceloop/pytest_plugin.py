@@ -25,13 +25,15 @@ The message names each template and the origin of its loop (loop class, address 
 The check first runs one reaper pass (``resourceloop.reap()``), so a loop closed without the hook
 or abandoned by a finished thread is dealt with, and blamed, in the test that caused it.
 
-Limits: a test whose pytest-asyncio loop has a broader scope than the function
-(``@pytest.mark.asyncio(loop_scope="module")`` or ``asyncio_default_test_loop_scope``) shares that
-loop with later tests, so the resources on it are not reported as live when the test ends; a
-forced release when that loop finally closes still fails the test running then. The counters are
-process-wide: a forced release done by the reaper thread for a loop leaked by an earlier test is
-counted in the test during which it happens (the plugin runs ``gc.collect()`` and a reaper pass
-when it reports a leak, to make that rare).
+Each resource is judged against the scope of the loop that holds it. A loop that outlives the
+test on purpose, because a fixture of a broader scope made it (pytest-asyncio's loop of a
+``loop_scope="module"``/``"session"`` fixture or test, or any broader fixture whose value is an
+``asyncio.Runner`` or an event loop), is not "left unclosed" when the test ends: its resources
+are released when that loop closes, at the end of its scope, and a release that is forced or
+fails then fails the test running at that moment. The counters are process-wide: a forced
+release done by the reaper thread for a loop leaked by an earlier test is counted in the test
+during which it happens (the plugin runs a reaper pass when it reports a leak, to make that
+rare).
 
 It uses only names exported by ``resourceloop``: ``stats()``, ``live_resources()``, ``reap()``
 and the warning classes.
@@ -39,11 +41,12 @@ and the warning classes.
 
 from __future__ import annotations
 
-import gc
+import asyncio
 import logging
 import warnings
+import weakref
 from collections.abc import Generator
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
@@ -112,6 +115,19 @@ class LeakChecker:
         self._before_counters: dict[str, int] = {}
         self._before_live: set[tuple[str, str]] = set()
         self._recorded: list[warnings.WarningMessage] = []
+        #: Loops made by fixtures of a broader scope than the function: they outlive tests.
+        self._scoped_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        value = yield
+        if fixturedef.scope != "function":
+            loop = _loop_of(value)
+            if loop is not None:
+                self._scoped_loops.add(loop)
+        return value
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -166,12 +182,13 @@ class LeakChecker:
         resourceloop.reap()  # closed-without-hook and abandoned loops: release them now
         problems: list[str] = []
         shared_loop = _shares_loop_with_other_tests(item)
+        scoped = tuple(_origin_prefix(loop) for loop in list(self._scoped_loops))
         for live in resourceloop.live_resources():
             if (live.template, live.origin) in self._before_live:
                 continue
             if live.loop_status in ("idle", "running"):
-                if shared_loop:
-                    continue
+                if shared_loop or live.origin.startswith(scoped):
+                    continue  # judged when that loop closes, at the end of its scope
                 problems.append(
                     f"resource {live.template!r} is still live on {live.origin}, a loop the test "
                     f"left unclosed ({live.loop_status}): {_ADVICE}"
@@ -196,9 +213,8 @@ class LeakChecker:
                     "-W always::resourceloop.warnings.ResourceLoopWarning to see them"
                 ]
             problems.extend(details)
-            # Let what the leak causes next (a collected loop's forced release) happen now,
-            # rather than in a later test; it is the leak already reported, not a new problem.
-            gc.collect()
+            # Let what the leak causes next (a left-behind loop's release) happen now, rather
+            # than in a later test; it is the leak already reported, not a new problem.
             resourceloop.reap()
             stats = resourceloop.stats()
         self._before_counters = {name: getattr(stats, name) for name, _ in _COUNTERS}
@@ -226,6 +242,23 @@ def _shares_loop_with_other_tests(item: pytest.Item) -> bool:
         except ValueError:  # pytest-asyncio is not installed
             return False
     return bool(scope) and scope != "function"
+
+
+def _loop_of(value: object) -> asyncio.AbstractEventLoop | None:
+    """The event loop a fixture's value is or runs (an ``asyncio.Runner``'s), if any."""
+    if isinstance(value, asyncio.AbstractEventLoop):
+        return value
+    if isinstance(value, getattr(asyncio, "Runner", ())):
+        try:
+            return value.get_loop()  # type: ignore[attr-defined, no-any-return]
+        except RuntimeError:  # closed already
+            return None
+    return None
+
+
+def _origin_prefix(loop: asyncio.AbstractEventLoop) -> str:
+    """How ``LiveResource.origin`` starts for a resource of ``loop``: class and address."""
+    return f"{type(loop).__name__} {id(loop):#x} "
 
 
 def _format(problems: list[str]) -> str:

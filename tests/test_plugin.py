@@ -475,3 +475,91 @@ def test_other_warnings_still_reach_pytest(inner: pytest.Pytester) -> None:
     result = _run(inner, "--resourceloop-leaks", "-W", "always:hello from the test")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*UserWarning: hello from the test*"])
+
+
+def test_a_session_scoped_async_fixture_is_judged_at_its_scope(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool made by a ``loop_scope="session"`` fixture is not "left unclosed" by a test.
+
+    Its loop outlives every test on purpose; its resource is released gracefully, once, when
+    the session's loop closes, and no test fails.
+    """
+    scrub_environ(monkeypatch)
+    inner.makepyfile(
+        test_session="""
+        import pytest
+        import pytest_asyncio
+
+        import resourceloop
+
+        released = []
+        pool = resourceloop.ResourceTemplate(lambda: object(), released.append, name="pool")
+
+
+        @pytest_asyncio.fixture(scope="session", loop_scope="session")
+        async def shared_pool():
+            return await pool.acquire()
+
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_uses_it(shared_pool):
+            assert await pool.acquire() is shared_pool
+
+
+        @pytest.mark.asyncio
+        async def test_function_loop_beside_it(shared_pool):
+            assert shared_pool is not None
+
+
+        def test_sync_test_beside_it(shared_pool):
+            assert released == []
+        """
+    )
+    result = inner.runpytest_subprocess(
+        "-p", "resourceloop", "--resourceloop-leaks", "-W", "error", *_with_asyncio()
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["resourceloop-stats graceful=1 forced=0 failures=0 live=0"])
+
+
+def test_a_release_func_that_returns_its_close_method_fails_the_test(
+    inner: pytest.Pytester,
+) -> None:
+    """``lambda s: s.close`` (parentheses missing) released nothing: the check says so."""
+    inner.makepyfile(
+        test_typo="""
+        import asyncio
+
+        import resourceloop
+
+
+        class Session:
+            closed = False
+
+            async def close(self):
+                self.closed = True
+
+
+        sessions = []
+        typo = resourceloop.ResourceTemplate(
+            lambda: sessions.append(Session()) or sessions[-1], lambda s: s.close, name="typo"
+        )
+
+
+        def test_it():
+            async def main():
+                await typo.acquire()
+
+            asyncio.run(main())
+            assert not sessions[0].closed
+        """
+    )
+    result = _run(inner, "--resourceloop-leaks")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*1 release function(s) raised*",
+            "*release_func of template 'typo' returned <bound method Session.close*a callable*",
+        ]
+    )
