@@ -955,11 +955,6 @@ def test_ctrl_c_before_the_hook_s_release_run_starts_leaves_no_coroutine(rec: Re
     assert stats().resources_live == {}
 
 
-@pytest.mark.xfail(
-    reason="see lib-bugs.md: Ctrl-C in a close-hook release leaves a task whose "
-    "KeyboardInterrupt is never retrieved",
-    strict=False,
-)
 def test_ctrl_c_during_a_close_release_leaves_no_unretrieved_task_exception(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -227,18 +227,8 @@ PATHS = [
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("exc", INJECTED, ids=lambda e: e.__name__)
-def test_fault_injection_every_point_every_path(
-    path: str, exc: type[BaseException], request: pytest.FixtureRequest
-) -> None:
+def test_fault_injection_every_point_every_path(path: str, exc: type[BaseException]) -> None:
     """Whatever is raised at whichever point, each resource ends exactly once, books balanced."""
-    if path == "asyncgen-fallback" and exc is not asyncio.CancelledError:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="see lib-bugs.md: Runner.stop() on a closed loop when an interrupted "
-                "watcher is finalized",
-                strict=False,
-            )
-        )
     at = 1
     while True:
         gc.collect()  # the previous run's templates: a manager would acquire them too

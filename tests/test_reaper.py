@@ -1116,17 +1116,11 @@ def test_ctrl_c_while_the_reaper_runs_a_left_behind_loop_forces_first() -> None:
         dropped = forced[0].loop
         assert dropped is not None
         forced[0].loop = None
-        if not dropped.is_closed():  # see the next test
-            type(dropped).close(dropped)
+        assert dropped.is_closed()
     finally:
         newest.close()
 
 
-@pytest.mark.xfail(
-    reason="see lib-bugs.md: Ctrl-C mid-release of a left-behind loop skips its close and "
-    "UnclosedLoopWarning",
-    strict=False,
-)
 def test_ctrl_c_while_the_reaper_runs_a_left_behind_loop_still_closes_and_warns() -> None:
     """Interrupted or not, the left-behind loop (nobody else can close it) is closed and its
     thread warned once, before the interrupt reaches reap()."""

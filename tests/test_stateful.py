@@ -292,11 +292,6 @@ class RegistryMachine(RuleBasedStateMachine):
             with pytest.raises(KeyboardInterrupt):
                 loop.close()
         assert loop.is_closed()
-        # What the interrupt leaves behind (a release task of ours whose KeyboardInterrupt
-        # nobody retrieved) is finalized here, at a step boundary, rather than by a collection
-        # at any allocation of a later step: see lib-bugs.md ("Task exception was never
-        # retrieved" after Ctrl-C in a close-hook release). Remove once that is fixed.
-        gc.collect()
         mine = got[:-1] if interrupted_first else got[1:]
         for i, r in zip(order, mine, strict=True):
             self.created[r.id] = i
