@@ -337,3 +337,39 @@ def test_the_real_rule_on_this_python(monkeypatch: pytest.MonkeyPatch, seen: See
     # below the limit, and where it is left out it would have reached it.
     assert (names - wrapped + 1 < _closehook._INLINE_NAMES) == wrapped
     assert len(seen.released) == 1
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_a_release_that_never_lets_go_of_its_task_cannot_hold_the_loop_s_end(
+    run: Callable[[Callable[[], Coroutine[Any, Any, None]]], None],
+) -> None:
+    """A release that swallows its cancellation, and even its closing, is forced at
+    ``release_timeout + grace`` and abandoned: the loop's end goes on, books balanced."""
+    from resourceloop.warnings import ReleaseTimeoutWarning
+
+    resourceloop.configure(release_timeout=0.2)
+    forced: list[object] = []
+    calm_released: list[object] = []
+
+    async def never_lets_go(resource: object) -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except (asyncio.CancelledError, GeneratorExit):  # retries, even when closed
+                continue
+
+    stuck = ResourceTemplate(object, never_lets_go, name="stuck", force_release_func=forced.append)
+    calm = ResourceTemplate(object, calm_released.append, name="calm")
+
+    async def main() -> None:
+        await calm.acquire()  # released after the stuck one (newest first)
+        await stuck.acquire()
+
+    with pytest.warns(ReleaseTimeoutWarning, match="'stuck'"):
+        run(main)
+    assert len(forced) == 1
+    assert len(calm_released) == 1  # the loop's end went on past the stuck release
+    s = stats()
+    assert (s.forced_releases, s.graceful_releases, s.release_timeouts) == (1, 1, 1)
+    assert (s.loops_tracked, s.resources_live) == (0, {})
+    assert _balanced()
