@@ -58,24 +58,28 @@ def end_loop(
     """
     if _end_if_idle(state):
         return
-    batch = registry.begin_end(state)
-    if batch is None:
-        if loop is not None:
-            take_over(loop, state, why=why)
-        return
+    batch: Batch | None = None
+    token = _Token()
     try:
+        batch = registry.begin_end(state, ender=token)
+        if batch is None:
+            if loop is not None and state.ender is not token:
+                take_over(loop, state, why=why)
+            return
         if run and loop is not None and not (loop.is_closed() or loop.is_running()):
             if get_running_loop_or_none() is None:
                 release_on_loop(loop, state, batch, why=why)
             else:
                 # Closed from a coroutine of another loop: this thread cannot run ``loop``,
                 # a helper thread can, so the release is still graceful, on the loop.
+                taken = batch
                 run_elsewhere(
-                    lambda: release_on_loop(loop, state, batch, why=why),
+                    lambda: release_on_loop(loop, state, taken, why=why),
                     timeout=release_bound(len(batch.items) + len(state.pending)),
                 )
     finally:
-        _finish(state, batch, why=why)
+        if state.ender is token or batch is not None:  # ours, even if begin_end was cut short
+            _finish(state, batch, why=why)
 
 
 async def end_on_loop(state: LoopState, *, why: str) -> None:
@@ -87,13 +91,15 @@ async def end_on_loop(state: LoopState, *, why: str) -> None:
     """
     if _end_if_idle(state):
         return
-    batch = registry.begin_end(state, ender=asyncio.current_task())
-    if batch is None:
-        return
+    ender = asyncio.current_task()
+    batch: Batch | None = None
     try:
-        await run_in_runners(state, batch)
+        batch = registry.begin_end(state, ender=ender)
+        if batch is not None:
+            await run_in_runners(state, batch)
     finally:
-        _finish(state, batch, why=why)
+        if batch is not None or (ender is not None and state.ender is ender):
+            _finish(state, batch, why=why)
 
 
 def end_collected(state: LoopState, batch: Batch) -> None:
@@ -110,7 +116,7 @@ def take_over(loop: asyncio.AbstractEventLoop, state: LoopState, *, why: str) ->
     """
     ender = state.ender
     if ender is None or state.phase is not ENDING or ender.get_loop() is not loop:
-        return
+        return  # owned by another thread (which the close hook waited for), or done
     if not ender.done():
         abandon_task(ender)  # its coroutine's finally: force and discard
     batch = registry.take_over(state)  # whatever it could not reach (it had not started)
@@ -129,14 +135,27 @@ def _end_if_idle(state: LoopState) -> bool:
     return False
 
 
-def _finish(state: LoopState, batch: Batch, *, why: str) -> None:
+class _Token:
+    """Who owns an ENDING that no task of the loop runs (``end_loop``)."""
+
+    __slots__ = ()
+
+    def get_loop(self) -> None:
+        return None
+
+    def done(self) -> bool:
+        return True
+
+
+def _finish(state: LoopState, batch: Batch | None, *, why: str) -> None:
     """Force what is left, fail the calls still waiting, and untrack: ENDING -> GONE.
 
     Every step runs whatever the one before it raised; the first ``BaseException`` then goes
     on to the caller.
     """
     try:
-        force_batch(batch, why=why)
+        if batch is not None:
+            force_batch(batch, why=why)
         if state.batches:  # what late creations and cancelled manager exits left behind
             for leftover in registry.batches_of(state):
                 force_batch(leftover, why=why)
@@ -144,9 +163,13 @@ def _finish(state: LoopState, batch: Batch, *, why: str) -> None:
         try:
             _fail_remote_waiters(state)
         finally:
-            registry.discard(state)
-            if state.asyncgen_hook is not None:
-                _close_asyncgen_watcher(state)
+            remains = registry.discard(state)
+            try:
+                if remains is not None:  # an interrupted taking left it in the store
+                    force_batch(remains, why=why)
+            finally:
+                if state.asyncgen_hook is not None:
+                    _close_asyncgen_watcher(state)
 
 
 def _fail_remote_waiters(state: LoopState) -> None:

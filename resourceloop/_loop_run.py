@@ -55,10 +55,11 @@ def release_on_loop(
                 force_batch(leftover, why=why)
         return
     deadline = time.monotonic() + release_bound(held + len(creations))
+    runners: list[Runner] = []  # a runner adds itself before its task exists (see ``Runner``)
     runner: Runner | None = None
     try:
         while runner is None or (runner.stuck_on_one() and _held(batches)):
-            runner = Runner(loop, batches, creations if runner is None else [], timeout)
+            runner = Runner(loop, batches, creations if runner is None else [], timeout, runners)
             # Each release is bounded (``_release``), so each run ends in time; a stop()
             # scheduled before this run ends it early, and it runs again, in the bound.
             while not runner.over() and time.monotonic() < deadline:
@@ -74,9 +75,9 @@ def release_on_loop(
                 break
     finally:
         # Interrupted (Ctrl-C out of the loop's run), stopped for good or out of time: the
-        # runner is stopped here, which forces what it had begun, and the rest is forced.
-        if runner is not None:
-            runner.stop()
+        # runners are stopped here, which forces what they had begun, and the rest is forced.
+        for started in runners:
+            started.stop()
         for leftover in batches:
             force_batch(leftover, why=why)
         if state.batches:
@@ -104,11 +105,22 @@ class Runner:
         batches: list[Batch],
         creations: list[asyncio.Future[Any]],
         timeout: float,
+        runners: list[Runner],
     ) -> None:
         self.stuck: asyncio.Future[None] = loop.create_future()
-        work = _release_then_wait(batches, creations, timeout, self.stuck)
-        self.task: asyncio.Task[None] = loop.create_task(Abandonable(work))
-        self.task.add_done_callback(self._over)
+        # In the owner's list before the task exists, so that an interrupt arriving as this
+        # returns cannot leave the task pending with nobody to stop it.
+        runners.append(self)
+        work = Abandonable(_release_then_wait(batches, creations, timeout, self.stuck))
+        try:
+            self.task: asyncio.Task[None] = loop.create_task(work)
+            self.task.add_done_callback(self._over)
+        except BaseException:  # interrupted (Ctrl-C) before the caller could hold the task
+            work.abandon()  # it never started: nothing to force, and no "never awaited"
+            for task in asyncio.all_tasks(loop):
+                if task.get_coro() is work:  # type: ignore[attr-defined, unused-ignore]
+                    task._log_destroy_pending = False  # type: ignore[attr-defined]
+            raise
 
     def _over(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled():
@@ -130,7 +142,9 @@ class Runner:
         nothing here may wait for a callback, and the task's own failure (a KeyboardInterrupt
         raised out of the loop's run) is marked retrieved here, not in ``_over``.
         """
-        task = self.task
+        task = getattr(self, "task", None)
+        if task is None:  # interrupted before it had one (``__init__`` cleaned up)
+            return
         if not task.done():
             abandon_task(task)
         elif not task.cancelled():
@@ -152,14 +166,15 @@ async def run_in_runners(state: LoopState, batch: Batch) -> None:
     if not creations and not _held(batches):
         return
     timeout = _config.current().release_timeout
+    runners: list[Runner] = []
     runner: Runner | None = None
     try:
         while runner is None or (runner.stuck_on_one() and _held(batches)):
-            runner = Runner(loop, batches, creations if runner is None else [], timeout)
+            runner = Runner(loop, batches, creations if runner is None else [], timeout, runners)
             await runner.stuck
     finally:
-        if runner is not None:
-            runner.stop()
+        for started in runners:
+            started.stop()
 
 
 def _with_leftovers(state: LoopState, batch: Batch) -> list[Batch]:

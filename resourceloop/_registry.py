@@ -116,8 +116,11 @@ class Registry:
         self._data: dict[Any, LoopState] = self._states.data  # type: ignore[attr-defined]
         self._batches: set[Batch] = set()
         self._counts = dict.fromkeys(attrs.fields_dict(Counters), 0)
-        #: States of collected loops that held resources (``_state.collected_callback``).
+        #: States of collected loops (``_state.collected_callback``): the fast way there.
         self.collected: collections.deque[LoopState] = collections.deque()
+        #: Every state not GONE, strongly: a collected loop's state stays here even if an
+        #: interrupt (Ctrl-C) lost its weak reference's callback, for ``drain_collected``.
+        self._tracked: set[LoopState] = set()
         self.wakeup = Wakeup()
         self._last_thread: threading.Thread | None = None
         self._serial = 0
@@ -141,7 +144,9 @@ class Registry:
         """
         self._lock = threading.Lock()
         inherited = list(self._data.items())
-        self.forgotten.append((inherited, list(self._batches), list(self.collected)))
+        self.forgotten.append(
+            (inherited, list(self._batches), list(self.collected), list(self._tracked))
+        )
         for key, _state in inherited:
             loop = key()
             if loop is None:
@@ -230,6 +235,7 @@ class Registry:
             except (AttributeError, TypeError):  # no instance __dict__: no hot path
                 del store.hot[STORE_KEY]
             self._states[loop] = state
+            self._tracked.add(state)
             if thread is not self._last_thread and not self.multithreaded:
                 self._last_thread = thread
                 self.multithreaded = any(s.thread is not thread for s in self._states.values())
@@ -237,7 +243,7 @@ class Registry:
         wakeup.ring()
         return state, True
 
-    def begin_end(self, state: LoopState, ender: asyncio.Future[Any] | None = None) -> Batch | None:
+    def begin_end(self, state: LoopState, ender: Any = None) -> Batch | None:
         """OPEN -> ENDING: take every resource for the caller, who now owns the loop's end.
 
         ``None`` if the loop is ending or gone already: another trigger owns its end. Later
@@ -259,13 +265,30 @@ class Registry:
             state.ender = None
             return self._batch_locked(state, state.store)
 
-    def discard(self, state: LoopState) -> None:
-        """-> GONE: stop tracking a loop. Idempotent; what it held must already be in custody."""
+    def discard(self, state: LoopState) -> Batch | None:
+        """-> GONE: stop tracking a loop. Idempotent.
+
+        What its store still holds and no batch does (only an interrupted taking leaves that)
+        comes back as a batch in custody, for the caller to force: nothing is dropped
+        uncounted.
+        """
         with self._lock:
             if state.phase is GONE:
-                return
+                return None
+            leftover = None
+            store = state.store
+            if store:
+                taken = {id(i.resource) for b in state.batches for i in b.items}
+                if state.taking is not None:  # taken, then interrupted before the store emptied
+                    taken.update(id(i.resource) for i in state.taking.items)
+                items = [Item(k, v) for k, v in store.items() if id(v) not in taken]
+                if items:
+                    leftover = Batch(state, items)
+                    state.batches.add(leftover)
+                    self._batches.add(leftover)
             state.phase = GONE
             state.ender = None
+            self._tracked.discard(state)
             loop = state.loop_ref()
             if loop is not None:
                 # The weak-keyed dict's own entry, by an equal reference (``del
@@ -275,17 +298,17 @@ class Registry:
                 if data.get(key) is state:
                     del data[key]
             store, state.store = state.store, None
-        if store is None:
-            return
-        # Break the loop -> hot dict -> store references: refcounting frees them.
-        hot = store.hot
-        hot.pop(STORE_KEY, None)
-        if loop is not None:
-            try:
-                if _get_attr(loop, READY_ATTR) is hot:
-                    _del_attr(loop, READY_ATTR)
-            except (AttributeError, TypeError):
-                pass
+        if store is not None:
+            # Break the loop -> hot dict -> store references: refcounting frees them.
+            hot = store.hot
+            hot.pop(STORE_KEY, None)
+            if loop is not None:
+                try:
+                    if _get_attr(loop, READY_ATTR) is hot:
+                        _del_attr(loop, READY_ATTR)
+                except (AttributeError, TypeError):
+                    pass
+        return leftover
 
     def discard_if_idle(self, state: LoopState) -> bool:
         """-> GONE at once, if the loop is OPEN and holds nothing; True if it was discarded."""
@@ -312,14 +335,26 @@ class Registry:
             return list(self._states.items())
 
     def drain_collected(self) -> list[tuple[LoopState, Batch]]:
-        """Loops collected with resources, each ENDING with what it held taken into a batch."""
+        """Loops collected with resources, each ENDING with what it held taken into a batch.
+
+        Those their weak reference's callback handed over, and any whose callback an interrupt
+        cut short (their loop is gone, their state still tracked).
+        """
         drained = []
+        with self._lock:
+            lost = [s for s in self._tracked if s.phase is OPEN and s.loop_ref() is None]
+            for state in lost:
+                if not state.store:  # it held nothing: nothing to release
+                    self._tracked.discard(state)
+        self.collected.extend(s for s in lost if s.store and s not in self.collected)
         while True:
             try:
                 state = self.collected.popleft()
             except IndexError:
                 break
-            batch = self.begin_end(state) if state.generation == self.generation else None
+            if state.generation != self.generation:
+                continue
+            batch = self.begin_end(state)
             if batch is not None:
                 drained.append((state, batch))
         return drained
@@ -327,7 +362,7 @@ class Registry:
     def idle(self) -> bool:
         """True when nothing is tracked, in custody or collected."""
         with self._lock:
-            return not (self._states or self._batches or self.collected)
+            return not (self._tracked or self._batches or self.collected)
 
     def __len__(self) -> int:
         return len(self._states)
@@ -396,18 +431,26 @@ class Registry:
     def _batch_locked(
         self, state: LoopState, store: Store | None, only: Spec | None = None
     ) -> Batch:
-        if store is None:
-            items = []
-        elif only is None:
+        # In custody first, out of the store last: an interrupt (Ctrl-C) arriving between the
+        # two leaves a resource in both for a moment, never in neither. Settling is per item
+        # and ``discard`` forces what a store still holds, so it still ends exactly once.
+        if store is None or (only is not None and only not in store):
+            return Batch(state, [])
+        if only is None:
             items = [Item(spec, resource) for spec, resource in reversed(store.items())]
-            _dict_clear(store)  # ``store.clear()``, without the Python-level call
-            clear_hot(store.hot)
         else:
-            items = [Item(only, store.pop(only))] if only in store else []
+            items = [Item(only, store[only])]
         batch = Batch(state, items)
         if items:
+            state.taking = batch  # no call before this: it says what the store still shows
             state.batches.add(batch)
             self._batches.add(batch)
+            if only is None:
+                _dict_clear(store)  # ``store.clear()``, without the Python-level call
+                clear_hot(store.hot)
+            else:
+                store.pop(only)
+            state.taking = None
         return batch
 
     def take(self, state: LoopState, spec: Spec) -> Batch:
@@ -466,20 +509,15 @@ class Registry:
     def live_entries(self) -> list[tuple[Spec, LoopState]]:
         """Every live resource as (spec, its loop's state): stores and custody."""
         with self._lock:
-            found = [
-                (spec, state) for state in self._states.values() for spec in (state.store or ())
-            ]
+            # Tracked loops first, in the order they were first seen; then collected ones.
+            handed = [s for s in self.collected if s.phase is OPEN and s not in self._tracked]
+            states = sorted(self._tracked, key=lambda state: state.serial) + handed
+            found = [(spec, state) for state in states for spec in (state.store or ())]
             found += [
                 (item.spec, batch.state)
                 for batch in self._batches
                 for item in batch.items
                 if item.status != SETTLED
-            ]
-            found += [
-                (spec, state)
-                for state in list(self.collected)
-                if state.phase is OPEN and state.store
-                for spec in state.store
             ]
             return found
 

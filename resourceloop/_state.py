@@ -244,8 +244,11 @@ class LoopState:
     #: Cross-thread acquisitions waiting for this loop; failed if it ends without running them.
     remote: set[RemoteWaiter] = attrs.field(factory=set)
     batches: set[Batch] = attrs.field(factory=set)
-    #: The task that owns an ``ENDING`` that runs on the loop (``_lifecycle.end_on_loop``).
-    ender: asyncio.Future[Any] | None = None
+    #: The batch being taken out of the store, until the store no longer shows it.
+    taking: Batch | None = None
+    #: Who owns an ``ENDING``: the task that runs it on the loop (``end_on_loop``), or a
+    #: token of ``end_loop``'s; a future-like with ``get_loop()`` and ``done()``.
+    ender: Any = None
     managed: bool = False
     #: Reaper passes that found the loop left behind by its thread (see ``_reaper``).
     left_behind_checks: int = 0
@@ -295,6 +298,8 @@ def collected_callback(
     """The loop's weak reference callback: hand a collected loop's state to the reaper."""
 
     def on_collected(_: Any, _append: Callable[[LoopState], None] = collected.append) -> None:
+        # A callback an interrupt (Ctrl-C) cuts short loses nothing: the reaper also finds
+        # tracked states whose loop is gone (``Registry.drain_collected``).
         if state.store:  # it held resources, and nothing released them
             _append(state)
             wakeup.ring()

@@ -1,0 +1,474 @@
+"""Tests for `resourceloop._lifecycle`: a loop's end, one transition, at the edges that broke.
+
+Real signals (``os.kill``, ``setitimer``), real forks under load, release functions that refuse
+to stop, and every awaitable the ``await`` protocol allows. The garbage collector stays on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import types
+import warnings
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import pytest
+
+import resourceloop
+from resourceloop import ResourceTemplate, resource_manager
+from resourceloop.warnings import ReleaseTimeoutWarning, ResourceLoopWarning
+
+posix_only = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX signals")
+
+
+def _books_balance() -> bool:
+    snap = resourceloop.stats()
+    live = sum(snap.resources_live.values())
+    return snap.acquisitions == (
+        snap.graceful_releases + snap.forced_releases + snap.release_failures + live
+    )
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    """resourceloop's own warnings are expected here (forced releases); anything else is not."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceLoopWarning)
+        yield
+
+
+# -- case 2: Ctrl-C during asyncio.run's release pass ------------------------------------------
+
+
+@posix_only
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("release_timeout", [0.5, 60.0])
+def test_ctrl_c_in_asyncio_run_s_release_pass_forces_the_rest_at_once(
+    release_timeout: float,
+) -> None:
+    """A real SIGINT while asyncio.run releases: out at once, each resource once, one at a time.
+
+    The interrupt arrives while the loop waits in its selector (not inside the release), so it
+    escapes the pass and leaves the pass's task pending; the close hook then stops that task
+    and forces what is left, instead of starting a second release of the same loop.
+    """
+    resourceloop.configure(release_timeout=release_timeout)
+    running: list[str] = []
+    events: list[tuple[str, str]] = []
+    releasing = threading.Event()
+
+    async def slow_release(name: str) -> None:
+        running.append(name)
+        assert len(running) == 1, "two releases of one loop at once"
+        events.append(("start", name))
+        releasing.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            running.remove(name)
+
+    def force(name: str) -> None:
+        events.append(("force", name))
+
+    templates = [
+        ResourceTemplate(lambda n=n: n, slow_release, name=n, force_release_func=force)  # type: ignore[misc]
+        for n in ("first", "second")
+    ]
+
+    async def main() -> None:
+        for template in templates:
+            await template.acquire()
+
+    def interrupt() -> None:
+        assert releasing.wait(60)
+        # Ctrl-C at a terminal: SIGINT, to the main thread (a process-directed signal may be
+        # taken by any thread that does not block it, and then waits for the main thread).
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    kicker = threading.Thread(target=interrupt)
+    kicker.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(main())
+    finally:
+        kicker.join()
+    # The newest is released first; it is cut short, and neither is released a second time.
+    assert events == [("start", "second"), ("force", "second"), ("force", "first")]
+    snap = resourceloop.stats()
+    assert (snap.acquisitions, snap.graceful_releases, snap.forced_releases) == (2, 0, 2)
+    assert snap.resources_live == {}
+    assert snap.loops_tracked == 0
+
+
+# -- case 3: fork while other threads hold the registry's lock ---------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_forks_while_eight_threads_acquire_reap_and_read_stats_never_hang() -> None:
+    """500 forks while 8 threads use the registry: every child uses it too, and exits."""
+    template = ResourceTemplate(object, name="forked")
+    stop = threading.Event()
+
+    def acquirer() -> None:
+        async def main() -> None:
+            await template.acquire()
+
+        while not stop.is_set():
+            asyncio.run(main())
+
+    def reaper() -> None:
+        while not stop.is_set():
+            resourceloop.reap()
+
+    def reader() -> None:
+        while not stop.is_set():
+            resourceloop.stats()
+            resourceloop.live_resources()
+
+    threads = [
+        threading.Thread(target=work, daemon=True)
+        for work in (acquirer, acquirer, acquirer, reaper, reaper, reader, reader, reader)
+    ]
+    for thread in threads:
+        thread.start()
+    hung: list[int] = []
+    try:
+        for _ in range(500):
+            pid = os.fork()
+            if pid == 0:  # the child: everything that takes a lock, then out
+                code = 1
+                try:
+                    resourceloop.stats()
+                    resourceloop.reap()
+
+                    async def child() -> None:
+                        await template.acquire()
+
+                    asyncio.run(child())
+                    code = 0 if resourceloop.stats().graceful_releases == 1 else 2
+                finally:
+                    os._exit(code)
+            deadline = time.monotonic() + 30
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    assert os.waitstatus_to_exitcode(status) == 0
+                    break
+                if time.monotonic() > deadline:  # only when broken: a hung child
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    hung.append(pid)
+                    break
+                time.sleep(0.001)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert hung == []
+    resourceloop.reap()
+    assert _books_balance()
+
+
+# -- case 4: a real signal at a random instant ---------------------------------------------------
+
+
+@posix_only
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.timeout(600, method="thread")
+# A KeyboardInterrupt raised inside a weak reference callback cannot leave it: CPython reports
+# it as unraisable ("Exception ignored in"), which pytest turns into this warning.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_books_balance_whatever_instant_a_signal_lands() -> None:
+    """10,000 runs, each interrupted by a real signal at a random instant: the books balance.
+
+    The handler raises KeyboardInterrupt, as Ctrl-C does, wherever resourceloop's code or the
+    program's own runs: in an acquire function, between a creation and its bookkeeping, in a
+    release, in the close hook, the shutdown pass, a weak reference callback. Not inside
+    asyncio's own frames: asyncio itself is not safe against an exception raised at any
+    instant (a wakeup popped from its ready queue and lost hangs ``asyncio.run`` for ever; a
+    ``_stopping`` flag left set stops its next run), whatever library runs on it.
+    (pytest-timeout watches this test from a thread: SIGALRM is the test's.)
+    """
+    rng = random.Random(20261207)
+    armed = [False]
+    ours = (os.path.dirname(resourceloop.__file__), __file__)
+
+    def alarm(signum: int, frame: types.FrameType | None) -> None:
+        if armed[0] and frame is not None and frame.f_code.co_filename.startswith(ours):
+            raise KeyboardInterrupt
+
+    async def make_async() -> object:
+        await asyncio.sleep(0)
+        return object()
+
+    async def release(resource: object) -> None:
+        await asyncio.sleep(0)
+
+    sync_made = ResourceTemplate(object, release, name="sync", force_release_func=id)
+    async_made = ResourceTemplate(make_async, release, name="async", force_release_func=id)
+
+    async def main() -> None:
+        await sync_made.acquire()
+        await async_made.acquire()
+        await asyncio.sleep(0)
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    interrupted = 0
+    unbalanced: list[int] = []
+    try:
+        for run in range(10_000):
+            try:
+                try:
+                    armed[0] = True
+                    signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 1.5e-3))
+                    asyncio.run(main())
+                finally:
+                    armed[0] = False  # from here on the handler does nothing
+            except KeyboardInterrupt:
+                interrupted += 1
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            resourceloop.reap()
+            if not _books_balance() or resourceloop.stats().resources_live:
+                unbalanced.append(run)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert unbalanced == []
+    assert interrupted > 100  # the signal did land in resourceloop's code and the program's
+
+
+# -- case 5: release_timeout is a hard limit at a loop's end ------------------------------------
+
+
+async def _ignores_cancellation() -> None:
+    while True:
+        try:
+            await asyncio.sleep(3600)
+            return
+        except asyncio.CancelledError:
+            continue
+
+
+async def _gather_of_stubborn_children(resource: object) -> None:
+    await asyncio.gather(_ignores_cancellation(), _ignores_cancellation())
+
+
+async def _bare_except_retry(resource: object) -> None:
+    while True:
+        try:
+            await asyncio.sleep(3600)
+            return
+        except:  # noqa: E722 - what the release under test does
+            continue
+
+
+def _closing_ways() -> dict[str, Callable[[Callable[[], Any]], None]]:
+    def run(main: Callable[[], Any]) -> None:
+        asyncio.run(main())
+
+    def close(main: Callable[[], Any]) -> None:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(main())
+        loop.close()
+
+    def runner(main: Callable[[], Any]) -> None:
+        with asyncio.Runner() as r:  # type: ignore[attr-defined, unused-ignore]
+            r.run(main())
+
+    ways = {"asyncio.run": run, "loop.close": close}
+    if sys.version_info >= (3, 11):
+        ways["Runner"] = runner
+    return ways
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("how", sorted(_closing_ways()))
+@pytest.mark.parametrize(
+    "release", [_gather_of_stubborn_children, _bare_except_retry], ids=["gather", "bare-except"]
+)
+def test_a_release_that_never_lets_go_cannot_hold_a_loop_s_end(
+    how: str, release: Callable[[object], Any]
+) -> None:
+    """A release that swallows every cancellation, even its closing: the loop ends regardless.
+
+    Without the bound it would hold the close for an hour (the children's sleep); the suite's
+    per-test timeout would fail it.
+    """
+    resourceloop.configure(release_timeout=0.2)
+    forced: list[object] = []
+    template = ResourceTemplate(object, release, name="stubborn", force_release_func=forced.append)
+
+    async def main() -> None:
+        await template.acquire()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReleaseTimeoutWarning)
+        _closing_ways()[how](main)
+    assert len(forced) == 1
+    assert [w.category for w in caught if issubclass(w.category, ResourceLoopWarning)] == [
+        ReleaseTimeoutWarning
+    ]
+    snap = resourceloop.stats()
+    assert (snap.forced_releases, snap.release_timeouts, snap.graceful_releases) == (1, 1, 0)
+    assert snap.loops_tracked == 0
+
+
+@pytest.mark.usefixtures("quiet")
+def test_one_stuck_release_does_not_cost_the_others_their_graceful_release() -> None:
+    """At a loop's end, a stuck release is given up on; the releases after it still run."""
+    resourceloop.configure(release_timeout=0.2)
+    released: list[str] = []
+
+    async def fine(name: str) -> None:
+        await asyncio.sleep(0)
+        released.append(name)
+
+    first = ResourceTemplate(lambda: "first", fine, name="first", force_release_func=id)
+    stuck = ResourceTemplate(
+        lambda: "stuck", _gather_of_stubborn_children, name="stuck", force_release_func=id
+    )
+    last = ResourceTemplate(lambda: "last", fine, name="last", force_release_func=id)
+
+    async def main() -> None:
+        for template in (first, stuck, last):
+            await template.acquire()
+
+    asyncio.run(main())  # released newest first: last, stuck, first
+    assert released == ["last", "first"]
+    snap = resourceloop.stats()
+    assert (snap.graceful_releases, snap.forced_releases, snap.release_timeouts) == (2, 1, 1)
+
+
+# -- case 6: the await protocol, exactly ----------------------------------------------------------
+
+
+class _PlainIteratorAwaitable:
+    """``__await__`` returns a plain iterator (no send, throw or close)."""
+
+    def __init__(self, steps: int, done: list[str]) -> None:
+        self._steps = steps
+        self._done = done
+
+    def __await__(self) -> Iterator[None]:
+        self._done.append("awaited")
+        return iter([None] * self._steps)
+
+
+@types.coroutine
+def _generator_coroutine(done: list[str]) -> Generator[None, None, None]:
+    yield  # one bare suspension, as asyncio.sleep(0) makes
+    done.append("generator")
+
+
+class _FutureLike:
+    """An awaitable whose ``__await__`` is a generator yielding a real future."""
+
+    def __init__(self, done: list[str]) -> None:
+        self._done = done
+
+    def __await__(self) -> Generator[Any, None, None]:
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(future.set_result, None)
+        yield from future
+        self._done.append("future")
+
+
+@pytest.mark.parametrize("manager", [False, True], ids=["close-hook", "manager"])
+def test_every_kind_of_awaitable_a_release_may_return_is_awaited(manager: bool) -> None:
+    """A plain-iterator ``__await__``, a ``@types.coroutine`` generator, a future-yielding one."""
+    done: list[str] = []
+    returns: list[Callable[[], Any]] = [
+        lambda: _PlainIteratorAwaitable(0, done),
+        lambda: _PlainIteratorAwaitable(2, done),
+        lambda: _generator_coroutine(done),
+        lambda: _FutureLike(done),
+    ]
+    templates = [
+        ResourceTemplate(object, lambda _, make=make: make(), name=f"kind{i}")
+        for i, make in enumerate(returns)
+    ]
+
+    async def main() -> None:
+        if manager:
+            async with resource_manager():
+                for template in templates:
+                    await template.acquire()
+        else:
+            for template in templates:
+                await template.acquire()
+
+    asyncio.run(main())
+    assert sorted(done) == ["awaited", "awaited", "future", "generator"]
+    snap = resourceloop.stats()
+    assert (snap.graceful_releases, snap.release_failures, snap.forced_releases) == (4, 0, 0)
+
+
+def test_an_awaitable_that_breaks_the_protocol_is_a_failure_not_a_leak(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``__await__`` returning a coroutine (not an iterator) fails as ``await`` would: counted."""
+
+    made: list[Any] = []
+
+    class Broken:
+        def __await__(self) -> Any:
+            made.append(asyncio.sleep(0))
+            return made[-1]
+
+    template = ResourceTemplate(object, lambda _: Broken(), name="broken")
+
+    async def main() -> None:
+        await template.acquire()
+
+    asyncio.run(main())
+    made.pop().close()  # the coroutine __await__ wrongly returned: never awaited, by design
+    snap = resourceloop.stats()
+    assert (snap.release_failures, snap.resources_live) == (1, {})
+    assert "__await__() returned a coroutine" in caplog.text
+
+
+# -- case 7: a callable result ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["release_func", "force_release_func"])
+def test_a_release_function_that_returns_a_callable_is_a_named_failure(
+    which: str, caplog: pytest.LogCaptureFixture, quiet: None
+) -> None:
+    """``lambda s: s.close`` releases nothing: a failure, naming the template and the fix."""
+
+    class Session:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    session = Session()
+    if which == "release_func":
+        template = ResourceTemplate(lambda: session, lambda s: s.close, name="typo")
+    else:
+        template = ResourceTemplate(
+            lambda: session, None, name="typo", force_release_func=lambda s: s.close
+        )
+
+    async def main() -> None:
+        await template.acquire()
+
+    if which == "release_func":
+        asyncio.run(main())
+    else:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(main())
+        type(loop).close(loop)  # closed without the hook: the reaper forces
+        resourceloop.reap()
+    assert not session.closed
+    snap = resourceloop.stats()
+    assert (snap.release_failures, snap.graceful_releases, snap.resources_live) == (1, 0, {})
+    assert f"the {which} of template 'typo' returned <bound method" in caplog.text
+    assert "`lambda r: r.close()`" in caplog.text
