@@ -77,7 +77,7 @@ def test_ctrl_c_in_asyncio_run_s_release_pass_forces_the_rest_at_once(
         events.append(("force", name))
 
     templates = [
-        ResourceTemplate(lambda n=n: n, slow_release, name=n, force_release_func=force)  # type: ignore[misc]
+        ResourceTemplate(lambda n=n: n, slow_release, name=n, force_release_func=force)
         for n in ("first", "second")
     ]
 
@@ -282,7 +282,7 @@ def _closing_ways() -> dict[str, Callable[[Callable[[], Any]], None]]:
         with asyncio.Runner() as r:  # type: ignore[attr-defined, unused-ignore]
             r.run(main())
 
-    ways = {"asyncio.run": run, "loop.close": close}
+    ways: dict[str, Callable[[Callable[[], Any]], None]] = {"asyncio.run": run, "loop.close": close}
     if sys.version_info >= (3, 11):
         ways["Runner"] = runner
     return ways
@@ -390,8 +390,12 @@ def test_every_kind_of_awaitable_a_release_may_return_is_awaited(manager: bool) 
         lambda: _generator_coroutine(done),
         lambda: _FutureLike(done),
     ]
+
+    def releasing_with(make: Callable[[], Any]) -> Callable[[object], Any]:
+        return lambda _: make()
+
     templates = [
-        ResourceTemplate(object, lambda _, make=make: make(), name=f"kind{i}")
+        ResourceTemplate(object, releasing_with(make), name=f"kind{i}")
         for i, make in enumerate(returns)
     ]
 
