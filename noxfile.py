@@ -197,17 +197,31 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    """Build the documentation site strictly, then check that it renders with no network.
+    """Build the documentation site strictly into ``site/`` (needs npm for the Mermaid script).
 
-    ``docs/_vendor.py`` fetches the Mermaid script the site serves itself (npm registry);
-    ``docs/_check_offline.py`` opens the built pages in headless Chromium (Debian's
-    ``chromium``) with every other host unresolvable, checks that the Lifecycle diagram is
-    drawn and that no page requests anything from another host, and writes a screenshot to
-    ``build/docs-check/lifecycle.png``.
+    ``docs/_vendor.py`` fetches the Mermaid script the site serves itself from the npm registry
+    with ``npm pack`` (Debian: ``apt-get install -y npm``); once fetched, it is reused. To read
+    the result, serve it: ``python -m http.server -d site 8000`` and open
+    http://127.0.0.1:8000/ (its links are directory URLs, which a browser does not resolve
+    from ``file://``). ``nox -s docs_check`` then checks it in a browser.
     """
     session.install("-e", ".[docs]")
     session.run("python", "docs/_vendor.py")
     session.run("mkdocs", "build", "--strict", *session.posargs)
+    session.log("built site/: python -m http.server -d site 8000, then http://127.0.0.1:8000/")
+
+
+@nox.session(python="3.11")
+def docs_check(session: nox.Session) -> None:
+    """Check the built site in headless Chromium with no network (run ``docs`` first).
+
+    ``docs/_check_offline.py`` opens the built pages in Debian's ``chromium``
+    (``apt-get install -y chromium``) with every other host unresolvable, checks that the
+    Lifecycle diagram is drawn and that no page requests anything from another host, and writes
+    a screenshot to ``build/docs-check/lifecycle.png``.
+    """
+    if not Path("site", "index.html").exists():
+        session.error("no site/ to check: run nox -s docs first")
     session.run("python", "docs/_check_offline.py")
 
 
