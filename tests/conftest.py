@@ -95,6 +95,13 @@ def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     _config.reset_for_tests()
 
 
+@pytest.fixture
+def slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the reaper thread asleep (an hour's interval): the test drives every pass with
+    ``reap()``. Use it with ``pytestmark = pytest.mark.usefixtures("slow_reaper")``."""
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A redis-server on 127.0.0.1: ``RESOURCELOOP_TEST_REDIS_URL``, or a private one."""
