@@ -218,11 +218,12 @@ def docs_check(session: nox.Session) -> None:
     ``docs/_check_offline.py`` opens the built pages in Debian's ``chromium``
     (``apt-get install -y chromium``) with every other host unresolvable, checks that the
     Lifecycle diagram is drawn and that no page requests anything from another host, and writes
-    a screenshot to ``build/docs-check/lifecycle.png``.
+    a screenshot to ``build/docs-check/lifecycle.png``; ``-- --screenshots`` captures every
+    page in ``build/docs-check/pages/`` too.
     """
     if not Path("site", "index.html").exists():
         session.error("no site/ to check: run nox -s docs first")
-    session.run("python", "docs/_check_offline.py")
+    session.run("python", "docs/_check_offline.py", *session.posargs)
 
 
 @nox.session(python=[v for v in PYTHONS if v not in SID_PYTHONS])
