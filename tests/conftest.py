@@ -45,7 +45,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     Each test collects garbage before and after it runs (``_clean_runtime``). With every test
     module and the libraries they import (Django, SQLAlchemy, Celery, aiohttp...) in the heap,
-    each full collection took 0.1 to 0.3 s, over half the suite's time. Frozen objects are the
+    each full collection took 0.1 to 0.3 s: setup and teardown were about half the suite's
+    time (``--durations=0``, 3.11, 2 busy cores). Frozen objects are the
     imports, alive for the whole run anyway; everything a test creates is still collected, and
     ``gc.get_objects()`` still sees it.
     """
