@@ -51,6 +51,7 @@ import pytest
 __all__ = [
     "ON_CI",
     "postgres_connections",
+    "private_binary",
     "private_postgres",
     "private_redis",
     "redis_connections",
@@ -273,6 +274,11 @@ def postgres_connections(dsn: str, application_name: str) -> int:
             f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application_name}'",
         )
     )
+
+
+def private_binary(name: str) -> str | None:
+    """Where the program a private server needs is (``redis-server``, ``initdb``...), or None."""
+    return _pg_bin(name)
 
 
 def _pg_bin(name: str) -> str | None:
