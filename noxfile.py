@@ -59,7 +59,9 @@ def tests_impl(session: nox.Session, *extra: str) -> None:
     session.run("python", "-m", "pytest", *PARALLEL, *session.posargs)
 
 
-@nox.session(python=NEWEST)
+# "python3.13", not "3.13": the signature of a session is its name and Python, and ``tests``
+# with "3.13" would answer to ``-s tests-3.13`` too, running the suite twice.
+@nox.session(python=f"python{NEWEST}" if NEWEST else None)
 def tests(session: nox.Session) -> None:
     """Run the test suite on the newest Python installed here, in parallel (about 2 to 3 min).
 
