@@ -1,12 +1,15 @@
-"""Developer sessions: ``nox -s tests`` (3.10 to 3.15), ``lint``, ``typecheck``, ``demo``, ``docs``,
-``bench``, ``mutants``, ``switchinterval``.
+"""Developer sessions: ``nox -s tests`` (the newest Python here), ``nox -t pythons`` (3.10 to
+3.15, as CI), ``lint``, ``typecheck``, ``demo``, ``docs``, ``docs_check``, ``bench``, ``mutants``,
+``switchinterval``.
 
-``nox`` with no arguments runs lint, typecheck and tests. CI (``.ci/run``) runs the same;
-``mutants`` and ``switchinterval`` are not part of it.
+``nox`` with no arguments runs lint, typecheck and tests. CI (``.ci/run``) runs lint, typecheck,
+every ``tests-3.X`` session and ``contrib_oldest``; ``mutants`` and ``switchinterval`` are not
+part of it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -23,6 +26,12 @@ SID_PYTHONS = ["3.14", "3.15"]
 SID_ROOT = Path(os.environ.get("RESOURCELOOP_SID_ROOT", "/var/tmp/resourceloop-sid"))
 #: nox's own rule for "this is CI": a missing interpreter is then an error, never a skip.
 CI = "CI" in os.environ
+#: The newest supported Python installed on this machine: what ``nox -s tests`` runs on.
+NEWEST = next((v for v in reversed(PYTHONS) if shutil.which(f"python{v}")), None)
+#: pytest-xdist: one worker per core. The suite is independent test by test (each worker is a
+#: process with its own runtime, reset by tests/conftest.py around every test); the tests that
+#: share a private server stay on one worker (``xdist_group``, ``--dist loadgroup``).
+PARALLEL = ["-n", "auto", "--dist", "loadgroup"]
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "venv"
@@ -30,11 +39,35 @@ nox.options.error_on_missing_interpreters = CI
 nox.options.download_python = "never"  # python.org and GitHub are out of reach in CI
 
 
-@nox.session(python=False)
+class _NoUvNoise(logging.Filter):
+    """nox logs "uv binary not found." in every session when uv is absent; with the ``venv``
+    backend uv is never used, so the line says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "uv binary not found."
+
+
+logging.getLogger("nox").addFilter(_NoUvNoise())
+
+
+def tests_impl(session: nox.Session, *extra: str) -> None:
+    """Install ``.[test]`` and run pytest in parallel; options after ``--`` go to pytest.
+
+    ``-- -n 0`` runs in one process; later options win over ``PARALLEL``.
+    """
+    session.install("-e", ".[test]", *extra)
+    session.run("python", "-m", "pytest", *PARALLEL, *session.posargs)
+
+
+# "python3.13", not "3.13": the signature of a session is its name and Python, and ``tests``
+# with "3.13" would answer to ``-s tests-3.13`` too, running the suite twice.
+@nox.session(python=f"python{NEWEST}" if NEWEST else None)
 def tests(session: nox.Session) -> None:
-    """Run the test suite on every Python from 3.10 to 3.15 (queues tests-3.10 ... tests-3.15)."""
-    for version in PYTHONS:
-        session.notify(f"tests-{version}")
+    """Run the test suite on the newest Python installed here, in parallel (about 2 to 3 min).
+
+    ``nox -t pythons`` runs it on every Python from 3.10 to 3.15 instead, as CI does.
+    """
+    tests_impl(session)
 
 
 def _how_to_get(version: str) -> str:
@@ -57,32 +90,56 @@ def _unavailable(session: nox.Session, message: str) -> None:
     session.skip(message)
 
 
+def _describe_root() -> str:
+    """Who built the sid root and when, so a run never uses a stranger's root unannounced."""
+    ready = SID_ROOT / ".resourceloop-sid-ready"
+    info = ready.stat()
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = str(info.st_uid)
+    import datetime
+
+    built = datetime.datetime.fromtimestamp(info.st_mtime, datetime.timezone.utc)
+    return f"{SID_ROOT} (owned by {owner}, built {built:%Y-%m-%d %H:%M} UTC)"
+
+
 def _tests_session(version: str) -> None:
     """Register ``tests-<version>``: on the host's interpreter, in the sid root, or a message."""
     on_host = shutil.which(f"python{version}") is not None
 
     def tests_here(session: nox.Session) -> None:
-        session.install("-e", ".[test]")
-        session.run("python", "-m", "pytest", *session.posargs)
+        tests_impl(session)
 
     def tests_elsewhere(session: nox.Session) -> None:
         if version not in SID_PYTHONS:
             _unavailable(session, _how_to_get(version))
         if sys.platform != "linux" or os.geteuid() != 0:
             _unavailable(session, f"{_how_to_get(version)}. The sid root needs root on Linux")
-        if not CI and not (SID_ROOT / ".resourceloop-sid-ready").exists():
+        ready = (SID_ROOT / ".resourceloop-sid-ready").exists()
+        if not CI and not ready:
             session.skip(f"{_how_to_get(version)}. Outside CI, nox uses the root once it exists")
+        if not CI and os.environ.get("RESOURCELOOP_SID_ROOT_OFF"):
+            session.skip(f"{_how_to_get(version)}. RESOURCELOOP_SID_ROOT_OFF is set")
+        if ready:
+            session.log(
+                f"python{version} is not installed here: using the Debian sid root in "
+                f"{_describe_root()}; set RESOURCELOOP_SID_ROOT_OFF=1 to skip it, or "
+                "RESOURCELOOP_SID_ROOT to use another"
+            )
         script = ["bash", ".ci/newer-pythons.sh", "--python", version]
-        session.run(*script, "--", *session.posargs, external=True)
+        session.run(*script, "--", *PARALLEL, *session.posargs, external=True)
 
     if on_host:
         tests_here.__doc__ = f"Run the test suite on Python {version}."
-        nox.session(name=f"tests-{version}", python=version)(tests_here)
+        nox.session(name=f"tests-{version}", python=version, tags=["pythons"])(tests_here)
     else:
         tests_elsewhere.__doc__ = f"Run the test suite on Python {version} (not installed here)."
         if version in SID_PYTHONS:
             tests_elsewhere.__doc__ = f"Run the test suite on Python {version}, in the sid root."
-        nox.session(name=f"tests-{version}", python=False)(tests_elsewhere)
+        nox.session(name=f"tests-{version}", python=False, tags=["pythons"])(tests_elsewhere)
 
 
 for _version in PYTHONS:
@@ -109,6 +166,7 @@ def contrib_oldest(session: nox.Session) -> None:
         "python",
         "-m",
         "pytest",
+        *PARALLEL,
         "tests/test_contrib_clients.py",
         "tests/test_contrib_aiohttp.py",
         *session.posargs,
@@ -141,18 +199,33 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    """Build the documentation site strictly, then check that it renders with no network.
+    """Build the documentation site strictly into ``site/`` (needs npm for the Mermaid script).
 
-    ``docs/_vendor.py`` fetches the Mermaid script the site serves itself (npm registry);
-    ``docs/_check_offline.py`` opens the built pages in headless Chromium (Debian's
-    ``chromium``) with every other host unresolvable, checks that the Lifecycle diagram is
-    drawn and that no page requests anything from another host, and writes a screenshot to
-    ``build/docs-check/lifecycle.png``.
+    ``docs/_vendor.py`` fetches the Mermaid script the site serves itself from the npm registry
+    with ``npm pack`` (Debian: ``apt-get install -y npm``); once fetched, it is reused. To read
+    the result, serve it: ``python -m http.server -d site 8000`` and open
+    http://127.0.0.1:8000/ (its links are directory URLs, which a browser does not resolve
+    from ``file://``). ``nox -s docs_check`` then checks it in a browser.
     """
     session.install("-e", ".[docs]")
     session.run("python", "docs/_vendor.py")
     session.run("mkdocs", "build", "--strict", *session.posargs)
-    session.run("python", "docs/_check_offline.py")
+    session.log("built site/: python -m http.server -d site 8000, then http://127.0.0.1:8000/")
+
+
+@nox.session(python="3.11")
+def docs_check(session: nox.Session) -> None:
+    """Check the built site in headless Chromium with no network (run ``docs`` first).
+
+    ``docs/_check_offline.py`` opens the built pages in Debian's ``chromium``
+    (``apt-get install -y chromium``) with every other host unresolvable, checks that the
+    Lifecycle diagram is drawn and that no page requests anything from another host, and writes
+    a screenshot to ``build/docs-check/lifecycle.png``; ``-- --screenshots`` captures every
+    page in ``build/docs-check/pages/`` too.
+    """
+    if not Path("site", "index.html").exists():
+        session.error("no site/ to check: run nox -s docs first")
+    session.run("python", "docs/_check_offline.py", *session.posargs)
 
 
 @nox.session(python=[v for v in PYTHONS if v not in SID_PYTHONS])

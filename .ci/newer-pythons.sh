@@ -23,7 +23,7 @@
 #
 # Environment: RESOURCELOOP_SID_ROOT (where the root lives), RESOURCELOOP_SID_MIRROR (the Debian
 # mirror; default the host's apt mirror). Passed into the root: CI, PYTHONWARNINGS, PYTHONDEVMODE,
-# PYTEST_ADDOPTS, PIP_INDEX_URL and the proxy variables; nothing else.
+# PYTEST_ADDOPTS, PYTEST_XDIST_AUTO_NUM_WORKERS, PIP_INDEX_URL and the proxy variables; nothing else.
 set -euo pipefail
 
 ROOT=${RESOURCELOOP_SID_ROOT:-/var/tmp/resourceloop-sid}
@@ -115,7 +115,7 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 
 inner_env=(HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=60)
-for name in CI RESOURCELOOP_TEST_REDIS_URL RESOURCELOOP_TEST_POSTGRES_DSN PYTHONWARNINGS PYTHONDEVMODE PYTEST_ADDOPTS PIP_INDEX_URL http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+for name in CI RESOURCELOOP_TEST_REDIS_URL RESOURCELOOP_TEST_POSTGRES_DSN PYTHONWARNINGS PYTHONDEVMODE PYTEST_ADDOPTS PYTEST_XDIST_AUTO_NUM_WORKERS PIP_INDEX_URL http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
     if [[ -n ${!name:-} ]]; then inner_env+=("$name=${!name}"); fi
 done
 

@@ -17,6 +17,9 @@ Run after ``mkdocs build`` (``nox -s docs`` does both). Three checks, each faili
    into the light DOM. The dump must then hold an SVG drawn by Mermaid (``aria-roledescription``
    set) with the diagram's labels, and no Mermaid source left undrawn. A screenshot of the page
    is written to ``build/docs-check/lifecycle.png`` for a human to look at.
+
+With ``--screenshots`` (``nox -s docs_check -- --screenshots``) every page is also captured, at
+1280 pixels wide, in ``build/docs-check/pages/``: look at them for clipped tables and labels.
 """
 
 from __future__ import annotations
@@ -193,7 +196,38 @@ def _open(browser: str, url: str, *extra: str) -> tuple[str, list[str]]:
     return result.stdout, requested
 
 
+def _all_pages() -> list[str]:
+    """Every page of the built site, as the path the server answers it at."""
+    pages = []
+    for index in sorted(SITE.rglob("index.html")):
+        relative = index.parent.relative_to(SITE).as_posix()
+        if relative in ("search", "404"):
+            continue
+        pages.append("" if relative == "." else f"{relative}/")
+    return pages
+
+
+def screenshots(browser: str, base: str, width: int = 1280, height: int = 4000) -> list[Path]:
+    """A screenshot of every page at ``width`` x ``height`` pixels, for a person to look at
+    (clipped tables, overlapping labels, unreadable diagrams): ``build/docs-check/pages/``."""
+    out = OUT / "pages"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for page in _all_pages():
+        name = (page.strip("/").replace("/", "-") or "index") + ".png"
+        _open(
+            browser,
+            base + page,
+            f"--screenshot={out / name}",
+            f"--window-size={width},{height}",
+            "--hide-scrollbars",
+        )
+        written.append(out / name)
+    return written
+
+
 def main() -> None:
+    all_pages = "--screenshots" in sys.argv[1:]
     if not (SITE / "index.html").is_file():
         sys.exit("site/ is not built: run `mkdocs build --strict` first (`nox -s docs`)")
     problems = [f"refers to another host: {ref}" for ref in static_references()]
@@ -230,6 +264,9 @@ def main() -> None:
             "--hide-scrollbars",
         )
         print(f"screenshot: {screenshot.relative_to(ROOT)}")
+        if all_pages:
+            shots = screenshots(browser, base)
+            print(f"{len(shots)} page screenshots in {(OUT / 'pages').relative_to(ROOT)}")
     if problems:
         sys.exit("the site does not render offline:\n  " + "\n  ".join(problems))
     print("docs offline check: ok")

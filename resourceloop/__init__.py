@@ -44,16 +44,33 @@ __all__ = (
     "stats",
 )
 
-for _name in (
-    "AcquisitionCycleError",
-    "Config",
-    "LiveResource",
-    "LoopClosedError",
-    "Stats",
-    "configure",
-    "live_resources",
-    "reap",
-    "stats",
-):
-    globals()[_name].__module__ = __name__
-del _name
+
+def _fixup_module_metadata(module_name: str, namespace: dict[str, object]) -> None:
+    """Make every public object say it lives in ``module_name`` (trio's ``fixup_module_metadata``).
+
+    Tracebacks, pickles, ``repr()`` of classes and the reference then show ``resourceloop.X``
+    rather than the private module that defines it. Classes are walked once, so their methods
+    and nested classes follow; objects from outside the package are left alone.
+    """
+    import types
+
+    seen: set[int] = set()
+
+    def fix(obj: object) -> None:
+        # Only classes and functions: an instance (``resource_templates``) reports its class's.
+        if id(obj) in seen or not isinstance(obj, (type, types.FunctionType)):
+            return
+        seen.add(id(obj))
+        if not obj.__module__.startswith("resourceloop._"):
+            return
+        obj.__module__ = module_name
+        if isinstance(obj, type):
+            for attr in vars(obj).values():
+                fix(getattr(attr, "__func__", attr))
+
+    for name in __all__:
+        fix(namespace[name])
+
+
+_fixup_module_metadata(__name__, globals())
+del _fixup_module_metadata

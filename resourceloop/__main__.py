@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_DEMO_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # An unknown option after ``demo`` is reported with the demo's usage, not the top level's.
+    demo.set_defaults(command_parser=demo)
     demo.add_argument(
         "--threads",
         type=_count(_MAX_THREADS),
@@ -169,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m resourceloop`` with ``argv``; return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse reports an option it does not know with the top-level usage, even after a
+    # command; parse_known_args lets the command's own parser say it, with its usage.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        where: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+        where.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 0

@@ -146,9 +146,15 @@ _current: Config | None = None
 def current() -> Config:
     """The settings in force, read from the environment on first use."""
     config = _current
-    if config is None:
-        config = _load()
-    return config
+    if config is not None:
+        return config
+    try:
+        return _load()
+    except ValueError as exc:
+        error = str(exc)
+    # The message says it all (the variable, its value, what is accepted): raised here, from
+    # None, the traceback ends at the caller's line instead of four frames of parsing.
+    raise ValueError(error) from None
 
 
 def _load() -> Config:

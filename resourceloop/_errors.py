@@ -28,7 +28,7 @@ class AcquisitionCycleError(RuntimeError):
     the templates in order (``'a' -> 'b' -> 'a'``). Break the cycle: create the shared part
     in one template and acquire it from the others.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
 

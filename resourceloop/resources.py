@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Sequence, Set
 from typing import Any
 
-from ._manager import ResourceManager
+from ._manager import ResourceManager, resource_manager
 from ._template import ResourceTemplate
 from ._views import ManagedLoops, Templates
 
@@ -31,9 +31,6 @@ __all__ = [
     "resource_manager",
     "resource_templates",
 ]
-
-resource_manager = ResourceManager
-"""Alias of :class:`ResourceManager`, as on Pyot's page."""
 
 resource_managed_loops: Set[asyncio.AbstractEventLoop] = ManagedLoops()
 """Live set of the event loops with an active ``ResourceManager``."""

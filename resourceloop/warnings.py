@@ -98,7 +98,7 @@ class BlockingReleaseWarning(ResourceLoopWarning):
     What to do: make the release asynchronous, moving the blocking part to a thread
     (``await asyncio.to_thread(...)``), or make it return sooner.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
 
@@ -113,5 +113,5 @@ class UnclosedLoopWarning(ResourceLoopWarning):
     What to do: close each loop when done with it (``asyncio.run()``, ``asyncio.Runner``,
     ``loop.close()``), or keep one loop per worker thread.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """

@@ -17,11 +17,50 @@ import pytest
 
 from resourceloop import _config, _runtime
 
+#: Session fixtures that start a private server: their tests share one xdist worker.
+_SERVER_FIXTURES = frozenset({"redis_url", "postgres_dsn"})
+
 
 def pytest_configure(config: pytest.Config) -> None:
     interval = os.environ.get("RESOURCELOOP_SWITCHINTERVAL")
     if interval:
         sys.setswitchinterval(float(interval))
+    # pytest-xdist registers it too; without xdist, --strict-markers still needs it known.
+    config.addinivalue_line("markers", "xdist_group(name): run on the same pytest-xdist worker")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every test that uses a private server on one worker (``--dist loadgroup``).
+
+    Each xdist worker is a process with session fixtures of its own: without a group, each
+    would start its own redis-server and PostgreSQL (initdb alone is seconds of CPU).
+    """
+    for item in items:
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("servers"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move everything alive after collection out of the collector's sight (``gc.freeze()``).
+
+    Each test collects garbage before and after it runs (``_clean_runtime``). With every test
+    module and the libraries they import (Django, SQLAlchemy, Celery, aiohttp...) in the heap,
+    each full collection took 0.1 to 0.3 s: setup and teardown were about half the suite's
+    time (``--durations=0``, 3.11, 2 busy cores). Frozen objects are the
+    imports, alive for the whole run anyway; everything a test creates is still collected, and
+    ``gc.get_objects()`` still sees it.
+
+    Not on 3.14 and later: with their incremental collector, objects a test created after the
+    freeze were left uncollected (templates of earlier tests then showed up in the managers of
+    later ones: 11 of test_manager.py's 30 tests failed on 3.14.10, none without the freeze).
+    """
+    gc.collect()
+    if sys.version_info < (3, 14):
+        gc.freeze()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    gc.unfreeze()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -60,6 +99,13 @@ def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESOURCELOOP_CLOSE_HOOK", "0")
     monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
     _config.reset_for_tests()
+
+
+@pytest.fixture
+def slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the reaper thread asleep (an hour's interval): the test drives every pass with
+    ``reap()``. Use it with ``pytestmark = pytest.mark.usefixtures("slow_reaper")``."""
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
 
 
 @pytest.fixture(scope="session")

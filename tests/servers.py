@@ -11,6 +11,12 @@ Where the servers are:
 * if neither works, the tests that need the server are skipped with the reason, except under
   ``CI=true``, where a missing server (or package) fails them: CI must never pass by skipping.
 
+The private servers die with the test run however it ends (a failure, Ctrl-C, ``timeout``
+or a CI runner killing pytest with SIGKILL): each is a direct child of the pytest process, started
+with ``PR_SET_PDEATHSIG`` (Linux), so the kernel kills it when the thread that started it ends.
+PostgreSQL runs as ``postgres`` in the foreground (no ``pg_ctl start``, which would detach it);
+its backends exit by themselves once their postmaster is gone.
+
 Nothing beyond the Python packages is needed to talk to them: redis through a raw socket,
 PostgreSQL through psql, or (without psql, as in a chroot with Python only) a throwaway asyncpg
 connection on a loop and thread of its own.
@@ -24,11 +30,15 @@ expected count, with a deadline that only matters when the code under test is br
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -41,10 +51,12 @@ import pytest
 __all__ = [
     "ON_CI",
     "postgres_connections",
+    "private_binary",
     "private_postgres",
     "private_redis",
     "redis_connections",
     "require",
+    "server_pids",
     "unavailable",
     "wait_for",
 ]
@@ -79,6 +91,53 @@ def wait_for(count: Callable[[], int], expected: int, what: str) -> int:
             assert value == expected, f"{what}: {value}, expected {expected}"
             return value
         time.sleep(0.01)  # the server's own event loop, not ours, has to run
+
+
+#: The pid of each private server this process started and has not stopped yet, by URL.
+server_pids: dict[str, int] = {}
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(user: str | None = None) -> Callable[[], None]:
+    """A ``preexec_fn``: become ``user`` (as root), then ask for SIGKILL when the parent dies.
+
+    The parent-death signal is cleared when credentials change, so it is set after them. If
+    the parent died before this ran, the child is already an orphan: it kills itself. The
+    function runs between fork and exec in a process that may have other threads, so it only
+    makes system calls: ``pwd`` and libc are looked up here, in the parent.
+    """
+    parent = os.getpid()
+    uid = gid = None
+    if user is not None:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def preexec() -> None:
+        if gid is not None and uid is not None:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        if sys.platform == "linux":
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def _stop(server: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop ``server`` with ``sig``; SIGKILL it if it has not exited within 30 s."""
+    if server.poll() is None:
+        server.send_signal(sig)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def _free_port() -> int:
@@ -133,9 +192,11 @@ def private_redis() -> Iterator[str]:
                 *("--save", "", "--appendonly", "no", "--logfile", f"{where}/log"),
             ],
             stdout=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - takes no lock: _die_with_parent
         )
+        url = f"redis://127.0.0.1:{port}/0"
+        server_pids[url] = server.pid
         try:
-            url = f"redis://127.0.0.1:{port}/0"
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -147,8 +208,8 @@ def private_redis() -> Iterator[str]:
                     time.sleep(0.01)
             yield url
         finally:
-            server.terminate()
-            server.wait(30)
+            server_pids.pop(url, None)
+            _stop(server)
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------
@@ -215,6 +276,11 @@ def postgres_connections(dsn: str, application_name: str) -> int:
     )
 
 
+def private_binary(name: str) -> str | None:
+    """Where the program a private server needs is (``redis-server``, ``initdb``...), or None."""
+    return _pg_bin(name)
+
+
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found is not None:
@@ -229,41 +295,69 @@ def private_postgres() -> Iterator[str]:
 
     PostgreSQL refuses to run as root; as root, the server runs as the ``postgres`` user.
     """
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        unavailable("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
-    as_user: list[str] = []
+    initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
+    if initdb is None or postgres is None:
+        unavailable("PostgreSQL's initdb/postgres are not installed (apt-get install postgresql)")
+    user: str | None = None
     if os.geteuid() == 0:
-        if shutil.which("su") is None:
-            unavailable("running as root without su: cannot start PostgreSQL as postgres")
-        as_user = ["su", "postgres", "-s", "/bin/sh", "-c"]
+        user = "postgres"
+        try:
+            import pwd
+
+            pwd.getpwnam(user)
+        except KeyError:
+            unavailable("running as root without a postgres user: cannot start PostgreSQL")
     with tempfile.TemporaryDirectory(prefix="resourceloop-postgres-") as where:
         os.chmod(where, 0o755)
         data = Path(where, "data")
         port = _free_port()
-
-        def run(*argv: str) -> subprocess.CompletedProcess[str]:
-            command: list[str] = list(argv)
-            if as_user:
-                command = [*as_user, " ".join(f"'{a}'" for a in argv)]
-            return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-
-        if as_user:
-            shutil.chown(where, "postgres")
-        init = run(initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        if user is not None:
+            shutil.chown(where, user)
+        init = subprocess.run(
+            [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            preexec_fn=_die_with_parent(user),
+        )
         if init.returncode != 0:
             unavailable(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={where} "
-            "-c max_connections=200 -c fsync=off"
-        )
-        start = run(pg_ctl, "-D", str(data), "-l", f"{where}/log", "-w", "-o", options, "start")
-        if start.returncode != 0:
-            unavailable(f"PostgreSQL did not start: {start.stderr.strip()}")
+        # The postmaster in the foreground, as our child: pg_ctl would detach it from us.
+        with open(f"{where}/log", "wb") as log:
+            server = subprocess.Popen(
+                [
+                    *(postgres, "-D", str(data), "-c", "listen_addresses=127.0.0.1"),
+                    *("-p", str(port), "-c", f"unix_socket_directories={where}"),
+                    *("-c", "max_connections=200", "-c", "fsync=off"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent(user),  # noqa: PLW1509 - takes no lock: _die_with_parent
+            )
+        dsn = f"postgresql://postgres@127.0.0.1:{port}/resourceloop"
+        server_pids[dsn] = server.pid
         try:
+            deadline = time.monotonic() + 60
+            while not _accepts(port):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    unavailable(f"PostgreSQL did not start: {Path(where, 'log').read_text()}")
+                time.sleep(0.05)
             postgres_query(
                 f"postgresql://postgres@127.0.0.1:{port}/postgres", "CREATE DATABASE resourceloop"
             )
-            yield f"postgresql://postgres@127.0.0.1:{port}/resourceloop"
+            yield dsn
         finally:
-            run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
+            server_pids.pop(dsn, None)
+            _stop(server, signal.SIGQUIT)  # immediate shutdown, as pg_ctl -m immediate
+
+
+def _accepts(port: int) -> bool:
+    """Whether PostgreSQL accepts connections on ``port`` (a startup packet answered)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 1) as sock:
+            # An SSLRequest: a running server answers with one byte, "S" or "N".
+            sock.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))
+            return sock.recv(1) in (b"S", b"N")
+    except OSError:
+        return False

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import itertools
 import logging
+import os
 import threading
 import warnings
 import weakref
@@ -182,7 +183,7 @@ def client(request: pytest.FixtureRequest) -> Client:
 
 def _warm_up(client: Client) -> None:
     """One full cycle first: imports, caches and lazily opened files are not what we count."""
-    template = client.template(f"warmup{next(_tags)}")
+    template = client.template(f"warmup{os.getpid()}x{next(_tags)}")
 
     async def main() -> None:
         await client.use(await template.acquire())
@@ -203,7 +204,12 @@ def _clean_runtime() -> None:
 
 @pytest.fixture
 def tag() -> str:
-    return f"rltest{next(_tags)}"
+    """A client name no other test, and no other run on the same servers, uses.
+
+    CI runs several Pythons at once against one redis-server and one PostgreSQL; the counts
+    are filtered by this name, so it carries the process id.
+    """
+    return f"rltest{os.getpid()}x{next(_tags)}"
 
 
 @contextmanager

@@ -315,6 +315,22 @@ def test_bad_demo_option_prints_the_demos_usage(option: str, value: str, message
     assert result.stderr.endswith(f"python -m resourceloop demo: error: {message}\n")
 
 
+def test_unknown_demo_option_prints_the_demos_usage() -> None:
+    """An option the demo does not know is reported with the demo's usage; a top-level one
+    with the top-level usage; both exit with status 2."""
+    result = _command("demo", "--bogus")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("usage: python -m resourceloop demo ")
+    assert result.stderr.endswith(
+        "python -m resourceloop demo: error: unrecognized arguments: --bogus\n"
+    )
+    top = _command("--bogus")
+    assert top.returncode == 2
+    assert top.stderr.startswith("usage: python -m resourceloop [-h]")
+    assert top.stderr.endswith("python -m resourceloop: error: unrecognized arguments: --bogus\n")
+
+
 # -- Ctrl-C --------------------------------------------------------------------------------------
 
 
@@ -350,6 +366,9 @@ def test_one_ctrl_c_stops_the_demo(modes: str) -> None:
         banner = process.stdout.readline()  # printed once the first call is running
         assert banner.startswith("resourceloop demo: 100000 summoners"), banner
         assert "(Ctrl-C stops it)" in banner
+        explained = process.stdout.readline() + process.stdout.readline()
+        assert "Pyot's example" in explained, explained
+        assert "without resourceloop" in explained, explained
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
         try:

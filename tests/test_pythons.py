@@ -31,6 +31,7 @@ from resourceloop import ResourceTemplate, reap, resource_manager, stats
 from resourceloop.sync import async_to_sync
 from resourceloop.warnings import ForcedReleaseWarning
 from tests._env import CHECKOUT
+from tests._fakes import Res
 from tests._loops import HAS_UVLOOP, LOOP_FACTORIES, LoopFactory, run, uvloop
 from tests._warnings import record_text
 
@@ -38,17 +39,7 @@ needs_314 = pytest.mark.skipif(sys.version_info < (3, 14), reason="new in Python
 needs_312 = pytest.mark.skipif(sys.version_info < (3, 12), reason="new in Python 3.12")
 
 
-@pytest.fixture(autouse=True)
-def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the reaper thread asleep: ``reap()`` drives every pass here."""
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
-
-
-class Res:
-    """A fake resource; refers to its loop only weakly, so a dropped loop can be collected."""
-
-    def __init__(self) -> None:
-        self.loop_ref = weakref.ref(asyncio.get_running_loop())
+pytestmark = pytest.mark.usefixtures("slow_reaper")  # reap() drives every pass here
 
 
 class Books:
@@ -59,7 +50,7 @@ class Books:
         self.forced: list[Res] = []
 
         async def release(r: Res) -> None:
-            self.graceful.append((r, asyncio.get_running_loop() is r.loop_ref()))
+            self.graceful.append((r, asyncio.get_running_loop() is r.made_on()))
 
         self.template = ResourceTemplate(
             Res, release, name="t", force_release_func=self.forced.append
@@ -144,7 +135,7 @@ def test_the_api_needs_no_current_loop() -> None:
 
     async def work() -> bool:
         r = await books.acquire()
-        return r.loop_ref() is asyncio.get_running_loop()
+        return r.made_on() is asyncio.get_running_loop()
 
     def thread() -> None:
         resourceloop.configure(release_timeout=5.0)

@@ -38,10 +38,13 @@ from tests._loops import needs_uvloop, uvloop
 from tests._loops import new_uvloop as _new_uvloop
 from tests._warnings import logged
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/fd").is_dir() or not Path("/proc/net/tcp").exists(),
-    reason="counts descriptors through /proc",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not Path("/proc/self/fd").is_dir() or not Path("/proc/net/tcp").exists(),
+        reason="counts descriptors through /proc",
+    ),
+    pytest.mark.usefixtures("slow_reaper"),  # these tests drive every pass with reap()
+]
 
 FACTORIES = [
     pytest.param(asyncio.new_event_loop, id="asyncio"),
@@ -136,12 +139,6 @@ def server() -> Iterator[Server]:
     s.start()
     yield s
     s.stop()
-
-
-@pytest.fixture(autouse=True)
-def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the reaper thread asleep: these tests drive every pass with ``reap()``."""
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
 
 
 @pytest.fixture

@@ -13,69 +13,16 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import attrs
 import pytest
 
 import resourceloop
 from resourceloop import LoopClosedError, ResourceTemplate, resource_templates
 from resourceloop.warnings import ForcedReleaseWarning, UngracefulLoopWarning
+from tests._fakes import Fake, Recorder
 from tests._loops import LOOP_FACTORIES, LoopFactory, run
 from tests._warnings import logged, record_text
 
 T = TypeVar("T")
-
-
-def running_loop_or_none() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-@attrs.define(eq=False)
-class Fake:
-    """A resource that remembers where it was created."""
-
-    serial: int
-    loop: asyncio.AbstractEventLoop | None
-    thread: threading.Thread
-
-
-@attrs.define(eq=False)
-class Released:
-    """One call of a release function: what, on which loop (if any), in which thread."""
-
-    resource: Fake
-    loop: asyncio.AbstractEventLoop | None
-    thread: threading.Thread
-
-
-@attrs.define(eq=False)
-class Recorder:
-    """Factory and release functions that record every call."""
-
-    created: list[Fake] = attrs.field(factory=list)
-    released: list[Released] = attrs.field(factory=list)
-    forced: list[Released] = attrs.field(factory=list)
-
-    def make(self) -> Fake:
-        fake = Fake(len(self.created), running_loop_or_none(), threading.current_thread())
-        self.created.append(fake)
-        return fake
-
-    async def amake(self) -> Fake:
-        await asyncio.sleep(0)
-        return self.make()
-
-    def release(self, fake: Fake) -> None:
-        self.released.append(Released(fake, running_loop_or_none(), threading.current_thread()))
-
-    async def arelease(self, fake: Fake) -> None:
-        await asyncio.sleep(0)
-        self.release(fake)
-
-    def force(self, fake: Fake) -> None:
-        self.forced.append(Released(fake, running_loop_or_none(), threading.current_thread()))
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ import concurrent.futures
 import difflib
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -76,64 +77,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "resourceloop"
 
-#: The tests of the registry's modules (``_state`` and ``_ledger`` were split out of
-#: ``_registry``, and share its tests).
-_REGISTRY_TESTS = [
-    "tests/test_registry.py",
-    "tests/test_custody.py",
-    "tests/test_reaper.py",
-    "tests/test_closehook.py",
-    "tests/test_exit_fork.py",
-    "tests/test_threads.py",
-    "tests/test_template.py",
-    "tests/test_manager.py",
-]
-#: The tests of the release modules (``_force`` and ``_loop_run`` were split out of
-#: ``_release``, and share its tests).
-_RELEASE_TESTS = [
-    "tests/test_custody.py",
-    "tests/test_closehook.py",
-    "tests/test_reaper.py",
-    "tests/test_manager.py",
-    "tests/test_template.py",
-    "tests/test_exit_fork.py",
-    "tests/test_threads.py",
-]
+#: Where the map from each module to its tests lives (a table, most specific test first).
+TEST_MAP = ROOT / "tests" / "README.md"
+#: The modules this tool mutates by default: the custody core.
+CORE = (
+    "_state",
+    "_ledger",
+    "_registry",
+    "_release",
+    "_force",
+    "_loop_run",
+    "_closehook",
+    "_reaper",
+)
 
-#: The tests each module is checked against, most specific first (``-x`` stops at the first
-#: failure, so a mutant that a fast, targeted test kills costs little).
-TESTS: dict[str, list[str]] = {
-    "_state": _REGISTRY_TESTS,
-    "_ledger": [
-        "tests/test_registry.py",
-        "tests/test_custody.py",
-        "tests/test_reaper.py",
-        "tests/test_closehook.py",
-        "tests/test_threads.py",
-        "tests/test_manager.py",
-    ],
-    "_registry": _REGISTRY_TESTS,
-    "_release": _RELEASE_TESTS,
-    "_force": _RELEASE_TESTS,
-    "_loop_run": _RELEASE_TESTS,
-    "_closehook": [
-        "tests/test_closehook.py",
-        "tests/test_custody.py",
-        "tests/test_reaper.py",
-        "tests/test_threads.py",
-        "tests/test_template.py",
-        "tests/test_exit_fork.py",
-        "tests/test_manager.py",
-    ],
-    "_reaper": [
-        "tests/test_reaper.py",
-        "tests/test_custody.py",
-        "tests/test_exit_fork.py",
-        "tests/test_closehook.py",
-        "tests/test_threads.py",
-        "tests/test_template.py",
-    ],
-}
+
+def read_test_map(path: Path = TEST_MAP) -> dict[str, list[str]]:
+    """The tests of each module, from the table of ``tests/README.md``.
+
+    A row whose first cell names one module (`` `resourceloop/_reaper.py` ``) maps that module
+    to the test files of its second cell, in order (``-x`` stops at the first failure, so a
+    mutant that a fast, targeted test kills costs little). Rows naming several modules, or
+    none, are for readers and are skipped.
+    """
+    found: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        match = re.fullmatch(r"\| `resourceloop/(\w+)\.py` \| ([^|]+) \|", line.strip())
+        if match:
+            names = [n.strip() for n in match.group(2).split(",")]
+            found[match.group(1)] = [f"tests/{name}" for name in names if name]
+    missing = [module for module in CORE if module not in found]
+    if missing:
+        raise SystemExit(f"{path}: no row for {', '.join(missing)} in its module/tests table")
+    return found
+
+
+#: The tests each module is checked against, most specific first (from ``tests/README.md``).
+TESTS: dict[str, list[str]] = read_test_map()
 
 #: The commit whose line numbers the keys of ``EQUIVALENT`` use. The tool carries each key to
 #: the current code through a line diff of the module since then; an entry whose line changed
@@ -764,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     DESELECT[:] = args.deselect
 
-    modules = args.module or list(TESTS)
+    modules = args.module or list(CORE)
     if args.show:
         module, index = args.show.split(":")
         print(mutated_source(enumerate_mutants(module)[int(index)]))
