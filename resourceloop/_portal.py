@@ -24,8 +24,8 @@ from typing import Any, Final, ParamSpec, TypeVar, final
 
 from ._compat import get_running_loop_or_none, iscoroutinefunction
 from ._errors import PortalCallError, PortalClosedError
-from ._portal_loop import PortalLoop, Startup
-from ._portal_process import default_portal, install_process_hooks
+from ._portal_loop import PortalLoop, Startup, in_executor_of
+from ._portal_process import default_portal, install_process_hooks, remember
 
 __all__ = ["WAIT_SLICE", "Portal", "check_async_callable", "is_async_callable", "portal"]
 
@@ -110,6 +110,7 @@ class Portal(PortalLoop):
                 f"got {loop_factory!r}"
             )
         super().__init__(name, loop_factory or asyncio.new_event_loop)
+        remember(self)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -294,6 +295,14 @@ class Portal(PortalLoop):
         Idempotent; on a portal never started it only marks it closed; in a fork child, a
         parent's portal is left untouched.
 
+        Every wait of the shutdown is bounded: calls, leftover tasks, async generators and jobs
+        of the portal's default executor are each waited for up to ``release_timeout`` (each
+        release too), so a stuck job delays ``close()`` by that much, never forever.
+
+        Called from sync code that the portal itself runs in its default executor (through
+        ``asyncio.to_thread`` or :func:`sync_to_async`), it asks the portal to stop and returns
+        at once, without waiting: the portal finishes closing once that code returns.
+
         Raises:
             PortalCallError: Called from the portal's own loop or thread (it would wait for
                 itself); use ``loop.call_soon(...)`` of another thread, or close it from sync
@@ -302,10 +311,14 @@ class Portal(PortalLoop):
                 stopping (likewise SystemExit); raised to the caller of ``close()`` that stopped
                 the portal, after every resource was released and the loop closed.
 
-        Safe to call from any thread but the portal's own.
+        Safe to call from any thread but the portal's own (its default executor's threads
+        included, where it does not wait).
 
         .. versionadded:: 0.1.0
         """
+        # The portal's own executor threads (sync code it runs through ``to_thread`` or
+        # ``sync_to_async``) only ask: the portal's thread joins them before it finishes.
+        own_executor = in_executor_of(self)
         while True:
             with self._lock:
                 state = self._state
@@ -328,6 +341,10 @@ class Portal(PortalLoop):
                         loop.call_soon_threadsafe(self._request_stop)
                     except RuntimeError:  # its loop is closing by itself
                         pass
+                elif state == "starting" and own_executor:
+                    self._state = "closing"  # _serve stops as soon as it has started
+            if own_executor:
+                return
             if startup is None:  # pragma: no cover - a started portal always has one
                 return
             if state == "starting":

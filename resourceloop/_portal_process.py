@@ -31,9 +31,13 @@ _default: Portal | None = None
 _default_lock = threading.Lock()
 _exiting = False
 _exit_hook_installed = False
-_fork_hook_installed = False
 #: Portals started in this process, for exit and fork; written under _default_lock.
 _portals: weakref.WeakSet[Portal] = weakref.WeakSet()
+#: Every portal made in this process, started or not, so that a fork child can give each a
+#: fresh lock; written under _made_lock (its own: default_portal() makes one under
+#: _default_lock).
+_made: weakref.WeakSet[Portal] = weakref.WeakSet()
+_made_lock = threading.Lock()
 #: Portals a fork child inherited from its parent: referenced forever, never touched.
 _forgotten: list[object] = []
 
@@ -59,23 +63,26 @@ def default_portal(new: type[Portal]) -> Portal:
         return current
 
 
+def remember(made: Portal) -> None:
+    """Remember a new portal, so that a fork child replaces its lock."""
+    with _made_lock:
+        _made.add(made)
+
+
 def install_process_hooks(started: Portal) -> None:
-    """Remember ``started`` for exit and fork; register the handlers once.
+    """Remember ``started`` for exit and fork; register the exit handler once.
 
     Called after the portal's loop runs, so our exit handler is registered after the runtime's
     and runs before it (atexit runs handlers last-in, first-out): portals close while the
     reaper still runs.
     """
-    global _exit_hook_installed, _fork_hook_installed
+    global _exit_hook_installed
     with _default_lock:
         _portals.add(started)
         exit_hook = not _exit_hook_installed
-        fork_hook = not _fork_hook_installed and hasattr(os, "register_at_fork")
-        _exit_hook_installed = _fork_hook_installed = True
+        _exit_hook_installed = True
     if exit_hook:
         atexit.register(_close_at_exit)
-    if fork_hook:
-        os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_at_exit() -> None:
@@ -92,18 +99,35 @@ def _close_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    """The child never touches the parent's portals; cheap, as fork hooks must be."""
-    global _default, _default_lock, _portals, _exit_hook_installed
+    """The child never touches the parent's portals; cheap, as fork hooks must be.
+
+    Locks first: another thread of the parent may have held any of them at fork time, and
+    that thread does not exist here to release it. Nothing below takes a lock: iterating a
+    ``WeakSet`` takes none, and no other thread runs in the child yet.
+    """
+    global _default, _default_lock, _portals, _made, _made_lock, _exit_hook_installed
+    _default_lock = threading.Lock()
+    _made_lock = threading.Lock()
+    made = list(_made)
+    for each in made:
+        each._lock = threading.Lock()
     inherited = list(_portals)
     _forgotten.append(inherited)  # keep their loops alive: never collected, never closed here
-    for each in inherited:
-        each._lock = threading.Lock()  # another thread may have held it at fork time
+    for each in made:
+        # A started portal's thread does not exist here ("starting" included: its thread
+        # was about to run); one never started stays usable in the child.
         if each._state != "new":
             each._state = "forked"
     _portals = weakref.WeakSet()
+    _made = weakref.WeakSet(each for each in made if each._state == "new")
     _default = None
-    _default_lock = threading.Lock()
     # The child's first portal registers the exit handler again, after whatever the child
     # registered meanwhile, so that it runs first, as in the parent.
     atexit.unregister(_close_at_exit)
     _exit_hook_installed = False
+
+
+# Registered at import, not at the first start: a fork may come while another thread makes
+# the first portal (and holds _default_lock), and the child must not inherit that lock.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
