@@ -25,9 +25,16 @@ from typing import Any, Final, ParamSpec, TypeVar, final
 from ._compat import get_running_loop_or_none, iscoroutinefunction
 from ._errors import PortalCallError, PortalClosedError
 from ._portal_loop import PortalLoop, Startup, in_executor_of
-from ._portal_process import default_portal, install_process_hooks, remember
+from ._portal_process import default_portal, install_process_hooks, release_process, remember
 
-__all__ = ["WAIT_SLICE", "Portal", "check_async_callable", "is_async_callable", "portal"]
+__all__ = [
+    "WAIT_SLICE",
+    "Portal",
+    "check_async_callable",
+    "is_async_callable",
+    "portal",
+    "release_at_process_end",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -395,3 +402,27 @@ def portal() -> Portal:
     .. versionadded:: 0.1.0
     """
     return default_portal(Portal)
+
+
+def release_at_process_end() -> None:
+    """Do now what interpreter exit does: close every portal, release what idle loops hold.
+
+    For a process that is about to end without running ``atexit``: a worker of a pool that
+    ends its children with ``os._exit``. resourceloop already does this by itself in the
+    children of ``multiprocessing`` and billiard ``Process`` objects (a
+    ``multiprocessing.util.Finalize`` registered in each child), and
+    ``resourceloop.contrib.celery`` does it in Celery's prefork children; call it yourself
+    from a pool's exit hook that resourceloop does not know about (billiard's
+    ``Pool(on_process_exit=...)``, for example, since billiard's pool workers skip finalizers).
+
+    Every portal of this process is closed, releasing its resources gracefully on its loop;
+    then loops that are neither running nor closed get their resources released on them.
+    Afterwards :func:`portal` refuses to make a new default portal (as at exit). Never
+    raises; idempotent.
+
+    Call it from sync code in the process's main thread or any thread that runs no event
+    loop (a portal is waited for, as by :meth:`Portal.close`).
+
+    .. versionadded:: 0.1.0
+    """
+    release_process()

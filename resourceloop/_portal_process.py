@@ -7,6 +7,17 @@ does not exist there) and gets a fresh default portal. Both need the set of port
 this process, and the fork handler resets the default portal along with it, so that state,
 its lock and both handlers live here, apart from the ``Portal`` class (``_portal``), which
 reports each start through :func:`install_process_hooks`.
+
+Pool children end without ``atexit``: a ``multiprocessing`` (or billiard) child runs its
+``Process`` and then ``os._exit``, after running ``multiprocessing.util`` finalizers only. So
+every fork child that multiprocessing bootstraps registers a ``Finalize`` that does what
+interpreter exit does (:func:`release_process`: close this process's portals, then the
+runtime's exit pass). It cannot be registered by the fork handler itself, since
+``Process._bootstrap`` clears the finalizer registry after the fork: the fork handler registers
+an after-fork callback (``multiprocessing.util.register_after_fork``), which bootstrap runs
+after that clearing, and the callback registers the finalizer. billiard's pool workers
+(Celery's prefork) call ``os._exit`` without running finalizers at all: there
+``resourceloop.contrib.celery`` calls :func:`release_process` from ``worker_process_shutdown``.
 """
 
 from __future__ import annotations
@@ -14,16 +25,17 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._errors import PortalClosedError
 
 if TYPE_CHECKING:
     from ._portal import Portal
 
-__all__ = ["default_portal", "install_process_hooks"]
+__all__ = ["default_portal", "install_process_hooks", "release_process", "remember"]
 
 logger = logging.getLogger("resourceloop")
 
@@ -83,6 +95,11 @@ def install_process_hooks(started: Portal) -> None:
         _exit_hook_installed = True
     if exit_hook:
         atexit.register(_close_at_exit)
+        # A pool child started otherwise than by a fork of a process that had imported us
+        # (forkserver, or resourceloop imported in the child): it will end with os._exit too.
+        mp = sys.modules.get("multiprocessing")
+        if mp is not None and mp.parent_process() is not None:
+            register_process_end()
 
 
 def _close_at_exit() -> None:
@@ -96,6 +113,66 @@ def _close_at_exit() -> None:
             each.close()
         except BaseException:  # pragma: no cover - a release that raised SystemExit at exit
             logger.exception("resourceloop could not close %r at exit", each)
+
+
+def release_process() -> None:
+    """Close every portal of this process, then run the runtime's exit pass; never raise.
+
+    What interpreter exit does, for a process that will end without ``atexit``. Afterwards
+    :func:`default_portal` refuses to make a new portal, as at exit.
+    """
+    _close_at_exit()
+    from . import _runtime  # the runtime's exit pass; imported late, it is a layer below us
+
+    try:
+        _runtime._at_exit()
+    except Exception:  # pragma: no cover - _at_exit logs its own failures
+        logger.debug("the runtime's exit pass failed", exc_info=True)
+
+
+#: The multiprocessing-like ``util`` modules whose children run finalizers and after-fork
+#: callbacks: the standard one, and billiard's (the same objects since billiard 4).
+_POOL_UTILS: Final = ("multiprocessing.util", "billiard.util")
+
+
+class _AfterForkKey:
+    """Keeps our after-fork callback registered: ``register_after_fork`` holds it weakly."""
+
+    __slots__ = ("__weakref__",)
+
+
+_after_fork_key = _AfterForkKey()
+_finalizer_pid = 0  # the process whose finalizer is registered
+
+
+def _pool_utils() -> list[object]:
+    found: list[object] = []
+    for name in _POOL_UTILS:
+        util = sys.modules.get(name)  # imported already if this process can be a pool child
+        if util is not None and all(util.Finalize is not u.Finalize for u in found):  # type: ignore[attr-defined]
+            found.append(util)
+    return found
+
+
+def register_process_end() -> None:
+    """Register :func:`release_process` as a ``Finalize`` of this process, once per process.
+
+    Only needed (and only done) where a ``multiprocessing``-like module is loaded: its children
+    run finalizers where they skip ``atexit``; in a process that ends normally, ``atexit``
+    runs them too, and :func:`release_process` is idempotent.
+    """
+    global _finalizer_pid
+    pid = os.getpid()
+    if _finalizer_pid == pid:
+        return
+    _finalizer_pid = pid
+    for util in _pool_utils():
+        # exitpriority >= 0: run in the first round, before the child's own children are joined
+        util.Finalize(None, release_process, exitpriority=10)  # type: ignore[attr-defined]
+
+
+def _in_bootstrapped_child(_key: object) -> None:
+    register_process_end()
 
 
 def _after_fork_in_child() -> None:
@@ -121,6 +198,18 @@ def _after_fork_in_child() -> None:
     _portals = weakref.WeakSet()
     _made = weakref.WeakSet(each for each in made if each._state == "new")
     _default = None
+    # A multiprocessing or billiard child: its bootstrap clears the finalizers after the fork,
+    # then runs the after-fork callbacks; ours registers the finalizer there. billiard's
+    # Process imports its util (multiprocessing's since billiard 4) only in the child, so it
+    # is imported here if the package is loaded (os.fork() holds the import lock over the
+    # fork, so the child's import cannot wait for a parent thread).
+    utils = _pool_utils()
+    if not utils and ("multiprocessing" in sys.modules or "billiard" in sys.modules):
+        import multiprocessing.util  # noqa: F401  (found through sys.modules)
+
+        utils = _pool_utils()
+    for util in utils:
+        util.register_after_fork(_after_fork_key, _in_bootstrapped_child)  # type: ignore[attr-defined]
     # The child's first portal registers the exit handler again, after whatever the child
     # registered meanwhile, so that it runs first, as in the parent.
     atexit.unregister(_close_at_exit)
