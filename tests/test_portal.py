@@ -1111,3 +1111,19 @@ def test_fork_child_never_inherits_a_held_portal_lock() -> None:
     result = _run_script(FORK_WITH_HELD_LOCKS)
     lines = result.stdout.splitlines()
     assert lines == ["child ok True", "child exit 0"], (lines, result.stderr)
+
+
+def test_manager_templates_in_portal_calls(portal: Portal) -> None:
+    """A call's ResourceManager(templates=...) acquires only those on the portal's loop."""
+    lazy_engine = fake_template("engine", lazy=True)
+    other = fake_template("other-lazy", lazy=True)
+
+    async def task() -> list[str]:
+        async with resource_manager(templates=[lazy_engine]):
+            return [f.tag for f in [await lazy_engine.acquire()]]
+
+    assert portal.call(task) == ["engine"]
+    portal.close()
+    assert other.name == "other-lazy"
+    assert resourceloop.live_resources() == []
+    assert resourceloop.stats().acquisitions == 1
