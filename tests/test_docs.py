@@ -668,6 +668,7 @@ PUBLIC_MODULES = {
     "resourceloop.contrib.redis": "contrib-redis.md",
     "resourceloop.contrib.asyncpg": "contrib-asyncpg.md",
     "resourceloop.contrib.sqlalchemy": "contrib-sqlalchemy.md",
+    "resourceloop.contrib.celery": "contrib-celery.md",
     "resourceloop.pytest_plugin": "pytest-plugin.md",
 }
 
