@@ -352,7 +352,8 @@ def test_async_to_sync_in_asgiref_thread_runs_on_the_outer_loop() -> None:
 
     async def server() -> list[tuple[bool, str]]:
         outer.append(asyncio.get_running_loop())
-        return await asgiref_sync.sync_to_async(view)()
+        results: list[tuple[bool, str]] = await asgiref_sync.sync_to_async(view)()
+        return results
 
     results = asyncio.run(server())
     assert [on_outer for on_outer, _ in results] == [True, True]
