@@ -1,4 +1,4 @@
-"""Real engines with worker processes: Celery's prefork pool on a redis broker.
+"""Real engines with worker processes: Celery prefork on redis, gunicorn, uvicorn + Django.
 
 Each test starts the engine as users run it (its own command line, real worker processes,
 recycled by ``--max-tasks-per-child``, stopped with SIGTERM), puts load through it, and counts
@@ -12,16 +12,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from .engines import ROOT, running_upstream, wait_until, worker_process
-from .servers import require
+from .servers import _free_port, require
 
 TASKS = 24
 PER_CHILD = 6
@@ -108,3 +111,117 @@ def test_celery_prefork_releases_every_session(mode: str, redis_url: str, tmp_pa
         for counts in fds.values():
             assert len(set(counts[2:])) <= 1, fds
     print(f"\n{mode}: {TASKS} tasks, {children} children, {accepted} upstream connections")
+
+
+# -- gunicorn: recycling sync workers, Flask views -------------------------------------------------
+
+REQUESTS = 24
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=60) as response:  # a guard only
+        return json.loads(response.read())
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _check_log(lines: list[str]) -> Counter[str]:
+    """Every worker released each session it acquired; the acquisitions per worker."""
+    acquired = Counter(ln.split()[-1] for ln in lines if ln.startswith("acquire session"))
+    released = Counter(ln.split()[-1] for ln in lines if ln.startswith("release session"))
+    assert released == acquired, lines
+    return acquired
+
+
+@pytest.mark.parametrize("mode", ["portal", "per-call"])
+def test_gunicorn_max_requests_recycling(mode: str, tmp_path: Path) -> None:
+    """gunicorn -w 2 --max-requests 6: each recycled worker releases its session; 0 left open.
+
+    On the portal each worker process opens one upstream connection for all its requests.
+    """
+    require("gunicorn")
+    require("flask")
+    log = tmp_path / "log"
+    with running_upstream() as upstream:
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "engine_apps"), str(ROOT)]),
+            "RL_UPSTREAM": upstream.url,
+            "RL_LOG": str(log),
+            "PYTHONWARNINGS": "ignore",
+        }
+        argv = [
+            *(sys.executable, "-m", "gunicorn", "-w", "2", "--max-requests", str(PER_CHILD)),
+            *("--max-requests-jitter", "0", "-b", "127.0.0.1:0", "wsgi_app:app"),
+        ]
+        with worker_process(argv, cwd=tmp_path, env=env, ready="Listening at:") as server:
+            [listening] = [ln for ln in server.lines if "Listening at:" in ln]  # type: ignore[attr-defined]
+            base = listening.split("Listening at: ")[1].split()[0]
+            results = [_get_json(f"{base}/{mode}") for _ in range(REQUESTS)]
+            server.send_signal(signal.SIGTERM)  # graceful: workers finish and exit
+            assert server.wait(60) == 0, "".join(server.lines)  # type: ignore[attr-defined]
+        wait_until(lambda: upstream.open == 0, f"upstream connections left open: {upstream.open}")
+        accepted = upstream.accepted
+    acquired = _check_log(log.read_text().splitlines())
+    workers = len({pid for pid, _ in results})
+    assert workers >= REQUESTS // PER_CHILD
+    if mode == "portal":
+        assert set(acquired.values()) == {1}
+        assert accepted == len(acquired)
+    else:
+        assert sum(acquired.values()) == REQUESTS
+        assert accepted == REQUESTS
+    print(f"\ngunicorn {mode}: {REQUESTS} requests, {workers} workers, {accepted} connections")
+
+
+# -- uvicorn + Django ASGI: sync views on the server's loop ----------------------------------------
+
+
+def test_uvicorn_django_sync_view_reuses_the_servers_loop(tmp_path: Path) -> None:
+    """uvicorn --workers 2, a sync Django view using resourceloop's async_to_sync.
+
+    The call runs on uvicorn's own loop (as asgiref's does): one session per worker process,
+    one upstream connection per worker for all requests, each released at lifespan shutdown
+    when SIGTERM stops the workers (uvicorn then kills itself with the signal's default
+    action, before its loop closes: the docs' recipe answers lifespan for Django).
+    """
+    require("uvicorn")
+    require("django")
+    log = tmp_path / "log"
+    port = _free_port()
+    with running_upstream() as upstream:
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "engine_apps"), str(ROOT)]),
+            "RL_UPSTREAM": upstream.url,
+            "RL_LOG": str(log),
+            "PYTHONWARNINGS": "ignore",
+        }
+        argv = [
+            *(sys.executable, "-m", "uvicorn", "--workers", "2", "--lifespan", "on"),
+            *("--host", "127.0.0.1", "--port", str(port), "django_asgi:application"),
+        ]
+        ready = "Application startup complete."
+        with worker_process(argv, cwd=tmp_path, env=env, ready=ready) as server:
+            # The parent binds; a worker listens right after its startup: wait until it does.
+            wait_until(lambda: _accepts(port), "no uvicorn worker listens")
+            results = [_get_json(f"http://127.0.0.1:{port}/sync") for _ in range(REQUESTS)]
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(60) == 0, "".join(server.lines)  # type: ignore[attr-defined]
+        wait_until(lambda: upstream.open == 0, f"upstream connections left open: {upstream.open}")
+        accepted = upstream.accepted
+    acquired = _check_log(log.read_text().splitlines())
+    workers = {pid for pid, _ in results}
+    assert set(acquired.values()) == {1}, acquired  # one session per worker process
+    assert set(acquired) >= {str(pid) for pid in workers}
+    assert accepted == len(acquired)  # no connection per request
+    fds: dict[int, list[int]] = defaultdict(list)
+    for pid, count in results:
+        fds[pid].append(count)
+    for counts in fds.values():
+        assert len(set(counts[2:])) <= 1, fds
+    print(f"\nuvicorn+django: {REQUESTS} requests, {len(workers)} workers, {accepted} connections")
