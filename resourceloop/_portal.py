@@ -78,7 +78,9 @@ class Portal(PortalLoop):
     Lifecycle:
         * ``close()`` is idempotent; a closed portal is never restarted (a call raises
           :class:`PortalClosedError`).
-        * Interpreter exit closes every running portal (``atexit``), releasing gracefully.
+        * Interpreter exit closes every running portal (``atexit``), releasing gracefully;
+          so does the end of a ``multiprocessing`` or billiard child, which skips ``atexit``
+          (a ``multiprocessing.util.Finalize``; see :func:`release_at_process_end`).
         * After ``os.fork()`` the child never touches the parent's portals (their thread does
           not exist there): calling one raises :class:`PortalClosedError`, closing one does
           nothing; :func:`portal` gives the child a fresh default portal.
