@@ -1,4 +1,4 @@
-"""Recipe: Celery tasks whose async bodies run on each worker process's portal."""
+"""Recipe: Celery tasks whose async bodies run on the worker's portal."""
 
 from __future__ import annotations
 
