@@ -286,6 +286,9 @@ def write(
     portal = [f"wrote {out / 'portal.md'}"] if "portal" in data else []
     if portal:
         (out / "portal.md").write_text(data["portal"]["markdown"])
+    if "celery" in data:
+        (out / "celery.md").write_text(data["celery"]["markdown"])
+        portal.append(f"wrote {out / 'celery.md'}")
     return [
         *portal,
         f"wrote {out / 'results.md'}",
