@@ -201,10 +201,12 @@ def _after_fork_in_child() -> None:
     # A multiprocessing or billiard child: its bootstrap clears the finalizers after the fork,
     # then runs the after-fork callbacks; ours registers the finalizer there. billiard's
     # Process imports its util (multiprocessing's since billiard 4) only in the child, so it
-    # is imported here if the package is loaded (os.fork() holds the import lock over the
-    # fork, so the child's import cannot wait for a parent thread).
+    # is imported here when billiard is loaded (os.fork() holds the import lock over the
+    # fork, so the child's import cannot wait for a parent thread); multiprocessing's own
+    # fork start method imports it in the parent. Any other fork (a subprocess spawned by
+    # uvloop, say) pays two dict lookups.
     utils = _pool_utils()
-    if not utils and ("multiprocessing" in sys.modules or "billiard" in sys.modules):
+    if not utils and "billiard" in sys.modules:
         import multiprocessing.util  # noqa: F401  (found through sys.modules)
 
         utils = _pool_utils()
