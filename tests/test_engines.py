@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from .engines import ROOT, running_upstream, wait_until, worker_process
-from .servers import _free_port, require
+from .servers import _free_port, postgres_connections, postgres_query, require, wait_for
 
 TASKS = 24
 PER_CHILD = 6
@@ -40,20 +40,29 @@ print(json.dumps(results))
 
 
 @pytest.mark.parametrize("mode", ["on_portal", "per_call"])
-def test_celery_prefork_releases_every_session(mode: str, redis_url: str, tmp_path: Path) -> None:
+def test_celery_prefork_releases_every_session(
+    mode: str, redis_url: str, postgres_dsn: str, tmp_path: Path
+) -> None:
     """Prefork children recycled every few tasks, then SIGTERM: every session released once.
 
     On the portal, each child opens one session (one upstream connection) for all its tasks
     and releases it as billiard ends the child (``worker_process_shutdown``); per call, each
-    task opens and releases its own. The non-lazy template no task names is never acquired.
+    task opens and releases its own. Each task also queries PostgreSQL through an asyncpg pool:
+    PostgreSQL's own books (``pg_stat_database.sessions_abandoned``) show no session left to
+    die with its process, and ``pg_stat_activity`` none left open. Per call, the non-lazy
+    template no task names is never acquired.
     """
     require("celery")
     require("billiard")
     log = tmp_path / "log"
     queue = f"rl-{uuid.uuid4().hex[:8]}"
+    app_name = f"rl-celery-{queue}"
+    abandoned_before = _sessions_abandoned(postgres_dsn)
     with running_upstream() as upstream:
         env = {
             "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "engine_apps"), str(ROOT)]),
+            "RL_PG_DSN": postgres_dsn,
+            "RL_PG_APP": app_name,
             "RL_BROKER": redis_url,
             "RL_UPSTREAM": upstream.url,
             "RL_LOG": str(log),
@@ -83,6 +92,9 @@ def test_celery_prefork_releases_every_session(mode: str, redis_url: str, tmp_pa
             assert worker.wait(60) == 0, "".join(worker.lines)  # type: ignore[attr-defined]
         wait_until(lambda: upstream.open == 0, f"upstream connections left open: {upstream.open}")
         accepted = upstream.accepted
+    wait_for(lambda: postgres_connections(postgres_dsn, app_name), 0, "PostgreSQL sessions")
+    abandoned = _sessions_abandoned(postgres_dsn) - abandoned_before
+    assert abandoned == 0, f"{abandoned} PostgreSQL sessions abandoned"
 
     lines = log.read_text().splitlines()
     acquired = Counter(ln.split()[-1] for ln in lines if ln.startswith("acquire session"))
@@ -111,6 +123,16 @@ def test_celery_prefork_releases_every_session(mode: str, redis_url: str, tmp_pa
         for counts in fds.values():
             assert len(set(counts[2:])) <= 1, fds
     print(f"\n{mode}: {TASKS} tasks, {children} children, {accepted} upstream connections")
+
+
+def _sessions_abandoned(dsn: str) -> int:
+    """PostgreSQL's count of sessions whose client vanished without closing (PG 14+)."""
+    return int(
+        postgres_query(
+            dsn,
+            "SELECT sessions_abandoned FROM pg_stat_database WHERE datname = current_database()",
+        )
+    )
 
 
 # -- gunicorn: recycling sync workers, Flask views -------------------------------------------------

@@ -54,6 +54,20 @@ def open_unused() -> object:
 
 
 sessions = ResourceTemplate(open_session, close_session, name="upstream-session", lazy=True)
+USED = [sessions]
+PG_DSN = os.environ.get("RL_PG_DSN")
+if PG_DSN:  # PostgreSQL too, through the contrib asyncpg pool, named for pg_stat_activity
+    from resourceloop.contrib.asyncpg import pool_template
+
+    pools = pool_template(
+        PG_DSN,
+        name="pg",
+        lazy=True,
+        min_size=1,
+        max_size=1,
+        server_settings={"application_name": os.environ["RL_PG_APP"]},
+    )
+    USED.append(pools)
 # Non-lazy, never used by the tasks: templates=[sessions] must not acquire it.
 unused = ResourceTemplate(open_unused, lambda _: log("release unused"), name="unused")
 
@@ -62,16 +76,18 @@ async def fetch() -> list[Any]:
     session = await sessions.acquire()
     async with session.get(UPSTREAM) as response:
         await response.read()
+    if PG_DSN:
+        assert await (await pools.acquire()).fetchval("select 1") == 1
     return [os.getpid(), len(os.listdir("/proc/self/fd"))]
 
 
 @app.task  # type: ignore[untyped-decorator]
-@async_task(templates=[sessions])
+@async_task(templates=USED)
 async def on_portal() -> list[Any]:
     return await fetch()
 
 
 @app.task  # type: ignore[untyped-decorator]
-@async_task(templates=[sessions], portal=False)
+@async_task(templates=USED, portal=False)
 async def per_call() -> list[Any]:
     return await fetch()
