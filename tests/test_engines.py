@@ -247,3 +247,57 @@ def test_uvicorn_django_sync_view_reuses_the_servers_loop(tmp_path: Path) -> Non
     for counts in fds.values():
         assert len(set(counts[2:])) <= 1, fds
     print(f"\nuvicorn+django: {REQUESTS} requests, {len(workers)} workers, {accepted} connections")
+
+
+# -- Dramatiq: worker processes on a redis broker -------------------------------------------------
+
+
+def test_dramatiq_worker_processes_release_on_sigterm(redis_url: str, tmp_path: Path) -> None:
+    """dramatiq -p 2 -t 2, an actor on the portal: one session per process, released on SIGTERM.
+
+    Dramatiq's worker processes are multiprocessing children that end through ``sys.exit`` in
+    ``Process.run``, so ``os._exit`` follows finalizers only; resourceloop's finalizer (made
+    when the portal first starts in the child) releases there, with no integration module.
+    """
+    require("dramatiq")
+    log = tmp_path / "log"
+    queue = f"rl-{uuid.uuid4().hex[:8]}"
+    with running_upstream() as upstream:
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "engine_apps"), str(ROOT)]),
+            "RL_BROKER": redis_url,
+            "RL_UPSTREAM": upstream.url,
+            "RL_LOG": str(log),
+            "RL_QUEUE": queue,
+            "PYTHONWARNINGS": "ignore",
+        }
+        argv = [sys.executable, "-m", "dramatiq", "dramatiq_app", "-p", "2", "-t", "2"]
+        with worker_process(argv, cwd=tmp_path, env=env, ready="Worker process is ready") as w:
+            sent = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import dramatiq_app\nfor _ in range({TASKS}): dramatiq_app.on_portal.send()",
+                ],
+                cwd=tmp_path,
+                env={**env, "PATH": os.environ.get("PATH", "")},
+                capture_output=True,
+                text=True,
+                timeout=120,  # a guard only
+                check=False,
+            )
+            assert sent.returncode == 0, sent.stderr
+
+            def done() -> int:
+                lines = log.read_text().splitlines() if log.exists() else []
+                return sum(1 for ln in lines if ln.startswith("done task"))
+
+            wait_until(lambda: done() == TASKS, "the actors did not all run")
+            w.send_signal(signal.SIGTERM)
+            assert w.wait(60) == 0, "".join(w.lines)  # type: ignore[attr-defined]
+        wait_until(lambda: upstream.open == 0, f"upstream connections left open: {upstream.open}")
+        accepted = upstream.accepted
+    acquired = _check_log(log.read_text().splitlines())
+    assert set(acquired.values()) == {1}, acquired  # one session per process, reused
+    assert accepted <= 2 * len(acquired)  # its pool: up to one connection per worker thread
+    print(f"\ndramatiq: {TASKS} messages, {len(acquired)} processes, {accepted} connections")
