@@ -30,6 +30,7 @@ from ._case_common import (
     _pyot_templates,
     _values,
 )
+from ._case_django import case_django
 from ._case_scale import case_scale
 from ._case_unmanaged import case_unmanaged
 from ._harness import (
@@ -236,4 +237,5 @@ CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
     "6": case_scale,
     "portal": case_portal,  # issue #13; its own table: see _portal
     "celery": case_celery,  # issue #18; its own table: see _case_celery
+    "django": case_django,  # issue #18; its own table: see _case_django
 }
