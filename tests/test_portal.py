@@ -1127,3 +1127,27 @@ def test_manager_templates_in_portal_calls(portal: Portal) -> None:
     assert other.name == "other-lazy"
     assert resourceloop.live_resources() == []
     assert resourceloop.stats().acquisitions == 1
+
+
+def test_close_from_the_executor_while_the_portal_starts() -> None:
+    """close() from the executor during the start (a non-lazy acquire): start refused, closed.
+
+    The acquisition runs while the portal is "starting"; the close() inside it must not wait
+    for the start it is part of, and the start must end in a closed portal, not a running one.
+    """
+    portal = Portal(name="closing-while-starting")
+    made: list[str] = []
+
+    async def acquire() -> str:
+        await asyncio.to_thread(portal.close)  # sync code in the portal's executor
+        made.append("acquired")
+        return "resource"
+
+    template = ResourceTemplate(acquire, lambda _: made.append("released"), name="starter")
+    with pytest.raises(PortalClosedError):
+        portal.start()
+    portal.close()  # from this thread: waits until the portal's thread is done
+    assert portal.closed
+    assert not portal.running
+    assert made == ["acquired", "released"]
+    assert template.name == "starter"
