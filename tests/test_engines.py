@@ -301,3 +301,75 @@ def test_dramatiq_worker_processes_release_on_sigterm(redis_url: str, tmp_path: 
     assert set(acquired.values()) == {1}, acquired  # one session per process, reused
     assert accepted <= 2 * len(acquired)  # its pool: up to one connection per worker thread
     print(f"\ndramatiq: {TASKS} messages, {len(acquired)} processes, {accepted} connections")
+
+
+def test_celery_prefork_kill_9_of_a_child_abandons_only_its_own(
+    redis_url: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    """kill -9 of an idle child between batches: its session and pool die with it, nothing else.
+
+    The killed child's PostgreSQL session is the only one abandoned (a killed process releases
+    nothing; the server sees the connection drop); every task of both batches succeeds, and
+    every other child releases what it acquired.
+    """
+    require("celery")
+    log = tmp_path / "log"
+    queue = f"rl-{uuid.uuid4().hex[:8]}"
+    app_name = f"rl-celery-{queue}"
+    abandoned_before = _sessions_abandoned(postgres_dsn)
+    with running_upstream() as upstream:
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "engine_apps"), str(ROOT)]),
+            "RL_PG_DSN": postgres_dsn,
+            "RL_PG_APP": app_name,
+            "RL_BROKER": redis_url,
+            "RL_UPSTREAM": upstream.url,
+            "RL_LOG": str(log),
+            "RL_QUEUE": queue,
+            "C_FORCE_ROOT": "1",
+            "PYTHONWARNINGS": "ignore",
+        }
+        argv = [
+            *(sys.executable, "-m", "celery", "-A", "celery_app", "worker"),
+            *("-P", "prefork", "-c", "2", "--max-tasks-per-child", str(PER_CHILD)),
+            *("-n", f"{queue}@%h", "--without-heartbeat", "--without-gossip"),
+            *("--without-mingle", "--loglevel", "INFO"),
+        ]
+
+        def batch(tasks: int) -> list[list[int]]:
+            driven = subprocess.run(
+                [sys.executable, "-c", DRIVER, "on_portal", str(tasks)],
+                cwd=tmp_path,
+                env={**env, "PATH": os.environ.get("PATH", "")},
+                capture_output=True,
+                text=True,
+                timeout=120,  # a guard only
+                check=False,
+            )
+            assert driven.returncode == 0, driven.stderr
+            results: list[list[int]] = json.loads(driven.stdout)
+            return results
+
+        with worker_process(argv, cwd=tmp_path, env=env, ready=" ready.") as worker:
+            first = batch(4)  # fewer than PER_CHILD: the children live on, idle
+            victim = first[-1][0]
+            os.kill(victim, signal.SIGKILL)
+            # Wait until the pool noticed (it logs the death), so no task goes to the dead child.
+            lines_seen: list[str] = worker.lines  # type: ignore[attr-defined]
+            wait_until(
+                lambda: any(f"pid:{victim} exited" in ln for ln in lines_seen),
+                "Celery never noticed the killed child",
+            )
+            second = batch(12)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(60) == 0, "".join(worker.lines)  # type: ignore[attr-defined]
+        wait_until(lambda: upstream.open == 0, f"upstream connections left open: {upstream.open}")
+    wait_for(lambda: postgres_connections(postgres_dsn, app_name), 0, "PostgreSQL sessions")
+    assert _sessions_abandoned(postgres_dsn) - abandoned_before == 1
+    assert len(first) == 4
+    assert len(second) == 12
+    assert victim not in {pid for pid, _ in second}
+    lines = log.read_text().splitlines()
+    acquired = Counter(ln.split()[-1] for ln in lines if ln.startswith("acquire session"))
+    released = Counter(ln.split()[-1] for ln in lines if ln.startswith("release session"))
+    assert released == acquired - Counter({str(victim): 1}), lines
