@@ -103,6 +103,8 @@ class ResourceManager:
     def templates(self) -> tuple[ResourceTemplate[Any], ...] | None:
         """The templates acquired on entry, or ``None`` for every non-lazy template.
 
+        Read-only; safe from any thread.
+
         .. versionadded:: 0.1.0
         """
         return self._templates

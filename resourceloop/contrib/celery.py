@@ -78,7 +78,7 @@ def install() -> None:
 
 
 def uninstall() -> None:
-    """Disconnect what :func:`install` connected; idempotent.
+    """Disconnect what :func:`install` connected; idempotent. Safe from any thread.
 
     .. versionadded:: 0.1.0
     """
