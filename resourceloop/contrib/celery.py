@@ -134,7 +134,8 @@ def async_task(
 
     .. versionadded:: 0.1.0
     """
+    chosen = ResourceManager(templates=templates).templates  # checked now, read once
     if func is None:
-        return functools.partial(async_task, templates=templates, portal=portal)
-    managed = ResourceManager.as_decorator(func, templates=templates)
+        return functools.partial(async_task, templates=chosen, portal=portal)
+    managed = ResourceManager.as_decorator(func, templates=chosen)
     return async_to_sync(managed, portal=portal)
