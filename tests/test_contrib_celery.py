@@ -99,4 +99,4 @@ def test_async_task_rejects_sync_functions_and_bad_templates() -> None:
     with pytest.raises(TypeError, match="async def"):
         rl_celery.async_task(sync_body)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="ResourceTemplate"):
-        rl_celery.async_task(templates="engine")  # type: ignore[call-overload]
+        rl_celery.async_task(templates="engine")  # type: ignore[arg-type]
