@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.callgrind_dir is not None:
         settings = dataclasses.replace(settings, cg_keep=args.callgrind_dir.resolve())
     if args.cases is None:
-        chosen = list(CASES) + (list(INSTRUCTION_CASES) if args.instructions else [])
+        # The celery and django cases start servers and worker processes: only when named.
+        chosen = [c for c in CASES if c not in ("celery", "django")]
+        chosen += list(INSTRUCTION_CASES) if args.instructions else []
     else:
         chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in chosen if c not in ALL_CASES]

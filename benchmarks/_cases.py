@@ -19,6 +19,7 @@ from typing import Any
 
 import resourceloop
 
+from ._case_celery import case_celery
 from ._case_churn import case_churn
 from ._case_common import (
     Data,
@@ -29,6 +30,7 @@ from ._case_common import (
     _pyot_templates,
     _values,
 )
+from ._case_django import case_django
 from ._case_scale import case_scale
 from ._case_unmanaged import case_unmanaged
 from ._harness import (
@@ -234,4 +236,6 @@ CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
     "5": case_unmanaged,
     "6": case_scale,
     "portal": case_portal,  # issue #13; its own table: see _portal
+    "celery": case_celery,  # issue #18; its own table: see _case_celery
+    "django": case_django,  # issue #18; its own table: see _case_django
 }

@@ -296,6 +296,10 @@ def write(
     portal = [f"wrote {out / 'portal.md'}"] if "portal" in data else []
     if portal:
         (out / "portal.md").write_text(data["portal"]["markdown"])
+    for own in ("celery", "django"):
+        if own in data:
+            (out / f"{own}.md").write_text(data[own]["markdown"])
+            portal.append(f"wrote {out / f'{own}.md'}")
     return [
         *portal,
         f"wrote {out / 'results.md'}",

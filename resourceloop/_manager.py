@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any, TypeVar, final
+from typing import Any, TypeVar, final, overload
 
 from ._compat import ExceptionGroup, get_running_loop_or_none, iscoroutinefunction
 from ._errors import LoopClosedError
@@ -16,6 +16,7 @@ from ._registry import registry
 from ._release import release_batch
 from ._runtime import track
 from ._state import OPEN, LoopState
+from ._template import ResourceTemplate
 
 __all__ = ["ResourceManager", "owned_loops"]
 
@@ -40,10 +41,16 @@ class ResourceManager:
     Args:
         exist_ok: If another manager is already active on this loop, do nothing on entry and
             exit instead of raising.
+        templates: The templates to acquire on entry, in this order, lazy or not, instead of
+            every non-lazy template of the process: a task or view that uses only a database
+            engine then opens no HTTP pool and no other database's pool. Templates the body
+            acquires besides are released on exit too. Default: every non-lazy template.
 
     Raises:
         RuntimeError: On entry, when another manager is active on the loop and ``exist_ok`` is
             false, or when no loop is running.
+        TypeError: ``templates`` is not an iterable of ``ResourceTemplate`` (a single template
+            or a string included); raised at construction.
 
     A failing release never stops the others: all are attempted, then the failures are raised
     together as an ``ExceptionGroup``, unless the body raised, in which case they are logged and
@@ -62,9 +69,15 @@ class ResourceManager:
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_active", "_exist_ok", "_loop", "_state")
+    __slots__ = ("_active", "_exist_ok", "_loop", "_state", "_templates")
 
-    def __init__(self, exist_ok: bool = False) -> None:
+    def __init__(
+        self,
+        exist_ok: bool = False,
+        *,
+        templates: Iterable[ResourceTemplate[Any]] | None = None,
+    ) -> None:
+        self._templates = _check_templates(templates, "ResourceManager(templates=...)")
         self._exist_ok = bool(exist_ok)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state: LoopState | None = None
@@ -86,9 +99,26 @@ class ResourceManager:
         """Whether entering on a loop that already has an active manager is a no-op."""
         return self._exist_ok
 
+    @property
+    def templates(self) -> tuple[ResourceTemplate[Any], ...] | None:
+        """The templates acquired on entry, or ``None`` for every non-lazy template.
+
+        Read-only; safe from any thread.
+
+        .. versionadded:: 0.1.0
+        """
+        return self._templates
+
     def __repr__(self) -> str:
         where = "" if self._loop is None else f" loop={self._loop!r}"
-        return f"<ResourceManager active={self._active} exist_ok={self._exist_ok}{where}>"
+        which = "" if self._templates is None else f" templates={[t.name for t in self._templates]}"
+        return f"<ResourceManager active={self._active} exist_ok={self._exist_ok}{which}{where}>"
+
+    def _eager(self) -> Iterable[ResourceTemplate[Any]]:
+        """The templates to acquire on entry."""
+        if self._templates is not None:
+            return self._templates
+        return [template for template in registry.templates() if not template._lazy]
 
     async def __aenter__(self) -> ResourceManager:
         loop = asyncio.get_running_loop()
@@ -99,9 +129,8 @@ class ResourceManager:
             # A portal's loop: its owner's manager holds the resources until the portal closes.
             self._loop = loop
             self._state = None  # so __aexit__ releases nothing
-            for template in registry.templates():
-                if not template._lazy:
-                    await template.acquire()
+            for template in self._eager():
+                await template.acquire()
             return self
         state = track(loop)  # a running loop is never closed
         if state.phase is not OPEN:
@@ -118,9 +147,8 @@ class ResourceManager:
         self._state = state
         self._active = True
         try:
-            for template in registry.templates():
-                if not template._lazy:
-                    await template._acquire_here(loop, state)  # acquire() on this loop
+            for template in self._eager():
+                await template._acquire_here(loop, state)  # acquire() on this loop
         except BaseException:
             await self._release_all(loop, state, body_failed=True)
             raise
@@ -183,17 +211,46 @@ class ResourceManager:
         """
         await self.__aexit__(None, None, None)
 
+    @overload
     @classmethod
-    def as_decorator(cls, func: F) -> F:
+    def as_decorator(
+        cls, func: F, *, templates: Iterable[ResourceTemplate[Any]] | None = None
+    ) -> F: ...
+    @overload
+    @classmethod
+    def as_decorator(
+        cls, func: None = None, *, templates: Iterable[ResourceTemplate[Any]] | None = None
+    ) -> Callable[[F], F]: ...
+    @classmethod
+    def as_decorator(
+        cls,
+        func: Callable[..., Any] | None = None,
+        *,
+        templates: Iterable[ResourceTemplate[Any]] | None = None,
+    ) -> Any:
         """Run each call of the coroutine function ``func`` inside a fresh manager.
 
-        Keeps the name, docstring and signature (``functools.wraps``).
+        Keeps the name, docstring and signature (``functools.wraps``). Without ``func``,
+        returns a decorator: ``@resource_manager.as_decorator(templates=[engine])``.
+
+        Args:
+            func: The coroutine function.
+            templates: As for :class:`ResourceManager`: the templates to acquire on entry
+                instead of every non-lazy one.
 
         Raises:
-            TypeError: ``func`` is not a coroutine function.
+            TypeError: ``func`` is not a coroutine function, or ``templates`` is not an
+                iterable of ``ResourceTemplate`` (raised when decorating, not per call).
 
         .. versionadded:: 0.1.0
         """
+        chosen = _check_templates(templates, "ResourceManager.as_decorator(templates=...)")
+        if func is None:
+            return functools.partial(cls._decorate, templates=chosen)
+        return cls._decorate(func, templates=chosen)
+
+    @classmethod
+    def _decorate(cls, func: F, *, templates: tuple[ResourceTemplate[Any], ...] | None) -> F:
         if not iscoroutinefunction(func):
             raise TypeError(
                 f"ResourceManager.as_decorator needs an async def function, got {func!r}; "
@@ -202,10 +259,28 @@ class ResourceManager:
 
         @functools.wraps(func)
         async def managed(*args: Any, **kwargs: Any) -> Any:
-            async with cls():
+            async with cls(templates=templates):
                 return await func(*args, **kwargs)
 
         return managed  # type: ignore[return-value]
+
+
+def _check_templates(
+    templates: Iterable[ResourceTemplate[Any]] | None, what: str
+) -> tuple[ResourceTemplate[Any], ...] | None:
+    """``templates`` as a tuple, checked once; ``None`` stays ``None`` (every non-lazy one)."""
+    if templates is None:
+        return None
+    if isinstance(templates, (ResourceTemplate, str, bytes)) or not isinstance(templates, Iterable):
+        raise TypeError(
+            f"{what} takes an iterable of ResourceTemplate (a list or tuple), got {templates!r}; "
+            "for a single template write templates=[template]"
+        )
+    chosen = tuple(templates)
+    for each in chosen:
+        if not isinstance(each, ResourceTemplate):
+            raise TypeError(f"{what} takes ResourceTemplate objects only, got {each!r}")
+    return chosen
 
 
 resource_manager = ResourceManager

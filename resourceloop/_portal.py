@@ -24,10 +24,17 @@ from typing import Any, Final, ParamSpec, TypeVar, final
 
 from ._compat import get_running_loop_or_none, iscoroutinefunction
 from ._errors import PortalCallError, PortalClosedError
-from ._portal_loop import PortalLoop, Startup
-from ._portal_process import default_portal, install_process_hooks
+from ._portal_loop import PortalLoop, Startup, in_executor_of
+from ._portal_process import default_portal, install_process_hooks, release_process, remember
 
-__all__ = ["WAIT_SLICE", "Portal", "check_async_callable", "is_async_callable", "portal"]
+__all__ = [
+    "WAIT_SLICE",
+    "Portal",
+    "check_async_callable",
+    "is_async_callable",
+    "portal",
+    "release_at_process_end",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,7 +78,9 @@ class Portal(PortalLoop):
     Lifecycle:
         * ``close()`` is idempotent; a closed portal is never restarted (a call raises
           :class:`PortalClosedError`).
-        * Interpreter exit closes every running portal (``atexit``), releasing gracefully.
+        * Interpreter exit closes every running portal (``atexit``), releasing gracefully;
+          so does the end of a ``multiprocessing`` or billiard child, which skips ``atexit``
+          (a ``multiprocessing.util.Finalize``; see :func:`release_at_process_end`).
         * After ``os.fork()`` the child never touches the parent's portals (their thread does
           not exist there): calling one raises :class:`PortalClosedError`, closing one does
           nothing; :func:`portal` gives the child a fresh default portal.
@@ -110,6 +119,7 @@ class Portal(PortalLoop):
                 f"got {loop_factory!r}"
             )
         super().__init__(name, loop_factory or asyncio.new_event_loop)
+        remember(self)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -294,6 +304,14 @@ class Portal(PortalLoop):
         Idempotent; on a portal never started it only marks it closed; in a fork child, a
         parent's portal is left untouched.
 
+        Every wait of the shutdown is bounded: calls, leftover tasks, async generators and jobs
+        of the portal's default executor are each waited for up to ``release_timeout`` (each
+        release too), so a stuck job delays ``close()`` by that much, never forever.
+
+        Called from sync code that the portal itself runs in its default executor (through
+        ``asyncio.to_thread`` or :func:`sync_to_async`), it asks the portal to stop and returns
+        at once, without waiting: the portal finishes closing once that code returns.
+
         Raises:
             PortalCallError: Called from the portal's own loop or thread (it would wait for
                 itself); use ``loop.call_soon(...)`` of another thread, or close it from sync
@@ -302,10 +320,14 @@ class Portal(PortalLoop):
                 stopping (likewise SystemExit); raised to the caller of ``close()`` that stopped
                 the portal, after every resource was released and the loop closed.
 
-        Safe to call from any thread but the portal's own.
+        Safe to call from any thread but the portal's own (its default executor's threads
+        included, where it does not wait).
 
         .. versionadded:: 0.1.0
         """
+        # The portal's own executor threads (sync code it runs through ``to_thread`` or
+        # ``sync_to_async``) only ask: the portal's thread joins them before it finishes.
+        own_executor = in_executor_of(self)
         while True:
             with self._lock:
                 state = self._state
@@ -328,6 +350,10 @@ class Portal(PortalLoop):
                         loop.call_soon_threadsafe(self._request_stop)
                     except RuntimeError:  # its loop is closing by itself
                         pass
+                elif state == "starting" and own_executor:
+                    self._state = "closing"  # _serve stops as soon as it has started
+            if own_executor:
+                return
             if startup is None:  # pragma: no cover - a started portal always has one
                 return
             if state == "starting":
@@ -378,3 +404,27 @@ def portal() -> Portal:
     .. versionadded:: 0.1.0
     """
     return default_portal(Portal)
+
+
+def release_at_process_end() -> None:
+    """Do now what interpreter exit does: close every portal, release what idle loops hold.
+
+    For a process that is about to end without running ``atexit``: a worker of a pool that
+    ends its children with ``os._exit``. resourceloop already does this by itself in the
+    children of ``multiprocessing`` and billiard ``Process`` objects (a
+    ``multiprocessing.util.Finalize`` registered in each child), and
+    ``resourceloop.contrib.celery`` does it in Celery's prefork children; call it yourself
+    from a pool's exit hook that resourceloop does not know about (billiard's
+    ``Pool(on_process_exit=...)``, for example, since billiard's pool workers skip finalizers).
+
+    Every portal of this process is closed, releasing its resources gracefully on its loop;
+    then loops that are neither running nor closed get their resources released on them.
+    Afterwards :func:`portal` refuses to make a new default portal (as at exit). Never
+    raises; idempotent.
+
+    Call it from sync code in the process's main thread or any thread that runs no event
+    loop (a portal is waited for, as by :meth:`Portal.close`).
+
+    .. versionadded:: 0.1.0
+    """
+    release_process()

@@ -21,6 +21,14 @@ Guarantees
       shuts down, gets :class:`~resourceloop.sync.PortalClosedError` when the thread finishes.
     * A failed start (the loop factory or a non-lazy template's ``acquire_func`` raised) puts
       the portal back to ``"new"``, so the next call tries again with a new thread and loop.
+    * Stopping is bounded: calls that ignore cancellation, leftover tasks, async generators
+      and jobs still running in the portal's default executor are each waited for up to
+      ``release_timeout``, then left behind, so ``close()`` returns even when sync code the
+      portal runs in its executor is stuck (the job keeps its thread; the loop closes anyway).
+    * The portal's default executor is its own ``ThreadPoolExecutor``, whose threads know
+      their portal (:func:`in_executor_of`), so that ``close()`` called from sync code the
+      portal runs there (``asyncio.to_thread``, ``sync_to_async``) asks the portal to stop and
+      returns instead of waiting for the thread that runs it, which would wait for it back.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import concurrent.futures
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -44,6 +53,20 @@ __all__ = ["PortalLoop", "Startup", "State"]
 logger = logging.getLogger("resourceloop")
 
 State = Literal["new", "starting", "running", "closing", "closed", "forked"]
+
+#: In a portal's executor threads, ``owner`` is a weak reference to that portal (set by the
+#: executor's initializer); absent in every other thread.
+_executor_thread = threading.local()
+
+
+def _mark_executor_thread(owner: weakref.ref[PortalLoop]) -> None:
+    _executor_thread.owner = owner
+
+
+def in_executor_of(portal: PortalLoop) -> bool:
+    """Whether the calling thread is one of ``portal``'s default executor threads."""
+    owner = getattr(_executor_thread, "owner", None)
+    return owner is not None and owner() is portal
 
 
 class Startup:
@@ -69,6 +92,7 @@ class PortalLoop:
         "__weakref__",
         "_calls",
         "_close_error",
+        "_executor",
         "_lock",
         "_loop",
         "_loop_factory",
@@ -101,6 +125,8 @@ class PortalLoop:
         self._pending: set[concurrent.futures.Future[Any]] = set()
         # Written by the portal's thread before it sets its startup's done; read after.
         self._close_error: BaseException | None = None
+        # The loop's default executor, made and shut down by the portal's thread.
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         calls = len(self._calls)
@@ -155,6 +181,12 @@ class PortalLoop:
         loop: asyncio.AbstractEventLoop | None = None
         try:
             loop = self._loop_factory()
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                thread_name_prefix=f"{self._name}-executor",
+                initializer=_mark_executor_thread,
+                initargs=(weakref.ref(self),),
+            )
+            loop.set_default_executor(self._executor)
             main = loop.create_task(self._serve(loop, startup))
             self._run_until_done(loop, main)
         except BaseException as exc:  # the factory or the portal's own machinery failed
@@ -197,7 +229,8 @@ class PortalLoop:
         except BaseException as exc:
             startup.error = exc  # the next call tries again, with a new thread and loop
             with self._lock:
-                self._state = "new"
+                # unless close() was called meanwhile (from the executor, see _portal)
+                self._state = "closed" if self._state == "closing" else "new"
                 self._startup = None
             startup.event.set()
             return
@@ -206,6 +239,8 @@ class PortalLoop:
             self._loop = loop
             if self._state == "starting":
                 self._state = "running"
+            elif self._state == "closing":  # close() from the executor while starting
+                self._request_stop()
         startup.event.set()
         try:
             await self._stop.wait()
@@ -251,13 +286,51 @@ class PortalLoop:
             for task in leftovers:
                 if not task.done():
                     task._log_destroy_pending = False  # type: ignore[attr-defined]
-            self._run_until_done(loop, loop.create_task(loop.shutdown_asyncgens()))
-            self._run_until_done(loop, loop.create_task(loop.shutdown_default_executor()))
+            self._run_until_done(loop, loop.create_task(self._shut_down_asyncgens(loop)))
+            self._run_until_done(loop, loop.create_task(self._shut_down_executor(loop)))
         finally:
             try:
                 loop.close()
             except BaseException as exc:
                 self._record(exc)
+
+    async def _shut_down_asyncgens(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Bounded: an async generator whose finally block hangs must not hang close().
+        task = loop.create_task(loop.shutdown_asyncgens())
+        await asyncio.wait({task}, timeout=_config.current().release_timeout)
+        if not task.done():
+            logger.warning("%r: async generators still closing after release_timeout", self)
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+
+    async def _shut_down_executor(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Shut the default executor down as ``loop.shutdown_default_executor()``, bounded.
+
+        As CPython does, the join happens in a helper thread so the loop never blocks; unlike
+        it (before 3.12: without limit; since: 300 s), it is waited for up to
+        ``release_timeout``. A job still running then keeps its thread, and the loop closes.
+        """
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        done = loop.create_future()
+
+        def join() -> None:
+            try:
+                executor.shutdown(wait=True)
+            finally:
+                try:
+                    loop.call_soon_threadsafe(_set_done, done)
+                except RuntimeError:  # the loop closed without waiting for us
+                    pass
+
+        threading.Thread(target=join, name=f"{self._name}-executor-shutdown", daemon=True).start()
+        await asyncio.wait({done}, timeout=_config.current().release_timeout)
+        if not done.done():
+            logger.warning(
+                "%r: a job of its default executor still runs after release_timeout; the "
+                "portal closes without waiting for it (the job keeps its thread)",
+                self,
+            )
 
     def _finish_thread(self, startup: Startup) -> None:
         failed_to_start = not startup.event.is_set()  # the loop factory failed
@@ -268,7 +341,7 @@ class PortalLoop:
             if mine:
                 self._loop = None
                 if failed_to_start or startup.error is not None:
-                    self._state = "new"
+                    self._state = "closed" if self._state in ("closing", "closed") else "new"
                     self._startup = None
                 elif self._state in ("running", "closing", "starting"):
                     self._state = "closed"
@@ -305,6 +378,11 @@ async def _invoke(
         raise
     except BaseException as exc:
         return False, exc
+
+
+def _set_done(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
 
 def _settle(future: concurrent.futures.Future[Any], outcome: tuple[bool, Any]) -> None:

@@ -7,6 +7,17 @@ does not exist there) and gets a fresh default portal. Both need the set of port
 this process, and the fork handler resets the default portal along with it, so that state,
 its lock and both handlers live here, apart from the ``Portal`` class (``_portal``), which
 reports each start through :func:`install_process_hooks`.
+
+Pool children end without ``atexit``: a ``multiprocessing`` (or billiard) child runs its
+``Process`` and then ``os._exit``, after running ``multiprocessing.util`` finalizers only. So
+every fork child that multiprocessing bootstraps registers a ``Finalize`` that does what
+interpreter exit does (:func:`release_process`: close this process's portals, then the
+runtime's exit pass). It cannot be registered by the fork handler itself, since
+``Process._bootstrap`` clears the finalizer registry after the fork: the fork handler registers
+an after-fork callback (``multiprocessing.util.register_after_fork``), which bootstrap runs
+after that clearing, and the callback registers the finalizer. billiard's pool workers
+(Celery's prefork) call ``os._exit`` without running finalizers at all: there
+``resourceloop.contrib.celery`` calls :func:`release_process` from ``worker_process_shutdown``.
 """
 
 from __future__ import annotations
@@ -14,16 +25,17 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._errors import PortalClosedError
 
 if TYPE_CHECKING:
     from ._portal import Portal
 
-__all__ = ["default_portal", "install_process_hooks"]
+__all__ = ["default_portal", "install_process_hooks", "release_process", "remember"]
 
 logger = logging.getLogger("resourceloop")
 
@@ -31,9 +43,13 @@ _default: Portal | None = None
 _default_lock = threading.Lock()
 _exiting = False
 _exit_hook_installed = False
-_fork_hook_installed = False
 #: Portals started in this process, for exit and fork; written under _default_lock.
 _portals: weakref.WeakSet[Portal] = weakref.WeakSet()
+#: Every portal made in this process, started or not, so that a fork child can give each a
+#: fresh lock; written under _made_lock (its own: default_portal() makes one under
+#: _default_lock).
+_made: weakref.WeakSet[Portal] = weakref.WeakSet()
+_made_lock = threading.Lock()
 #: Portals a fork child inherited from its parent: referenced forever, never touched.
 _forgotten: list[object] = []
 
@@ -59,23 +75,31 @@ def default_portal(new: type[Portal]) -> Portal:
         return current
 
 
+def remember(made: Portal) -> None:
+    """Remember a new portal, so that a fork child replaces its lock."""
+    with _made_lock:
+        _made.add(made)
+
+
 def install_process_hooks(started: Portal) -> None:
-    """Remember ``started`` for exit and fork; register the handlers once.
+    """Remember ``started`` for exit and fork; register the exit handler once.
 
     Called after the portal's loop runs, so our exit handler is registered after the runtime's
     and runs before it (atexit runs handlers last-in, first-out): portals close while the
     reaper still runs.
     """
-    global _exit_hook_installed, _fork_hook_installed
+    global _exit_hook_installed
     with _default_lock:
         _portals.add(started)
         exit_hook = not _exit_hook_installed
-        fork_hook = not _fork_hook_installed and hasattr(os, "register_at_fork")
-        _exit_hook_installed = _fork_hook_installed = True
+        _exit_hook_installed = True
     if exit_hook:
         atexit.register(_close_at_exit)
-    if fork_hook:
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        # A pool child started otherwise than by a fork of a process that had imported us
+        # (forkserver, or resourceloop imported in the child): it will end with os._exit too.
+        mp = sys.modules.get("multiprocessing")
+        if mp is not None and mp.parent_process() is not None:
+            register_process_end()
 
 
 def _close_at_exit() -> None:
@@ -91,19 +115,110 @@ def _close_at_exit() -> None:
             logger.exception("resourceloop could not close %r at exit", each)
 
 
+def release_process() -> None:
+    """Close every portal of this process, then run the runtime's exit pass; never raise.
+
+    What interpreter exit does, for a process that will end without ``atexit``. Afterwards
+    :func:`default_portal` refuses to make a new portal, as at exit.
+    """
+    _close_at_exit()
+    from . import _runtime  # the runtime's exit pass; imported late, it is a layer below us
+
+    try:
+        _runtime._at_exit()
+    except Exception:  # pragma: no cover - _at_exit logs its own failures
+        logger.debug("the runtime's exit pass failed", exc_info=True)
+
+
+#: The multiprocessing-like ``util`` modules whose children run finalizers and after-fork
+#: callbacks: the standard one, and billiard's (the same objects since billiard 4).
+_POOL_UTILS: Final = ("multiprocessing.util", "billiard.util")
+
+
+class _AfterForkKey:
+    """Keeps our after-fork callback registered: ``register_after_fork`` holds it weakly."""
+
+    __slots__ = ("__weakref__",)
+
+
+_after_fork_key = _AfterForkKey()
+_finalizer_pid = 0  # the process whose finalizer is registered
+
+
+def _pool_utils() -> list[object]:
+    found: list[object] = []
+    for name in _POOL_UTILS:
+        util = sys.modules.get(name)  # imported already if this process can be a pool child
+        if util is not None and all(util.Finalize is not u.Finalize for u in found):  # type: ignore[attr-defined]
+            found.append(util)
+    return found
+
+
+def register_process_end() -> None:
+    """Register :func:`release_process` as a ``Finalize`` of this process, once per process.
+
+    Only needed (and only done) where a ``multiprocessing``-like module is loaded: its children
+    run finalizers where they skip ``atexit``; in a process that ends normally, ``atexit``
+    runs them too, and :func:`release_process` is idempotent.
+    """
+    global _finalizer_pid
+    pid = os.getpid()
+    if _finalizer_pid == pid:
+        return
+    _finalizer_pid = pid
+    for util in _pool_utils():
+        # exitpriority >= 0: run in the first round, before the child's own children are joined
+        util.Finalize(None, release_process, exitpriority=10)  # type: ignore[attr-defined]
+
+
+def _in_bootstrapped_child(_key: object) -> None:
+    register_process_end()
+
+
 def _after_fork_in_child() -> None:
-    """The child never touches the parent's portals; cheap, as fork hooks must be."""
-    global _default, _default_lock, _portals, _exit_hook_installed
+    """The child never touches the parent's portals; cheap, as fork hooks must be.
+
+    Locks first: another thread of the parent may have held any of them at fork time, and
+    that thread does not exist here to release it. Nothing below takes a lock: iterating a
+    ``WeakSet`` takes none, and no other thread runs in the child yet.
+    """
+    global _default, _default_lock, _portals, _made, _made_lock, _exit_hook_installed
+    _default_lock = threading.Lock()
+    _made_lock = threading.Lock()
+    made = list(_made)
+    for each in made:
+        each._lock = threading.Lock()
     inherited = list(_portals)
     _forgotten.append(inherited)  # keep their loops alive: never collected, never closed here
-    for each in inherited:
-        each._lock = threading.Lock()  # another thread may have held it at fork time
+    for each in made:
+        # A started portal's thread does not exist here ("starting" included: its thread
+        # was about to run); one never started stays usable in the child.
         if each._state != "new":
             each._state = "forked"
     _portals = weakref.WeakSet()
+    _made = weakref.WeakSet(each for each in made if each._state == "new")
     _default = None
-    _default_lock = threading.Lock()
+    # A multiprocessing or billiard child: its bootstrap clears the finalizers after the fork,
+    # then runs the after-fork callbacks; ours registers the finalizer there. billiard's
+    # Process imports its util (multiprocessing's since billiard 4) only in the child, so it
+    # is imported here when billiard is loaded (os.fork() holds the import lock over the
+    # fork, so the child's import cannot wait for a parent thread); multiprocessing's own
+    # fork start method imports it in the parent. Any other fork (a subprocess spawned by
+    # uvloop, say) pays two dict lookups.
+    utils = _pool_utils()
+    if not utils and "billiard" in sys.modules:
+        import multiprocessing.util  # noqa: F401  (found through sys.modules)
+
+        utils = _pool_utils()
+    for util in utils:
+        util.register_after_fork(_after_fork_key, _in_bootstrapped_child)  # type: ignore[attr-defined]
     # The child's first portal registers the exit handler again, after whatever the child
     # registered meanwhile, so that it runs first, as in the parent.
     atexit.unregister(_close_at_exit)
     _exit_hook_installed = False
+
+
+# Registered at import, not at the first start: a fork may come while another thread makes
+# the first portal (and holds _default_lock), and the child must not inherit that lock.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

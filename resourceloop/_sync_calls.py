@@ -7,6 +7,16 @@ its own: ``_run_in_thread`` starts one per call and waits for it, and makes sure
 in the caller cancels the call and waits for it to end rather than leaving it running with
 nobody waiting. ``sync_to_async`` goes the other way, through the running loop's default
 executor. ``resourceloop.sync`` re-exports both.
+
+Inside asgiref's ``sync_to_async`` (a Django ASGI view, or any sync code an ASGI server runs
+through asgiref), there is a better loop than a fresh one: the server's own, which asgiref
+records in the thread (``SyncToAsync.threadlocal.main_event_loop``) and which its own
+``async_to_sync`` runs the coroutine on. ``_outer_loop`` finds it and the call is handed to
+asgiref's ``AsyncToSync`` (which also lets a thread-sensitive ``sync_to_async`` inside the
+coroutine run in the waiting thread rather than deadlock), so that the server's clients and
+connections are reused across requests. That loop is then marked owned (``owned_loops``): a
+``resource_manager()`` entered by such a call acquires but releases nothing on exit, as on a
+portal, and the resources are released gracefully when the server's loop closes.
 """
 
 from __future__ import annotations
@@ -15,11 +25,14 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from ._compat import get_running_loop_or_none
+from ._manager import owned_loops
 from ._portal import WAIT_SLICE, Portal, check_async_callable, is_async_callable
 from ._portal import portal as _default_portal  # async_to_sync's parameter shadows the name
 
@@ -49,6 +62,12 @@ def async_to_sync(
     the call acquired are released gracefully on its loop just before it closes. From a thread
     that already runs an event loop, the call runs on a new loop in a worker thread instead,
     and the calling thread (with its loop) waits for it.
+
+    Inside asgiref's ``sync_to_async`` (a sync Django view under an ASGI server such as
+    uvicorn), a call runs instead on the server's own running loop, as asgiref's
+    ``async_to_sync`` does: clients acquired there are reused by the next requests, a
+    ``resource_manager()`` entered by the call acquires but releases nothing (as on a portal),
+    and everything is released gracefully when the server's loop closes.
 
     With ``portal=True`` each call runs on the process-wide default portal (:func:`portal`):
     one long-lived loop in a daemon thread, so resources (and their connections) are reused
@@ -99,10 +118,48 @@ def async_to_sync(
     @functools.wraps(target)
     def blocking(*args: P.args, **kwargs: P.kwargs) -> R:
         if get_running_loop_or_none() is None:
+            outer = _outer_loop()
+            if outer is not None:
+                return _run_on_outer_loop(outer, target, args, kwargs)
             return _run(target, args, kwargs)
         return _run_in_thread(target, args, kwargs)
 
     return blocking
+
+
+def _outer_loop() -> asyncio.AbstractEventLoop | None:
+    """The running loop of the ASGI server whose asgiref ``sync_to_async`` runs this thread.
+
+    asgiref's own lookup (``AsyncToSync.__call__``): its ``SyncToAsync.threadlocal`` names the
+    loop and the process it was set in (a fork child must not use its parent's loop). Only a
+    loop that still runs is used; without asgiref loaded, this costs one dict lookup.
+    """
+    asgiref_sync = sys.modules.get("asgiref.sync")
+    if asgiref_sync is None:
+        return None
+    local = getattr(getattr(asgiref_sync, "SyncToAsync", None), "threadlocal", None)
+    if local is None or getattr(local, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop = getattr(local, "main_event_loop", None)
+    if not isinstance(loop, asyncio.AbstractEventLoop) or loop.is_closed():
+        return None
+    return loop if loop.is_running() else None
+
+
+def _run_on_outer_loop(
+    loop: asyncio.AbstractEventLoop,
+    func: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> R:
+    """Run the call on the server's loop through asgiref's ``AsyncToSync``, and wait."""
+    owned_loops.add(loop)  # managers of these calls keep what they acquire (see above)
+
+    async def call() -> R:
+        return await func(*args, **kwargs)
+
+    asgiref_sync = sys.modules["asgiref.sync"]
+    return asgiref_sync.AsyncToSync(call)()  # type: ignore[no-any-return]
 
 
 def _run(func: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:

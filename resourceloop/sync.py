@@ -37,7 +37,7 @@ another call's manager is active: the resources stay for the next call.
 from __future__ import annotations
 
 from ._errors import PortalCallError, PortalClosedError
-from ._portal import Portal, portal
+from ._portal import Portal, portal, release_at_process_end
 from ._sync_calls import async_to_sync, sync_to_async
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "PortalClosedError",
     "async_to_sync",
     "portal",
+    "release_at_process_end",
     "sync_to_async",
 ]
 

@@ -709,3 +709,90 @@ def test_managers_on_loops_of_several_threads_are_independent(rec: Recorder) -> 
     loops = {fake.loop for fake in rec.created}
     assert len(loops) == 4
     assert {(fake.loop, loop) for fake, loop in rec.released} == {(loop, loop) for loop in loops}
+
+
+# -- templates=: acquire only what the body uses --------------------------------------------------
+
+
+def test_templates_acquires_only_the_given_ones_in_order(rec: Recorder) -> None:
+    """With templates=, entry acquires those (lazy ones too), no other; exit releases all."""
+    rec.template("t-eager-other")
+    lazy = rec.template("t-lazy", lazy=True)
+    engine = rec.template("t-engine")
+    extra = rec.template("t-extra", lazy=True)
+
+    async def main() -> None:
+        async with ResourceManager(templates=[engine, lazy]) as manager:
+            assert rec.names("created") == ["t-engine", "t-lazy"]
+            assert manager.templates == (engine, lazy)
+            await extra.acquire()  # acquired by the body: released on exit as well
+        assert sorted(rec.names()) == ["t-engine", "t-extra", "t-lazy"]
+
+    asyncio.run(main())
+    assert "t-eager-other" not in rec.names("created")
+
+
+def test_templates_on_the_decorator(rec: Recorder) -> None:
+    """as_decorator(templates=...) gives each call a manager of those templates only."""
+    rec.template("t-other")
+    engine = rec.template("t-engine")
+
+    @resource_manager.as_decorator(templates=(engine,))
+    async def task(n: int) -> int:
+        """A task."""
+        assert asyncio.get_running_loop() in resource_managed_loops
+        return n
+
+    @resource_manager.as_decorator
+    async def everything() -> None:
+        pass
+
+    assert task.__doc__ == "A task."
+    assert asyncio.run(task(3)) == 3
+    assert rec.names("created") == ["t-engine"]
+    assert rec.names() == ["t-engine"]
+    asyncio.run(everything())
+    assert sorted(rec.names("created")) == ["t-engine", "t-engine", "t-other"]
+
+
+def test_templates_empty_acquires_nothing(rec: Recorder) -> None:
+    """templates=() manages the loop and acquires nothing up front."""
+    rec.template("t-eager")
+
+    async def main() -> None:
+        async with ResourceManager(templates=()):
+            assert asyncio.get_running_loop() in resource_managed_loops
+
+    asyncio.run(main())
+    assert rec.created == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["t-engine", b"x", 3, [object()], "single template"],
+)
+def test_templates_rejects_what_is_not_templates(rec: Recorder, bad: object) -> None:
+    """A clear TypeError at construction, for the manager and the decorator alike."""
+    engine = rec.template("t-engine")
+    if bad == "single template":
+        bad = engine
+    with pytest.raises(TypeError, match="ResourceTemplate"):
+        ResourceManager(templates=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"as_decorator\(templates=\.\.\.\)"):
+        resource_manager.as_decorator(templates=bad)  # type: ignore[call-overload]
+
+
+def test_templates_is_read_once(rec: Recorder) -> None:
+    """A generator is materialized at construction, so every entry acquires the same ones."""
+    engine = rec.template("t-engine")
+    manager = ResourceManager(templates=(t for t in [engine]))
+
+    async def main() -> None:
+        async with manager:
+            pass
+        async with manager:
+            pass
+
+    asyncio.run(main())
+    assert rec.names("created") == ["t-engine", "t-engine"]
+    assert "templates=['t-engine']" in repr(manager)

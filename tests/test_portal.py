@@ -929,3 +929,225 @@ def test_sigint_from_the_parent_process() -> None:
     assert "caller interrupted" in out.splitlines()
     assert "coroutine cancelled" in out.splitlines()
     assert err == ""
+
+
+# -- closing from the portal's own executor, and bounded waits ------------------------------------
+
+CLOSE_FROM_EXECUTOR = """
+import asyncio, sys, threading
+import resourceloop
+from resourceloop import ResourceTemplate
+from resourceloop.sync import Portal, PortalClosedError, sync_to_async
+
+released = []
+TEMPLATE = ResourceTemplate(lambda: "session", lambda s: released.append(s), name="session")
+portal = Portal()
+
+async def shut_down_from_sync_code(how):
+    await TEMPLATE.acquire()
+    if how == "to_thread":
+        await asyncio.to_thread(portal.close)
+    else:
+        await sync_to_async(portal.close)()
+    return "returned"
+
+try:
+    print(f"call {portal.call(shut_down_from_sync_code, sys.argv[1])}", flush=True)
+except PortalClosedError:
+    print("call PortalClosedError", flush=True)
+portal.close()  # from the main thread: waits until the portal's thread is done
+print(f"closed {portal.closed} running {portal.running} released {released}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["to_thread", "sync_to_async"])
+def test_close_from_the_portals_own_executor_does_not_wait_for_itself(how: str) -> None:
+    """Sync code the portal runs in its default executor closes it: no deadlock, exit works.
+
+    Before, that close() waited for the portal's thread, which waited (in
+    ``shutdown_default_executor``) for the executor thread running that close(): the portal
+    stayed "closing" and the process never exited (the subprocess times out).
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CLOSE_FROM_EXECUTOR), how],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a guard only: a healthy run takes well under a second
+        env=_child_env(),
+        cwd=ROOT,
+        check=False,
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stderr
+    assert lines[0] in ("call returned", "call PortalClosedError"), lines
+    assert "closed True running False released ['session']" in lines, lines
+    assert result.stderr == "", result.stderr
+
+
+def test_close_from_the_executor_while_another_thread_closes(portal: Portal) -> None:
+    """A second close() from the portal's executor, while one is closing: returns at once."""
+    in_job, closing = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def sync_job() -> None:
+        in_job.set()
+        closing.wait()
+        portal.close()  # the portal is "closing" already: must not wait for its own thread
+        outcome.append(portal.closed)
+
+    async def body() -> None:
+        await asyncio.to_thread(sync_job)
+
+    caller = threading.Thread(target=lambda: _swallow(portal.call, body))
+    caller.start()
+    in_job.wait()
+    closer = threading.Thread(target=portal.close)
+    closer.start()
+    _wait_until(lambda: portal._state == "closing")
+    closing.set()
+    closer.join(60)
+    caller.join(60)
+    assert not closer.is_alive(), "close() deadlocked on the executor thread"
+    assert outcome == [True]
+    assert not portal.running
+
+
+def test_close_bounds_the_wait_for_a_stuck_executor_job() -> None:
+    """A job stuck in the portal's executor delays close() by about release_timeout, no more.
+
+    ``release_timeout`` is small here so that the bound is reached; whether close() returned
+    is checked, never how long it took.
+    """
+    resourceloop.configure(release_timeout=0.1)
+    portal = Portal(name="stuck-executor")
+    started, unblock = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        unblock.wait()
+
+    async def body() -> None:
+        await asyncio.to_thread(stuck)
+
+    caller = threading.Thread(target=lambda: _swallow(portal.call, body))
+    caller.start()
+    closer = threading.Thread(target=portal.close)
+    try:
+        started.wait()
+        closer.start()
+        closer.join(60)  # a guard only: the bound is release_timeout
+        assert not closer.is_alive(), "close() waited for the stuck executor job"
+        assert portal.closed
+        assert not portal.running
+    finally:
+        unblock.set()
+        caller.join(60)
+        if closer.is_alive():
+            closer.join(60)
+
+
+def _swallow(func: Any, *args: Any) -> None:
+    try:
+        func(*args)
+    except (PortalClosedError, asyncio.CancelledError):
+        pass
+
+
+def _wait_until(predicate: Any) -> None:
+    """Wait for a state another thread sets; the deadline only matters when the code is broken."""
+    event = threading.Event()
+    for _ in range(6000):
+        if predicate():
+            return
+        event.wait(0.01)
+    raise AssertionError("the state was never reached")
+
+
+FORK_WITH_HELD_LOCKS = """
+import asyncio, os, sys, time
+from resourceloop import sync
+from resourceloop import _portal_process
+from resourceloop.sync import Portal
+
+async def pid():
+    return os.getpid()
+
+unstarted = Portal(name="unstarted")
+# As if other threads were inside portal() and Portal.start() at the moment of the fork: the
+# child inherits both locks held, and no thread of its own will ever release them.
+_portal_process._default_lock.acquire()
+unstarted._lock.acquire()
+child = os.fork()
+if child == 0:
+    try:
+        ok = sync.portal().call(pid) == os.getpid() and unstarted.call(pid) == os.getpid()
+        sync.portal().close()
+        unstarted.close()
+        print(f"child ok {ok}", flush=True)
+    finally:
+        os._exit(0)
+deadline = time.monotonic() + 30  # a guard only: the child needs well under a second
+while True:
+    done, status = os.waitpid(child, os.WNOHANG)
+    if done:
+        print(f"child exit {os.waitstatus_to_exitcode(status)}", flush=True)
+        break
+    if time.monotonic() > deadline:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        print("child hung", flush=True)
+        break
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_never_inherits_a_held_portal_lock() -> None:
+    """Locks held by other parent threads at fork time are fresh in the child.
+
+    The parent never started a portal, so before, no fork handler was installed at all; and
+    a portal that was never started kept the parent's lock.
+    """
+    result = _run_script(FORK_WITH_HELD_LOCKS)
+    lines = result.stdout.splitlines()
+    assert lines == ["child ok True", "child exit 0"], (lines, result.stderr)
+
+
+def test_manager_templates_in_portal_calls(portal: Portal) -> None:
+    """A call's ResourceManager(templates=...) acquires only those on the portal's loop."""
+    lazy_engine = fake_template("engine", lazy=True)
+    other = fake_template("other-lazy", lazy=True)
+
+    async def task() -> list[str]:
+        async with resource_manager(templates=[lazy_engine]):
+            return [f.tag for f in [await lazy_engine.acquire()]]
+
+    assert portal.call(task) == ["engine"]
+    portal.close()
+    assert other.name == "other-lazy"
+    assert resourceloop.live_resources() == []
+    assert resourceloop.stats().acquisitions == 1
+
+
+def test_close_from_the_executor_while_the_portal_starts() -> None:
+    """close() from the executor during the start (a non-lazy acquire): start refused, closed.
+
+    The acquisition runs while the portal is "starting"; the close() inside it must not wait
+    for the start it is part of, and the start must end in a closed portal, not a running one.
+    """
+    portal = Portal(name="closing-while-starting")
+    made: list[str] = []
+
+    async def acquire() -> str:
+        await asyncio.to_thread(portal.close)  # sync code in the portal's executor
+        made.append("acquired")
+        return "resource"
+
+    template = ResourceTemplate(acquire, lambda _: made.append("released"), name="starter")
+    with pytest.raises(PortalClosedError):
+        portal.start()
+    portal.close()  # from this thread: waits until the portal's thread is done
+    assert portal.closed
+    assert not portal.running
+    assert made == ["acquired", "released"]
+    assert template.name == "starter"

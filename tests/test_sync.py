@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import resourceloop
-from resourceloop import ResourceTemplate
+from resourceloop import ResourceTemplate, resource_manager
 from resourceloop.sync import async_to_sync, sync_to_async
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -316,3 +316,46 @@ def test_round_trip() -> None:
         return await sync_to_async(blocking_add)(40, 2)
 
     assert main() == 42
+
+
+# -- inside asgiref's sync_to_async: the server's own loop ----------------------------------------
+
+
+def test_async_to_sync_in_asgiref_thread_runs_on_the_outer_loop() -> None:
+    """As asgiref does: the server's loop, its resource reused, released once when it closes.
+
+    Before, each call ran on a fresh loop with a fresh resource (2 for 2 calls).
+    """
+    asgiref_sync = pytest.importorskip("asgiref.sync")
+    released: list[tuple[str, bool]] = []
+    outer: list[asyncio.AbstractEventLoop] = []
+
+    async def make() -> str:
+        return f"client-{len(released)}"
+
+    template = ResourceTemplate(
+        make,
+        lambda c: released.append((c, asyncio.get_running_loop() is outer[0])),
+        name="asgi-client",
+    )
+
+    @async_to_sync
+    async def fetch() -> tuple[bool, str]:
+        async with resource_manager():  # acquires; must release nothing on the shared loop
+            client = await template.acquire()
+            # A thread-sensitive sync call inside: asgiref runs it in the waiting thread.
+            here = await asgiref_sync.sync_to_async(threading.get_ident)()
+            return asyncio.get_running_loop() is outer[0], f"{client} {here}"
+
+    def view() -> list[tuple[bool, str]]:
+        return [fetch(), fetch()]
+
+    async def server() -> list[tuple[bool, str]]:
+        outer.append(asyncio.get_running_loop())
+        results: list[tuple[bool, str]] = await asgiref_sync.sync_to_async(view)()
+        return results
+
+    results = asyncio.run(server())
+    assert [on_outer for on_outer, _ in results] == [True, True]
+    assert len({text.split()[0] for _, text in results}) == 1  # one client, reused
+    assert released == [("client-0", True)]  # released once, on the server's loop

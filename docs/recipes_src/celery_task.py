@@ -1,30 +1,27 @@
-"""Recipe: a Celery task running async code in a managed loop."""
+"""Recipe: Celery tasks whose async bodies run on the worker's portal."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
 from celery import Celery
 
-from resourceloop import ResourceTemplate, resource_manager
+from resourceloop import ResourceTemplate
+from resourceloop.contrib.celery import async_task, install
 
 app = Celery("recipes")
+install()  # releases a prefork child's resources before billiard ends it
 sessions = ResourceTemplate(
-    aiohttp.ClientSession, lambda s: s.close(), name="celery-http"
+    aiohttp.ClientSession, lambda s: s.close(), name="celery-http", lazy=True
 )
 
 
-@resource_manager.as_decorator
-async def match_duration(url: str) -> Any:
-    # Resources are acquired before this body runs and released after
-    # it, on this loop.
+@app.task
+@async_task(templates=[sessions])
+async def match_duration_task(url: str) -> Any:
+    # Runs on this worker process's portal: the session (and its
+    # connections) made by the first task is reused by the next ones.
     session = await sessions.acquire()
     async with session.get(url) as response:
         return (await response.json())["duration"]
-
-
-@app.task
-def match_duration_task(url: str) -> Any:
-    return asyncio.run(match_duration(url))

@@ -1,0 +1,1 @@
+"""Applications the engine tests run in real worker processes (Celery, gunicorn, uvicorn)."""
