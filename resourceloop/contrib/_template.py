@@ -1,15 +1,16 @@
-"""How every contrib module builds its template."""
+"""How every contrib module builds its template, and what it builds once for all its loops."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from resourceloop import ResourceTemplate
 
-__all__ = ["client_template"]
+__all__ = ["BuiltOnce", "client_template"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def client_template(
@@ -29,3 +30,29 @@ def client_template(
     return ResourceTemplate(
         open_client, release, name=name, lazy=lazy, force_release_func=force_release
     )
+
+
+class BuiltOnce(Generic[T]):
+    """A loop-independent value (an ``ssl.SSLContext``) built on first use, then shared.
+
+    No lock: two threads that ask at once may both build it, and the first one stored wins
+    (the other is dropped), which costs one extra build at most and can never deadlock. That
+    also decides fork: a child keeps the parent's value (an ``SSLContext`` holds settings and
+    certificates, no socket and no thread, and OpenSSL contexts stay valid in a forked child),
+    and there is no lock a fork could leave held.
+    """
+
+    __slots__ = ("_build", "_value")
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+
+    def get(self) -> T:
+        value = self._value
+        if value is None:
+            built = self._build()
+            if self._value is None:  # the first one stored is the one everybody uses
+                self._value = built
+            value = self._value
+        return value
