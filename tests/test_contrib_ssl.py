@@ -34,12 +34,26 @@ def _httpx_template(**kwargs: Any) -> ResourceTemplate[Any]:
     return async_client_template(**kwargs)
 
 
+def _openai_template(**kwargs: Any) -> ResourceTemplate[Any]:
+    require("openai")
+    from resourceloop.contrib.openai import async_openai_template
+
+    return async_openai_template(api_key="test", http_client_kwargs=kwargs)
+
+
+def _anthropic_template(**kwargs: Any) -> ResourceTemplate[Any]:
+    require("anthropic")
+    from resourceloop.contrib.anthropic import async_anthropic_template
+
+    return async_anthropic_template(api_key="test", http_client_kwargs=kwargs)
+
+
 def _http_client(resource: Any) -> Any:
     """The httpx client under a template's resource (the SDKs keep theirs as ``_client``)."""
     return getattr(resource, "_client", resource)
 
 
-MAKERS = {"httpx": _httpx_template}
+MAKERS = {"httpx": _httpx_template, "openai": _openai_template, "anthropic": _anthropic_template}
 
 
 def _contexts(template: ResourceTemplate[Any], loops: int) -> list[ssl.SSLContext]:

@@ -668,6 +668,8 @@ PUBLIC_MODULES = {
     "resourceloop.contrib.redis": "contrib-redis.md",
     "resourceloop.contrib.asyncpg": "contrib-asyncpg.md",
     "resourceloop.contrib.sqlalchemy": "contrib-sqlalchemy.md",
+    "resourceloop.contrib.openai": "contrib-openai.md",
+    "resourceloop.contrib.anthropic": "contrib-anthropic.md",
     "resourceloop.pytest_plugin": "pytest-plugin.md",
 }
 
