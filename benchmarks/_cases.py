@@ -20,6 +20,7 @@ from typing import Any
 import resourceloop
 
 from ._case_churn import case_churn
+from ._case_clients import case_clients
 from ._case_common import (
     Data,
     _default_executor,
@@ -234,4 +235,5 @@ CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
     "5": case_unmanaged,
     "6": case_scale,
     "portal": case_portal,  # issue #13; its own table: see _portal
+    "clients": case_clients,  # issue #19; its own table: see _case_clients
 }

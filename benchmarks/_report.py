@@ -286,6 +286,9 @@ def write(
     portal = [f"wrote {out / 'portal.md'}"] if "portal" in data else []
     if portal:
         (out / "portal.md").write_text(data["portal"]["markdown"])
+    if "clients" in data:
+        (out / "clients.md").write_text(data["clients"]["markdown"])
+        portal.append(f"wrote {out / 'clients.md'}")
     return [
         *portal,
         f"wrote {out / 'results.md'}",
