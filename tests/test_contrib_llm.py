@@ -519,6 +519,41 @@ def test_templates_have_the_documented_shape() -> None:
             make(http_client_kwargs=[("verify", False)])
 
 
+@pytest.mark.parametrize("kind", sorted(SDKS))
+def test_sdk_refusing_its_arguments_leaves_nothing(
+    kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No API key: ``acquire()`` raises the SDK's own error; nothing is tracked or warns."""
+    require(kind)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    from resourceloop.contrib.anthropic import async_anthropic_template
+    from resourceloop.contrib.openai import async_openai_template
+
+    make: Callable[..., ResourceTemplate[Any]] = (
+        async_openai_template if kind == "openai" else async_anthropic_template
+    )
+    template = make(name=f"nokey{next(_tags)}", base_url="http://127.0.0.1:9")
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        try:
+            client = await template.acquire()
+            if kind == "anthropic":  # it accepts no key, and refuses the first request
+                await client.messages.create(
+                    model="m", max_tokens=1, messages=[{"role": "user", "content": "hi"}]
+                )
+        except Exception as exc:
+            errors.append(exc)
+
+    with witnessed(caplog) as caught:
+        asyncio.run(main())
+    assert len(errors) == 1
+    assert caught == []
+    assert resourceloop.stats().resources_live == {}
+
+
 def test_supported_ranges_are_the_extras() -> None:
     """Each module's ``SUPPORTED_*`` range is what its extra in pyproject.toml asks for."""
     import importlib

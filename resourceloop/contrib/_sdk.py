@@ -79,14 +79,12 @@ def sdk_template(
             )
     context = _shared_ssl_context(http_kwargs)
 
-    async def open_client() -> C:
+    def open_client() -> C:  # called on the loop, in acquire()
         http_client = default_http_client(verify=context.get(), **http_kwargs)
         remember_loop(http_client, asyncio.get_running_loop())
-        try:
-            client = sdk_class(http_client=http_client, **client_kwargs)
-        except BaseException:
-            await http_client.aclose()  # no connection yet: returns at once
-            raise
+        # Should the SDK refuse its arguments (no API key ...), the HTTP client is dropped
+        # unused: it has opened no connection, so there is nothing to close.
+        client = sdk_class(http_client=http_client, **client_kwargs)
         _http_clients[client] = http_client
         return client
 

@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 
 def client_template(
-    open_client: Callable[[], Awaitable[R]],
+    open_client: Callable[[], R] | Callable[[], Awaitable[R]],
     release: Callable[[R], Awaitable[Any]],
     force_release: Callable[[R], Any],
     *,
@@ -22,6 +22,10 @@ def client_template(
     lazy: bool,
 ) -> ResourceTemplate[R]:
     """``ResourceTemplate(open_client, release, ...)``, with ``open_client`` named after it.
+
+    ``open_client`` is synchronous wherever making the client needs no ``await``: the template
+    then calls it right in ``acquire()``, on the loop, where an ``async def`` would cost a task
+    and a trip through the loop on every first acquisition.
 
     A failing creation's traceback and log records show the factory's name; with the
     template's name in it (``open_session[riot-http]``) they say which template failed.

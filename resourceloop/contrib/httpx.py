@@ -98,7 +98,7 @@ def async_client_template(
         client_kwargs.get("trust_env", True),
     )
 
-    async def open_client() -> httpx.AsyncClient:
+    def open_client() -> httpx.AsyncClient:  # called on the loop, in acquire()
         client = httpx.AsyncClient(verify=context.get(), **client_kwargs)
         remember_loop(client, asyncio.get_running_loop())
         return client

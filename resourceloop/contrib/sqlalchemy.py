@@ -130,7 +130,7 @@ def async_engine_template(
         def kwargs() -> dict[str, Any]:
             return engine_kwargs
 
-    async def open_engine() -> AsyncEngine:
+    def open_engine() -> AsyncEngine:  # called on the loop, in acquire()
         engine = create_async_engine(parsed, **kwargs())
         opened: weakref.WeakSet[Any] = weakref.WeakSet()
         _opened[engine.sync_engine] = opened
