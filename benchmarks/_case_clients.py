@@ -18,8 +18,10 @@ request (a GET, a chat completion, a message, ``PING``, ``SELECT 1``), which ope
 connection and, over HTTPS, makes the TLS handshake. The HTTP clients run against a local
 aiohttp server on 127.0.0.1, plain and HTTPS (a self-signed certificate, made as for the
 ``portal`` case); redis and PostgreSQL against private servers started from their binaries
-(``tests/servers.py``), plain only. Rounds run the implementations in a rotating order; the
-figure is the median of all loops over all rounds.
+(``tests/servers.py``), plain only. The implementations take turns one loop at a time, in a
+rotating order, each loop after an untimed ``gc.collect()``; a time is the median over all
+loops, a ratio the median of the ratios of adjacent loops, so that load from other processes
+on a shared machine hits both sides of each ratio alike.
 
 Targets (#19): the httpx template's first acquisition <= 3x the aiohttp template's, and each
 template's first acquisition (and acquisition plus first request) <= 1.5x the hand-kept client
@@ -414,20 +416,21 @@ def _measure(spec: Spec, loops: int, rounds: int) -> None:
             table.pop(asyncio.get_running_loop(), None)
             await spec.close(client)
 
-        return lambda: _run_loops(loops, get_or_create, spec.first, close, spec.samples[name])
+        return lambda: _run_loops(1, get_or_create, spec.first, close, spec.samples[name])
 
     runners: dict[str, Callable[[], float]] = {
-        TEMPLATE: lambda: _run_loops(
-            loops, template.acquire, spec.first, None, spec.samples[TEMPLATE]
-        ),
+        TEMPLATE: lambda: _run_loops(1, template.acquire, spec.first, None, spec.samples[TEMPLATE]),
         **{name: hand(name) for name in spec.make},
     }
-    for runner in runners.values():  # warm-up: imports, caches, the first TLS session
-        runner()
+    for _ in range(3):  # warm-up: imports, caches, the first TLS session
+        for runner in runners.values():
+            runner()
     for values in spec.samples.values():
         for series in values.values():
             series.clear()
-    interleave(runners, rounds)
+    # One loop per implementation at a time, in a rotating order, each after a gc.collect()
+    # (untimed): neighbours in time see the same machine, so their ratios can be paired.
+    interleave(runners, loops * rounds)
 
 
 @contextlib.contextmanager
@@ -511,14 +514,26 @@ def _results(specs: list[Spec]) -> list[dict[str, Any]]:
                 "first_request_ms": _median_ms(series["first_request"]),
                 "samples": len(series["acquire"]),
             }
+        mine = spec.samples[TEMPLATE]
+        row["paired"] = {
+            name: {
+                f"{key}_ms": statistics.median(
+                    a / b for a, b in zip(mine[key], series[key], strict=True)
+                )
+                for key in ("acquire", "first_request")
+            }
+            for name, series in spec.samples.items()
+            if name != TEMPLATE
+        }
         rows.append(row)
     return rows
 
 
 def _ratio(row: dict[str, Any], other: str, key: str) -> float | None:
-    if other not in row:
+    """The median of the template's time over ``other``'s, loop by loop (adjacent pairs)."""
+    if other not in row["paired"]:
         return None
-    return float(row[TEMPLATE][key] / row[other][key])
+    return float(row["paired"][other][key])
 
 
 def markdown(
@@ -539,8 +554,11 @@ def markdown(
         f"(commit {env['commit']}{', with uncommitted changes' if env['dirty'] else ''})",
         "- command: `python -m benchmarks --cases clients" + (" --quick`" if quick else "`"),
         "",
-        f"Fresh event loops, {loops} per implementation per round, {rounds} rounds in a rotating "
-        "order after one warm-up round; medians over all loops. *acquire*: the first "
+        f"Fresh event loops, {loops * rounds} per implementation, one implementation at a time "
+        "in a rotating order (after 3 warm-up loops each and a `gc.collect()` before every "
+        "loop, both untimed); times are medians over all loops, ratios the median of the "
+        "ratios of adjacent loops (the template's loop against the other's next to it). "
+        "*acquire*: the first "
         "`await template.acquire()`, or a per-loop dict's get-or-create of the library's client "
         "with the same arguments (*hand-kept*), or with one SSL context made beforehand and "
         "passed in (*hand-kept, one context*). *+ request*: the acquisition plus the first "
