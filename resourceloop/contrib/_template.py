@@ -39,24 +39,22 @@ def client_template(
 class BuiltOnce(Generic[T]):
     """A loop-independent value (an ``ssl.SSLContext``) built on first use, then shared.
 
-    No lock: two threads that ask at once may both build it, and the first one stored wins
-    (the other is dropped), which costs one extra build at most and can never deadlock. That
-    also decides fork: a child keeps the parent's value (an ``SSLContext`` holds settings and
-    certificates, no socket and no thread, and OpenSSL contexts stay valid in a forked child),
-    and there is no lock a fork could leave held.
+    No lock: two threads that ask at once may both build it, and ``dict.setdefault`` (atomic)
+    keeps the first one stored and hands that one to both; the other is dropped. That costs
+    one extra build at most and can never deadlock. It also decides fork: a child keeps the
+    parent's value (an ``SSLContext`` holds settings and certificates, no socket and no thread,
+    and OpenSSL contexts stay valid in a forked child), and there is no lock a fork could leave
+    held.
     """
 
-    __slots__ = ("_build", "_value")
+    __slots__ = ("_build", "_cell")
 
     def __init__(self, build: Callable[[], T]) -> None:
         self._build = build
-        self._value: T | None = None
+        self._cell: dict[int, T] = {}  # at most one entry, key 0: the value
 
     def get(self) -> T:
-        value = self._value
-        if value is None:
-            built = self._build()
-            if self._value is None:  # the first one stored is the one everybody uses
-                self._value = built
-            value = self._value
-        return value
+        try:
+            return self._cell[0]
+        except KeyError:
+            return self._cell.setdefault(0, self._build())
