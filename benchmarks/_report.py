@@ -288,7 +288,9 @@ def write(
         (out / "portal.md").write_text(data["portal"]["markdown"])
     if "clients" in data:
         (out / "clients.md").write_text(data["clients"]["markdown"])
-        portal.append(f"wrote {out / 'clients.md'}")
+        raw = {"environment": env, **{k: v for k, v in data["clients"].items() if k != "markdown"}}
+        (out / "clients.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+        portal += [f"wrote {out / 'clients.md'}", f"wrote {out / 'clients.json'}"]
     return [
         *portal,
         f"wrote {out / 'results.md'}",
