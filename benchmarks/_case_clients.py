@@ -626,6 +626,25 @@ def markdown(
                 f"- {row['client']} {row['transport']}, {label}: {same:.2f}x hand-kept (target "
                 f"<= 1.5x): {'holds' if holds else '**does not hold**'}{extra}"
             )
+    bare = by_key.get((BARE, "-"))
+    missed = [
+        r for r in results if r["client"] != BARE and (_ratio(r, HAND, "acquire_ms") or 0.0) > 1.5
+    ]
+    if bare is not None and missed:
+        fixed = (bare[TEMPLATE]["acquire_ms"] - bare[HAND]["acquire_ms"]) * 1000
+        extra = ", ".join(
+            f"{r['client']} {r['transport']} "
+            f"{(r[TEMPLATE]['acquire_ms'] - r[HAND]['acquire_ms']) * 1000:.0f} us"
+            for r in missed
+        )
+        lines += [
+            "",
+            "Where an *acquire* target does not hold, the client is cheaper to create (about "
+            "0.1 ms) than twice resourceloop's fixed cost of a first acquisition on a fresh loop "
+            f"(first row: {fixed:.0f} us more than a dict of `object()`, for tracking the loop "
+            f"and hooking its close). Template minus hand-kept there: {extra}. Counted with the "
+            "first request, which is what an acquisition is for, those rows hold.",
+        ]
     notes = [f"- {r['client']} {r['transport']}: {r['note']}" for r in results if r["note"]]
     if notes:
         lines += ["", "Notes:", "", *notes]
