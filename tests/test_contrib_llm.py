@@ -456,6 +456,52 @@ def test_force_release_on_a_closed_loop(case: Case, caplog: pytest.LogCaptureFix
     assert caught == []
 
 
+# -- a task runner: Celery tasks that each call asyncio.run -----------------------------------
+
+CELERY_TASKS = 12
+
+
+@pytest.mark.parametrize("kind", sorted(SDKS))
+def test_celery_tasks_each_running_asyncio_run(
+    kind: str, servers: dict[str, tuple[Any, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Celery tasks (in-process solo worker) that each ``asyncio.run`` a request, over HTTPS.
+
+    Without a template this is where "Task exception was never retrieved ... AsyncClient.aclose()
+    ... Event loop is closed" comes from; here each task's loop gets its own client, closed
+    before the loop closes, and nothing is left on either side.
+    """
+    celery = require("celery")
+    from celery.contrib.testing.worker import start_worker
+
+    server, verify = servers["https"]
+    case = Case(SDKS[kind](server, verify), server)
+    _warm_up(case)
+    template = case.sdk.template(f"celery-{kind}{next(_tags)}")
+    app = celery.Celery("resourceloop-llm-tests", broker="memory://", backend="cache+memory://")
+
+    async def ask() -> str:
+        return await case.sdk.plain(await template.acquire())
+
+    @app.task  # type: ignore[untyped-decorator, misc, unused-ignore]
+    def answer() -> str:
+        return asyncio.run(ask())
+
+    fds = case.fds()
+    with (
+        witnessed(caplog) as caught,
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30),
+    ):
+        results = [answer.delay() for _ in range(CELERY_TASKS)]
+        assert [r.get(timeout=60) for r in results] == [TEXT] * CELERY_TASKS
+        assert counts() == (CELERY_TASKS, 0)
+        case.assert_all_gone(fds)
+    ours_or_resources = [
+        w for w in caught if issubclass(w.category, (ResourceWarning, ResourceLoopWarning))
+    ]
+    assert ours_or_resources == []
+
+
 # -- pytest-asyncio: a loop per test, one module-level template --------------------------------
 
 _per_test: dict[str, Any] = {}
