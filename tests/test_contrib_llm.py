@@ -48,7 +48,7 @@ class SDK:
     """How one SDK's template is made and used against the local server."""
 
     kind: str
-    template: Callable[[str], ResourceTemplate[Any]]  # template name -> template
+    template: Callable[..., ResourceTemplate[Any]]  # (name, lazy=False) -> template
     plain: Callable[[Any], Awaitable[str]]  # one request, the reply's text
     streamed: Callable[[Any], Awaitable[str]]  # one streamed request, read to the end
     half: Callable[[Any], Awaitable[Any]]  # a held stream, first event read: the open stream
@@ -77,8 +77,9 @@ def _openai(server: Any, verify: Any) -> SDK:
 
     return SDK(
         "openai",
-        lambda name: async_openai_template(
+        lambda name, lazy=False: async_openai_template(
             name=name,
+            lazy=lazy,
             api_key="test-key",
             base_url=server.url + "/v1",
             max_retries=0,
@@ -119,8 +120,9 @@ def _anthropic(server: Any, verify: Any) -> SDK:
 
     return SDK(
         "anthropic",
-        lambda name: async_anthropic_template(
+        lambda name, lazy=False: async_anthropic_template(
             name=name,
+            lazy=lazy,
             api_key="test-key",
             base_url=server.url,
             max_retries=0,
@@ -477,13 +479,16 @@ def test_celery_tasks_each_running_asyncio_run(
     server, verify = servers["https"]
     case = Case(SDKS[kind](server, verify), server)
     _warm_up(case)
-    template = case.sdk.template(f"celery-{kind}{next(_tags)}")
+    tag = next(_tags)
+    # lazy: Celery keeps the task, and with it the template, after the test; a later
+    # resource_manager() would otherwise acquire it too (as tests/test_workers.py notes).
+    template = case.sdk.template(f"celery-{kind}{tag}", lazy=True)
     app = celery.Celery("resourceloop-llm-tests", broker="memory://", backend="cache+memory://")
 
     async def ask() -> str:
         return await case.sdk.plain(await template.acquire())
 
-    @app.task  # type: ignore[untyped-decorator, misc, unused-ignore]
+    @app.task(name=f"answer-{kind}-{tag}")  # type: ignore[untyped-decorator, misc, unused-ignore]
     def answer() -> str:
         return asyncio.run(ask())
 
