@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import json
 import logging
 import re
 import threading
@@ -517,6 +518,72 @@ def test_celery_tasks_each_running_asyncio_run(
         w for w in caught if issubclass(w.category, (ResourceWarning, ResourceLoopWarning))
     ]
     assert ours_or_resources == []
+
+
+# -- Django: async views called as Django calls them under WSGI ------------------------------
+
+
+def _django_configured() -> None:
+    """Django's settings, configured once per process as ``tests/test_docs.py`` does."""
+    require("django")
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            ROOT_URLCONF="_docs_django_urls",
+            ALLOWED_HOSTS=["testserver"],
+            SECRET_KEY="resourceloop-tests",
+            DEBUG=False,
+            USE_TZ=True,
+            INSTALLED_APPS=[],
+            MIDDLEWARE=[],
+        )
+        django.setup()
+
+
+@pytest.mark.parametrize("kind", sorted(SDKS))
+def test_django_async_views_under_wsgi(
+    kind: str, servers: dict[str, tuple[Any, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An async view run by asgiref's ``async_to_sync`` (Django under WSGI), from 4 threads.
+
+    Each call runs on a loop of its own; each loop gets its own SDK client, released on it.
+    """
+    _django_configured()
+    from asgiref.sync import async_to_sync
+    from django.http import HttpRequest, JsonResponse
+    from django.test import RequestFactory
+
+    server, verify = servers["https"]
+    case = Case(SDKS[kind](server, verify), server)
+    _warm_up(case)
+    template = case.sdk.template(f"django-{kind}{next(_tags)}")
+
+    async def view(request: HttpRequest) -> JsonResponse:
+        client = await template.acquire()
+        return JsonResponse({"plain": await case.sdk.plain(client)})
+
+    factory = RequestFactory()
+    calls = 4
+    start = threading.Barrier(calls)
+    bodies: list[bytes] = []
+
+    def serve() -> None:
+        start.wait(60)
+        bodies.append(async_to_sync(view)(factory.get("/")).content)
+
+    fds = case.fds()
+    with witnessed(caplog) as caught:
+        threads = [threading.Thread(target=serve) for _ in range(calls)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert [json.loads(b) for b in bodies] == [{"plain": TEXT}] * calls
+        assert counts() == (calls, 0)
+        case.assert_all_gone(fds)
+    assert caught == []
 
 
 # -- pytest-asyncio: a loop per test, one module-level template --------------------------------
