@@ -154,6 +154,8 @@ OLDEST_CONTRIB = [
     "redis==5.0.1",
     "asyncpg==0.29.0",
     "sqlalchemy[asyncio]==2.0.20",
+    "openai==3.0.0",
+    "anthropic==2.0.0",
 ]
 
 
@@ -169,6 +171,8 @@ def contrib_oldest(session: nox.Session) -> None:
         *PARALLEL,
         "tests/test_contrib_clients.py",
         "tests/test_contrib_aiohttp.py",
+        "tests/test_contrib_ssl.py",
+        "tests/test_contrib_llm.py",
         *session.posargs,
     )
 

@@ -21,6 +21,7 @@ import resourceloop
 
 from ._case_celery import case_celery
 from ._case_churn import case_churn
+from ._case_clients import case_clients
 from ._case_common import (
     Data,
     _default_executor,
@@ -238,4 +239,5 @@ CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
     "portal": case_portal,  # issue #13; its own table: see _portal
     "celery": case_celery,  # issue #18; its own table: see _case_celery
     "django": case_django,  # issue #18; its own table: see _case_django
+    "clients": case_clients,  # issue #19; its own table: see _case_clients
 }

@@ -300,6 +300,11 @@ def write(
         if own in data:
             (out / f"{own}.md").write_text(data[own]["markdown"])
             portal.append(f"wrote {out / f'{own}.md'}")
+    if "clients" in data:
+        (out / "clients.md").write_text(data["clients"]["markdown"])
+        raw = {"environment": env, **{k: v for k, v in data["clients"].items() if k != "markdown"}}
+        (out / "clients.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+        portal += [f"wrote {out / 'clients.md'}", f"wrote {out / 'clients.json'}"]
     return [
         *portal,
         f"wrote {out / 'results.md'}",

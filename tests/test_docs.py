@@ -256,6 +256,81 @@ def test_httpx_recipe(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_all_released_gracefully()
 
 
+# -- OpenAI, Anthropic, and any SDK built on an httpx client --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llm_api() -> Iterator[Any]:
+    """Local stand-ins of the OpenAI and Anthropic APIs (``tests/llm_server.py``)."""
+    require("aiohttp")
+    from tests.llm_server import running_llm_server
+
+    with running_llm_server() as server:
+        yield server
+
+
+def _check_llm_recipe(recipe: Any, llm_api: Any) -> None:
+    """Three loops ask twice, plain and streamed: a client per loop, closed on it, fds flat."""
+    from tests.aiohttp_server import count_fds
+    from tests.llm_server import REPLY
+
+    run_on_loops(lambda: recipe.ask("warm-up"))
+    before = count_fds(llm_api)
+    assert run_on_loops(lambda: recipe.ask("hi")) == [[" ".join(REPLY)] * 2] * 3
+    assert run_on_loops(lambda: recipe.ask_streamed("hi")) == [[" ".join(REPLY)] * 2] * 3
+    assert count_fds(llm_api) == before
+    assert_all_released_gracefully()
+
+
+def test_openai_recipe(llm_api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OpenAI recipe against the local stand-in: a client per loop, released on it."""
+    require("openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{llm_api.url}/v1")
+    _check_llm_recipe(load("openai_client", monkeypatch), llm_api)
+
+
+def test_anthropic_recipe(llm_api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Anthropic recipe against the local stand-in: a client per loop, released on it."""
+    require("anthropic")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", llm_api.url)
+    _check_llm_recipe(load("anthropic_client", monkeypatch), llm_api)
+
+
+class _FakeSDK:
+    """An SDK that takes ``http_client=`` (pydantic-ai's providers, LangChain's clients...)."""
+
+    def __init__(self, http_client: Any) -> None:
+        self.http_client = http_client
+
+    async def get(self, url: str) -> Any:
+        return (await self.http_client.get(url)).json()
+
+
+def test_http_client_sdk_recipe(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each loop's SDK object sits on that loop's httpx client, which is closed with the loop."""
+    require("httpx")
+    recipe = load("http_client_sdk", monkeypatch)
+    sdks = recipe.sdk_template(_FakeSDK, name="fake-sdk")
+    made: list[_FakeSDK] = []
+
+    async def work() -> Any:
+        sdk = await sdks.acquire()
+        made.append(sdk)
+        return await sdk.get(f"{api}/sdk")
+
+    run_on_loops(work)
+    before = open_fds()
+    made.clear()
+    assert run_on_loops(work) == [[{"ok": True, "path": "/sdk"}] * 2] * 3
+    assert len({id(sdk) for sdk in made}) == 3  # one per loop, kept alive by the list
+    assert len({id(sdk.http_client) for sdk in made}) == 3
+    assert all(sdk.http_client.is_closed for sdk in made)
+    assert open_fds() == before
+    assert_all_released_gracefully()
+
+
 def test_redis_recipe(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Against redis-server: six increments from three loops, every connection closed."""
     require("redis")
@@ -673,6 +748,8 @@ PUBLIC_MODULES = {
     "resourceloop.contrib.asyncpg": "contrib-asyncpg.md",
     "resourceloop.contrib.sqlalchemy": "contrib-sqlalchemy.md",
     "resourceloop.contrib.celery": "contrib-celery.md",
+    "resourceloop.contrib.openai": "contrib-openai.md",
+    "resourceloop.contrib.anthropic": "contrib-anthropic.md",
     "resourceloop.pytest_plugin": "pytest-plugin.md",
 }
 

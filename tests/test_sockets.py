@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import os
 import threading
@@ -159,9 +160,10 @@ def _sessions() -> tuple[ResourceTemplate[aiohttp.ClientSession], list[object]]:
     make = template.acquire_func
 
     async def acquire() -> aiohttp.ClientSession:
-        session = await make()  # type: ignore[misc]
+        made = make()  # a plain function: it makes the session on the running loop
+        session = await made if inspect.isawaitable(made) else made
         probes.append(weakref.ref(session))
-        return session  # type: ignore[no-any-return]
+        return session
 
     return (
         ResourceTemplate(

@@ -1,19 +1,20 @@
-"""How every contrib module builds its template."""
+"""How every contrib module builds its template, and what it builds once for all its loops."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from resourceloop import ResourceTemplate
 
-__all__ = ["client_template"]
+__all__ = ["BuiltOnce", "client_template"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def client_template(
-    open_client: Callable[[], Awaitable[R]],
+    open_client: Callable[[], R] | Callable[[], Awaitable[R]],
     release: Callable[[R], Awaitable[Any]],
     force_release: Callable[[R], Any],
     *,
@@ -22,6 +23,10 @@ def client_template(
 ) -> ResourceTemplate[R]:
     """``ResourceTemplate(open_client, release, ...)``, with ``open_client`` named after it.
 
+    ``open_client`` is synchronous wherever making the client needs no ``await``: the template
+    then calls it right in ``acquire()``, on the loop, where an ``async def`` would cost a task
+    and a trip through the loop on every first acquisition.
+
     A failing creation's traceback and log records show the factory's name; with the
     template's name in it (``open_session[riot-http]``) they say which template failed.
     """
@@ -29,3 +34,27 @@ def client_template(
     return ResourceTemplate(
         open_client, release, name=name, lazy=lazy, force_release_func=force_release
     )
+
+
+class BuiltOnce(Generic[T]):
+    """A loop-independent value (an ``ssl.SSLContext``) built on first use, then shared.
+
+    No lock: two threads that ask at once may both build it, and ``dict.setdefault`` (atomic)
+    keeps the first one stored and hands that one to both; the other is dropped. That costs
+    one extra build at most and can never deadlock. It also decides fork: a child keeps the
+    parent's value (an ``SSLContext`` holds settings and certificates, no socket and no thread,
+    and OpenSSL contexts stay valid in a forked child), and there is no lock a fork could leave
+    held.
+    """
+
+    __slots__ = ("_build", "_cell")
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._cell: dict[int, T] = {}  # at most one entry, key 0: the value
+
+    def get(self) -> T:
+        try:
+            return self._cell[0]
+        except KeyError:
+            return self._cell.setdefault(0, self._build())

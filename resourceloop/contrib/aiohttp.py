@@ -19,6 +19,11 @@ session's sockets are still closed for real by :func:`close_session_now`, withou
 "Unclosed client session"/"Unclosed connector" warnings and without "Event loop is closed"
 errors.
 
+**SSL contexts.** aiohttp builds its default verifying context once per process and shares it
+between connectors, so a session per loop costs no TLS setup; an ``ssl=`` context you give a
+connector (``connector_factory=lambda: aiohttp.TCPConnector(ssl=context)``) is used as given:
+make it once, outside the factory, and every loop's connector shares it.
+
 aiohttp is an optional dependency: ``pip install resourceloop[aiohttp]``. This module imports
 it; ``import resourceloop`` does not.
 
@@ -88,7 +93,7 @@ def client_session_template(
     if connector_factory is not None and not callable(connector_factory):
         raise TypeError(f"connector_factory must be callable or None, got {connector_factory!r}")
 
-    async def open_session() -> aiohttp.ClientSession:
+    def open_session() -> aiohttp.ClientSession:  # called on the loop, in acquire()
         if connector_factory is None:
             return aiohttp.ClientSession(**session_kwargs)
         return aiohttp.ClientSession(connector=connector_factory(), **session_kwargs)

@@ -18,6 +18,14 @@ connection to come back, so it is bounded by ``release_timeout``); when that tim
 loop can no longer run, every connection is still terminated and its socket closed for real by
 :func:`terminate_now`: no "Event loop is closed", no "unclosed connection" warning.
 
+**One SSL context per template.** With ``ssl=True`` asyncpg builds a new
+``ssl.create_default_context()`` (loading the system's CA store: tens of milliseconds) for
+every connection it opens; the template builds that context once, on first use, and passes it
+to every loop's pool as ``ssl=``. A context you pass as ``ssl=`` is used as given; an
+``sslmode`` string (``ssl="verify-full"``, or ``sslmode=`` in the DSN) is left to asyncpg,
+which builds a context per connection: pass ``ssl=context`` to share one. A forked child keeps
+the parent's context.
+
 asyncpg is an optional dependency: ``pip install resourceloop[asyncpg]``
 (``SUPPORTED_ASYNCPG``). This module imports it; ``import resourceloop`` does not.
 
@@ -26,6 +34,7 @@ asyncpg is an optional dependency: ``pip install resourceloop[asyncpg]``
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,9 +42,15 @@ import asyncpg
 
 from resourceloop import ResourceTemplate
 from resourceloop.contrib._asyncio import force_close
-from resourceloop.contrib._template import client_template
+from resourceloop.contrib._template import BuiltOnce, client_template
 
-__all__ = ["SUPPORTED_ASYNCPG", "close_pool", "pool_template", "terminate_now"]
+__all__ = [
+    "SUPPORTED_ASYNCPG",
+    "close_pool",
+    "default_ssl_context",
+    "pool_template",
+    "terminate_now",
+]
 
 SUPPORTED_ASYNCPG = ">=0.29,<0.33"
 """The asyncpg versions this module supports: those of the ``asyncpg`` extra."""
@@ -52,7 +67,8 @@ def pool_template(
 
     The pool is created on the loop that first asks for it, as
     ``await asyncpg.create_pool(dsn, **pool_kwargs)`` (which opens ``min_size``
-    connections). Its graceful release is ``await pool.close()`` on that loop, bounded by
+    connections), except that ``ssl=True`` becomes one :func:`default_ssl_context` shared by
+    every pool. Its graceful release is ``await pool.close()`` on that loop, bounded by
     ``release_timeout``; its forced release (the close timed out, or the loop can no longer
     run) is :func:`terminate_now`.
 
@@ -85,10 +101,30 @@ def pool_template(
             "created on that loop"
         )
 
+    context = BuiltOnce(default_ssl_context) if pool_kwargs.get("ssl") is True else None
+
     async def open_pool() -> asyncpg.Pool:
+        if context is not None:
+            return await asyncpg.create_pool(dsn, **{**pool_kwargs, "ssl": context.get()})
         return await asyncpg.create_pool(dsn, **pool_kwargs)
 
     return client_template(open_pool, close_pool, terminate_now, name=name, lazy=lazy)
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The context asyncpg builds for ``ssl=True``: ``ssl.create_default_context()`` (verify
+    the server's certificate and host name against the system's CA store), with the
+    ``postgresql`` ALPN protocol that direct TLS needs.
+
+    The contrib templates build it once each and pass it as ``ssl=`` to every connection.
+    Safe to call from any thread.
+
+    .. versionadded:: 0.1.0
+    """
+    context = ssl.create_default_context()
+    if ssl.HAS_ALPN:
+        context.set_alpn_protocols(["postgresql"])
+    return context
 
 
 async def close_pool(pool: asyncpg.Pool) -> None:

@@ -18,6 +18,12 @@ loop that opened them. Each loop gets its own client, closed gracefully with
 scope, which must be left in the task that entered it). When the loop can no longer run, the
 pool's sockets are still closed for real by :func:`close_client_now`.
 
+**One SSL context per template.** A new ``httpx.AsyncClient`` builds a new ``ssl.SSLContext``
+and loads the CA bundle into it (25 to 55 ms, even for plain HTTP), which a loop per call would
+pay on every call. The template builds that context once, on first use, from ``verify=``,
+``cert=`` and ``trust_env=`` exactly as httpx would, and gives it to every loop's client; a
+context you pass as ``verify=`` is used as given. A forked child keeps the parent's context.
+
 httpx is an optional dependency: ``pip install resourceloop[httpx]`` (``SUPPORTED_HTTPX``).
 This module imports it; ``import resourceloop`` does not.
 
@@ -27,26 +33,19 @@ This module imports it; ``import resourceloop`` does not.
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import Callable
+import ssl
 from typing import Any
 
 import httpx
 
 from resourceloop import ResourceTemplate
-from resourceloop.contrib._asyncio import force_close
-from resourceloop.contrib._template import client_template
+from resourceloop.contrib._httpcore import close_async_client_now, remember_loop
+from resourceloop.contrib._template import BuiltOnce, client_template
 
 __all__ = ["SUPPORTED_HTTPX", "async_client_template", "close_client", "close_client_now"]
 
 SUPPORTED_HTTPX = ">=0.27,<0.29"
 """The httpx versions this module supports (with httpcore 1.x): those of the ``httpx`` extra."""
-
-# The loop each template-made client was created on, weakly (a client that holds no
-# connection must not keep its loop alive). uvloop's transports do not name their loop.
-_loops: weakref.WeakKeyDictionary[httpx.AsyncClient, weakref.ref[asyncio.AbstractEventLoop]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def async_client_template(
@@ -55,7 +54,11 @@ def async_client_template(
     """Return a template that gives each event loop its own ``httpx.AsyncClient``.
 
     The client is created on the loop that first asks for it, as
-    ``httpx.AsyncClient(**client_kwargs)``. Its graceful release is
+    ``httpx.AsyncClient(verify=context, **client_kwargs)``, where ``context`` is one
+    ``ssl.SSLContext`` shared by every loop's client: ``verify=`` itself when it is an
+    ``ssl.SSLContext`` (used as given), otherwise ``httpx.create_ssl_context()`` of ``verify=``,
+    ``cert=`` and ``trust_env=``, built once on first use (so ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` are read then, not per client). Its graceful release is
     ``await client.aclose()`` on that loop (bounded by ``release_timeout``); its forced
     release, when the loop can no longer run, is :func:`close_client_now`.
 
@@ -64,7 +67,8 @@ def async_client_template(
         lazy: Leave the client out of the eager acquisition of ``resource_manager``; it is
             created on first ``acquire()`` instead.
         **client_kwargs: Passed to ``httpx.AsyncClient`` for every client (``timeout=``,
-            ``headers=``, ``base_url=``, ``limits=``, ``http2=`` ...).
+            ``headers=``, ``base_url=``, ``limits=``, ``http2=`` ...); ``verify=`` and
+            ``cert=`` make the shared SSL context.
 
     Returns:
         A ``ResourceTemplate[httpx.AsyncClient]``; ``await template.acquire()`` on any loop
@@ -88,12 +92,27 @@ def async_client_template(
                 "pass the transport's settings (limits=, proxy=, verify=, http2=) instead"
             )
 
-    async def open_client() -> httpx.AsyncClient:
-        client = httpx.AsyncClient(**client_kwargs)
-        _loops[client] = weakref.ref(asyncio.get_running_loop())
+    context = _shared_ssl_context(
+        client_kwargs.pop("verify", True),
+        client_kwargs.pop("cert", None),
+        client_kwargs.get("trust_env", True),
+    )
+
+    def open_client() -> httpx.AsyncClient:  # called on the loop, in acquire()
+        client = httpx.AsyncClient(verify=context.get(), **client_kwargs)
+        remember_loop(client, asyncio.get_running_loop())
         return client
 
     return client_template(open_client, close_client, close_client_now, name=name, lazy=lazy)
+
+
+def _shared_ssl_context(verify: Any, cert: Any, trust_env: bool) -> BuiltOnce[ssl.SSLContext]:
+    """The one ``ssl.SSLContext`` of a template: ``verify`` as given, or built once by httpx."""
+    if isinstance(verify, ssl.SSLContext) and cert is None:
+        return BuiltOnce(lambda: verify)
+    return BuiltOnce(
+        lambda: httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+    )
 
 
 async def close_client(client: httpx.AsyncClient) -> None:
@@ -117,7 +136,9 @@ def close_client_now(client: httpx.AsyncClient) -> None:
     the pools forget their connections and the client is marked closed, so it refuses new
     requests as ``aclose()`` would have it.
 
-    This is the only function in resourceloop that touches httpx's and httpcore's internals:
+    This function (through ``contrib._httpcore.close_async_client_now``, which the OpenAI and
+    Anthropic templates share for their ``httpx2`` clients) is the only one in resourceloop that
+    touches httpx's and httpcore's internals:
     ``AsyncClient._transport``/``_mounts``/``_state``, ``AsyncHTTPTransport._pool``,
     ``AsyncConnectionPool._connections``, the ``_connection``/``_network_stream`` chain of
     httpcore's connections (plain, HTTP/2, proxied), ``AnyIOStream._stream``, and anyio's
@@ -135,44 +156,4 @@ def close_client_now(client: httpx.AsyncClient) -> None:
 
     .. versionadded:: 0.1.0
     """
-
-    def asyncio_transport(connection: Any) -> Any:
-        """The asyncio transport under one httpcore connection, or ``None`` (not connected)."""
-        stream: Any = None
-        for _ in range(4):  # AsyncHTTPConnection -> (proxy tunnel ->) HTTP/1.1 or HTTP/2
-            if connection is None:
-                return None
-            stream = getattr(connection, "_network_stream", None)
-            if stream is not None:
-                break
-            connection = getattr(connection, "_connection", None)
-        stream = getattr(stream, "_stream", None)  # httpcore's AnyIOStream -> an anyio stream
-        while hasattr(stream, "transport_stream"):  # anyio TLSStream over the socket stream
-            stream = stream.transport_stream
-        return getattr(stream, "_transport", None)
-
-    pools: list[Any] = []
-    for transport in (client._transport, *client._mounts.values()):
-        pool = getattr(transport, "_pool", None)
-        if pool is not None and hasattr(pool, "_connections"):
-            pools.append(pool)
-    connections = [conn for pool in pools for conn in list(pool._connections)]
-    transports = [t for t in map(asyncio_transport, connections) if t is not None]
-
-    loop = None
-    for transport in transports:
-        loop = getattr(transport, "_loop", None)
-        if loop is not None:
-            break
-    if loop is None:
-        remembered = _loops.get(client)
-        loop = remembered() if remembered is not None else None
-
-    def mark_closed() -> None:
-        for pool in pools:
-            pool._connections = []
-        client._state = httpx._client.ClientState.CLOSED
-
-    steps: list[Callable[[], object]] = [transport.abort for transport in transports]
-    steps.append(mark_closed)
-    force_close(loop, transports, steps)
+    close_async_client_now(client)

@@ -17,6 +17,12 @@ gets its own client with its own connection pool, closed gracefully with
 socket is still closed for real by :func:`close_redis_now`, without redis-py's "unclosed
 Connection" warning.
 
+**SSL contexts.** With ``rediss://`` (or ``ssl=True``), redis-py 8.2 makes one
+``ssl.SSLContext`` per set of ``ssl_*`` settings and shares it between all connections, of
+every loop's client, by itself; older releases (5.0.1 checked) make one per connection, as
+they would without resourceloop. The client's parsed configuration (``Redis.from_url``) is
+cheap and made per loop.
+
 redis-py is an optional dependency: ``pip install resourceloop[redis]`` (``SUPPORTED_REDIS``).
 This module imports it; ``import resourceloop`` does not.
 
@@ -86,7 +92,7 @@ def redis_template(
             "settings (max_connections=, socket_timeout=, ...) and each loop gets its own pool"
         )
 
-    async def open_client() -> redis.asyncio.Redis:
+    def open_client() -> redis.asyncio.Redis:  # called on the loop, in acquire()
         if url is None:
             return redis.asyncio.Redis(**kwargs)
         return redis.asyncio.Redis.from_url(url, **kwargs)

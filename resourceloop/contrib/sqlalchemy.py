@@ -21,6 +21,12 @@ still terminated and its socket closed for real by :func:`close_engine_now`, for
 ``postgresql+asyncpg`` driver. Sessions (``async_sessionmaker(engine)``) are cheap: make them
 per unit of work from the loop's engine.
 
+**Built once per template**: the URL is parsed once, and with the asyncpg driver
+``connect_args={"ssl": True}`` becomes one SSL context
+(:func:`resourceloop.contrib.asyncpg.default_ssl_context`) shared by every connection of every
+loop's engine, where asyncpg would build one per connection. A context you pass in
+``connect_args`` is used as given. A forked child keeps the parent's context.
+
 SQLAlchemy is an optional dependency: ``pip install resourceloop[sqlalchemy]``
 (``SUPPORTED_SQLALCHEMY``; the driver is yours to install, e.g. ``resourceloop[asyncpg]``).
 This module imports SQLAlchemy; ``import resourceloop`` does not.
@@ -38,7 +44,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from resourceloop import ResourceTemplate
-from resourceloop.contrib._template import client_template
+from resourceloop.contrib._template import BuiltOnce, client_template
 
 __all__ = [
     "SUPPORTED_SQLALCHEMY",
@@ -91,7 +97,7 @@ def async_engine_template(
 
     .. versionadded:: 0.1.0
     """
-    from sqlalchemy.engine import URL
+    from sqlalchemy.engine import URL, make_url
 
     if not isinstance(url, (str, URL)):
         raise TypeError(f"url must be a str or sqlalchemy.URL, got {url!r}")
@@ -103,8 +109,29 @@ def async_engine_template(
                 "one; pass poolclass= and the pool's settings instead"
             )
 
-    async def open_engine() -> AsyncEngine:
-        engine = create_async_engine(url, **engine_kwargs)
+    parsed = make_url(url)
+    connect_args = engine_kwargs.get("connect_args")
+    if (
+        parsed.get_driver_name() == "asyncpg"
+        and isinstance(connect_args, dict)
+        and connect_args.get("ssl") is True
+    ):
+        from resourceloop.contrib.asyncpg import default_ssl_context
+
+        context = BuiltOnce(default_ssl_context)
+        asked = connect_args
+
+        def with_context() -> dict[str, Any]:
+            return {**engine_kwargs, "connect_args": {**asked, "ssl": context.get()}}
+
+        kwargs = with_context
+    else:
+
+        def kwargs() -> dict[str, Any]:
+            return engine_kwargs
+
+    def open_engine() -> AsyncEngine:  # called on the loop, in acquire()
+        engine = create_async_engine(parsed, **kwargs())
         opened: weakref.WeakSet[Any] = weakref.WeakSet()
         _opened[engine.sync_engine] = opened
 
