@@ -222,6 +222,7 @@ def test_a_loop_the_program_keeps_is_left_alone(server: Server) -> None:
 
         worker.run(again)
         assert resourceloop.stats().acquisitions == 2  # the same session, found again
+
         def close_them() -> None:
             for loop in kept:
                 loop.close()
