@@ -42,6 +42,7 @@ from ._force import warn
 from ._lifecycle import end_collected, end_loop, wait_for_guard
 from ._reach import only_we_reach
 from ._registry import registry
+from ._release import release_bound
 from ._state import GONE, OPEN, LoopState
 from .warnings import UnclosedLoopWarning
 
@@ -56,6 +57,31 @@ def _left_behind(state: LoopState) -> bool:
     if loop is None:
         return False
     return only_we_reach(loop, [(state.store, 1)] if state.store is not None else [])
+
+
+def _close_ours(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a loop nobody else can reach, as ``asyncio.Runner.close`` would: ours to end now.
+
+    Its tasks are cancelled and its async generators (an SDK's stream left open) finalized,
+    bounded by ``release_bound``, so that closing it leaves nothing pending to be reported.
+    """
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(
+            asyncio.wait_for(_wind_down(loop, tasks), timeout=release_bound(len(tasks)))
+        )
+    except Exception:  # what it left is the collector's now, as for any dropped loop
+        logger.debug("winding down a loop left behind failed", exc_info=True)
+    finally:
+        loop.close()
+
+
+async def _wind_down(loop: asyncio.AbstractEventLoop, tasks: set[asyncio.Task[Any]]) -> None:
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await loop.shutdown_asyncgens()
 
 
 def _end_idle(loop: asyncio.AbstractEventLoop, state: LoopState, *, why: str) -> bool:
@@ -204,7 +230,7 @@ class Reaper:
             _end_idle(loop, state, why=why)
         finally:  # whatever interrupted the release: the loop is ours to close
             if unreachable and state.phase is GONE and not loop.is_closed():
-                loop.close()
+                _close_ours(loop)
 
     def _end_left_behind(self, state: LoopState, thorough: bool) -> None:
         """End a loop its thread left idle for a newer one, if nobody else can reach it.
@@ -228,7 +254,7 @@ class Reaper:
         finally:  # whatever interrupted the release: the loop is ours to close
             if state.phase is GONE:
                 if not loop.is_closed():
-                    loop.close()
+                    _close_ours(loop)
                 if names:
                     self._warn_unclosed(state, names)
 
