@@ -524,9 +524,10 @@ def test_a_session_scoped_async_fixture_is_judged_at_its_scope(
 
 
 def test_a_release_func_that_returns_its_close_method_fails_the_test(
-    inner: pytest.Pytester,
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``lambda s: s.close`` (parentheses missing) released nothing: the check says so."""
+    scrub_environ(monkeypatch)
     inner.makepyfile(
         test_typo="""
         import asyncio
@@ -543,7 +544,10 @@ def test_a_release_func_that_returns_its_close_method_fails_the_test(
 
         sessions = []
         typo = resourceloop.ResourceTemplate(
-            lambda: sessions.append(Session()) or sessions[-1], lambda s: s.close, name="typo"
+            lambda: sessions.append(Session()) or sessions[-1],
+            lambda s: s.close,
+            name="typo",
+            lazy=True,
         )
 
 
@@ -555,7 +559,8 @@ def test_a_release_func_that_returns_its_close_method_fails_the_test(
             assert not sessions[0].closed
         """
     )
-    result = _run(inner, "--resourceloop-leaks")
+    # A fresh process: its template must not reach the managers of this process's other tests.
+    result = inner.runpytest_subprocess("-p", "resourceloop", "--resourceloop-leaks")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
