@@ -356,10 +356,7 @@ def test_abandoned_thread_then_reap(case: Case, caplog: pytest.LogCaptureFixture
         client = loop.run_until_complete(template.acquire())
         assert loop.run_until_complete(case.sdk.plain(client)) == TEXT
 
-    # The stream's async generator, dropped with its loop, may be finalized while the reaper
-    # runs the loop to release: asyncio then makes a task for its aclose() that the loop never
-    # runs again, and says so when it is collected (about what the user dropped, as above).
-    with witnessed(caplog, tolerated="Task was destroyed but it is pending!") as caught:
+    with witnessed(caplog) as caught:
         thread = threading.Thread(target=owner)
         thread.start()
         thread.join(60)
@@ -398,7 +395,10 @@ def test_loop_dropped_unclosed_then_reaped(case: Case, caplog: pytest.LogCapture
         loop.run_until_complete(case.sdk.half(client))  # a stream left open
         # the thread ends with its loop neither closed nor referenced
 
-    with witnessed(caplog) as caught:
+    # The stream's async generator, dropped with its loop, may be finalized while the reaper
+    # runs the loop to release: asyncio then makes a task for its aclose() that the loop never
+    # runs again, and says so when it is collected (about what the user dropped, as above).
+    with witnessed(caplog, tolerated="Task was destroyed but it is pending!") as caught:
         thread = threading.Thread(target=owner)
         thread.start()
         thread.join(60)
