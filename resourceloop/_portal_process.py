@@ -28,18 +28,22 @@ import os
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, cast
 
 from ._errors import PortalClosedError
 
-if TYPE_CHECKING:
-    from ._portal import Portal
+#: ``_portal.Portal``, which imports this module: never imported from here (no import cycle,
+#: ``TYPE_CHECKING`` edges included); its instances reach this module as arguments.
+Portal = Any
+
 
 __all__ = ["default_portal", "install_process_hooks", "release_process", "remember"]
 
 logger = logging.getLogger("resourceloop")
 
-_default: Portal | None = None
+_default: Any = None
+P = TypeVar("P")
 _default_lock = threading.Lock()
 _exiting = False
 _exit_hook_installed = False
@@ -54,7 +58,7 @@ _made_lock = threading.Lock()
 _forgotten: list[object] = []
 
 
-def default_portal(new: type[Portal]) -> Portal:
+def default_portal(new: Callable[..., P]) -> P:
     """The default portal, or a fresh ``new(...)`` in place of a closed (or inherited) one.
 
     Raises:
@@ -63,7 +67,7 @@ def default_portal(new: type[Portal]) -> Portal:
     global _default
     current = _default
     if current is not None and current._state in ("new", "starting", "running"):
-        return current
+        return cast(P, current)
     with _default_lock:
         if _exiting:
             raise PortalClosedError(
@@ -72,7 +76,7 @@ def default_portal(new: type[Portal]) -> Portal:
         current = _default
         if current is None or current.closed:
             current = _default = new(name="resourceloop-portal")
-        return current
+        return cast(P, current)
 
 
 def remember(made: Portal) -> None:
