@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import difflib
 import logging
 import os
 import threading
@@ -128,6 +129,7 @@ def configure(
     reap_interval: float | None = None,
     release_timeout: float | None = None,
     close_hook: bool | None = None,
+    **unknown: object,
 ) -> _config.Config:
     """Change the runtime settings; the ones not given keep their value.
 
@@ -148,18 +150,34 @@ def configure(
 
     Raises:
         TypeError: A setting has the wrong type (a bool or a string for a number of seconds,
-            anything but a bool for ``close_hook``); no setting is changed.
+            anything but a bool for ``close_hook``), or is not a setting (a misspelt keyword:
+            the error names the closest setting and all of them); no setting is changed.
         ValueError: A setting is out of range (zero, negative, not finite, or past
             ``threading.TIMEOUT_MAX``), or a ``RESOURCELOOP_*`` variable read on first use
             is invalid; no setting is changed.
 
     .. versionadded:: 0.1.0
     """
+    if unknown:
+        raise _unknown_settings(unknown)
     config = _config.replace(
         reap_interval=reap_interval, release_timeout=release_timeout, close_hook=close_hook
     )
     reaper.kick()
     return config
+
+
+_SETTINGS = ("reap_interval", "release_timeout", "close_hook")
+
+
+def _unknown_settings(unknown: Mapping[str, object]) -> TypeError:
+    name = sorted(unknown)[0]
+    close = difflib.get_close_matches(name, _SETTINGS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return TypeError(
+        f"configure() got {name!r}, which is not a setting{hint}; the settings are "
+        f"{', '.join(_SETTINGS)}. No setting was changed."
+    )
 
 
 def reap() -> None:
