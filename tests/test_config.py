@@ -571,5 +571,5 @@ def test_a_misspelt_setting_is_a_typeerror_naming_the_closest_one() -> None:
     """``configure(relase_timeout=3)`` says what was meant, lists the settings, changes nothing."""
     before = resourceloop.configure()
     with pytest.raises(TypeError, match=r"'relase_timeout'.*did you mean 'release_timeout'"):
-        resourceloop.configure(relase_timeout=3, reap_interval=9.0)  # type: ignore[call-arg]
+        resourceloop.configure(relase_timeout=3, reap_interval=9.0)
     assert resourceloop.configure() == before
