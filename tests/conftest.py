@@ -8,6 +8,7 @@ CPython (``nox -s switchinterval``).
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import warnings
@@ -73,6 +74,12 @@ def _clean_runtime() -> Iterator[None]:
     # them); a ResourceManager would acquire them too, so collect them first.
     gc.collect()
     _runtime._reset_for_tests()
+    # A framework an earlier test on this worker configured (Celery's worker, a logging
+    # dictConfig) may have disabled existing loggers: tests read resourceloop's log records.
+    logger = logging.getLogger("resourceloop")
+    logger.disabled = False
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
     yield
     _runtime._reset_for_tests()
     gc.collect()
