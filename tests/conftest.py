@@ -74,8 +74,9 @@ def _clean_runtime() -> Iterator[None]:
     # them); a ResourceManager would acquire them too, so collect them first.
     gc.collect()
     _runtime._reset_for_tests()
-    # A framework an earlier test on this worker configured (Celery's worker, a logging
-    # dictConfig) may have disabled existing loggers: tests read resourceloop's log records.
+    # A framework an earlier test on this worker configured (Celery's worker sets the root
+    # logger to ERROR) may have silenced resourceloop's warnings, which tests read.
+    logging.root.setLevel(logging.WARNING)
     logger = logging.getLogger("resourceloop")
     logger.disabled = False
     logger.propagate = True
