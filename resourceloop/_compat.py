@@ -13,12 +13,17 @@ else:  # pragma: no cover - exercised by the 3.10 nox session only
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 __all__ = [
+    "ARGUMENTS_STAY_ON_THE_CALLERS_STACK",
     "BaseExceptionGroup",
     "ExceptionGroup",
     "block_signals_in_this_thread",
     "get_running_loop_or_none",
     "iscoroutinefunction",
 ]
+
+#: Before 3.11 a Python-to-Python call keeps each argument on the caller's value stack too:
+#: one more reference than the callee's local (``_reach`` counts references exactly).
+ARGUMENTS_STAY_ON_THE_CALLERS_STACK = sys.version_info < (3, 11)
 
 #: Process-directed signals a Python program handles: the main thread's to receive.
 _MAIN_THREAD_SIGNALS = frozenset(

@@ -32,6 +32,8 @@ import types
 from collections.abc import Iterable
 from typing import Final
 
+from ._compat import ARGUMENTS_STAY_ON_THE_CALLERS_STACK
+
 __all__ = ["LIMIT", "only_we_reach"]
 
 #: Members past which the answer is "reachable" (the test then costs too much to be worth it).
@@ -76,7 +78,7 @@ def only_we_reach(root: object, ours: Iterable[tuple[object, int]]) -> bool:
     del obj
     # The references this function and its caller hold: ``members``' value and the argument
     # of ``getrefcount`` for every member; for the root also ``root`` here, and the caller's.
-    inside[id(root)] += 2
+    inside[id(root)] += 3 if ARGUMENTS_STAY_ON_THE_CALLERS_STACK else 2
     outside = []
     for key in members:  # noqa: PLC0206 - an items() iterator would hold a reference too
         obj = members[key]
