@@ -14,6 +14,7 @@ else:  # pragma: no cover - exercised by the 3.10 nox session only
 
 __all__ = [
     "ARGUMENTS_STAY_ON_THE_CALLERS_STACK",
+    "REFCOUNTS_ARE_EXACT",
     "BaseExceptionGroup",
     "ExceptionGroup",
     "block_signals_in_this_thread",
@@ -24,6 +25,11 @@ __all__ = [
 #: Before 3.11 a Python-to-Python call keeps each argument on the caller's value stack too:
 #: one more reference than the callee's local (``_reach`` counts references exactly).
 ARGUMENTS_STAY_ON_THE_CALLERS_STACK = sys.version_info < (3, 11)
+
+#: Whether ``sys.getrefcount`` counts every reference a frame holds (``_reach`` relies on it).
+#: From 3.14 the interpreter may hold stack references it does not count (borrowed ones), and
+#: a loop still in use could look unreferenced: there, loops left behind are not ended early.
+REFCOUNTS_ARE_EXACT = sys.version_info < (3, 14)
 
 #: Process-directed signals a Python program handles: the main thread's to receive.
 _MAIN_THREAD_SIGNALS = frozenset(

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _config
-from ._compat import block_signals_in_this_thread
+from ._compat import REFCOUNTS_ARE_EXACT, block_signals_in_this_thread
 from ._force import warn
 from ._lifecycle import end_collected, end_loop, wait_for_guard
 from ._reach import only_we_reach
@@ -52,7 +52,13 @@ logger = logging.getLogger("resourceloop")
 
 
 def _left_behind(state: LoopState) -> bool:
-    """True if nothing but resourceloop refers to the loop any more (``_reach``)."""
+    """True if nothing but resourceloop refers to the loop any more (``_reach``).
+
+    Always False where reference counts are not exact (``_compat.REFCOUNTS_ARE_EXACT``): a
+    loop left behind then stays tracked until its thread ends or it closes.
+    """
+    if not REFCOUNTS_ARE_EXACT:
+        return False
     loop = state.loop()  # the one reference of ours that ``only_we_reach`` allows for
     if loop is None:
         return False
