@@ -42,6 +42,7 @@ from resourceloop.warnings import (
     UnclosedLoopWarning,
     UngracefulLoopWarning,
 )
+from tests.conftest import exact_refcounts
 
 from ._loops import LOOP_FACTORIES, LoopFactory, abandon, uvloop
 
@@ -482,6 +483,7 @@ def test_fork_child_does_not_inherit_the_hot_path_cache() -> None:
         loop.close()
 
 
+@exact_refcounts
 def test_worker_thread_loops_are_not_kept_alive() -> None:
     """A thread that lives on and leaves loops unclosed: resources released on them, loops
     closed and then collected.

@@ -33,6 +33,7 @@ from resourceloop import ResourceTemplate, _runtime, reap, stats
 from resourceloop._registry import registry
 from resourceloop.warnings import ForcedReleaseWarning, ResourceLoopWarning, UnclosedLoopWarning
 from tests._env import child_env
+from tests.conftest import exact_refcounts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -504,6 +505,7 @@ def _unclosed_warnings(t: ResourceTemplate[Res]) -> int:
         newest.close()
 
 
+@exact_refcounts
 @needs_fork
 @fork_warning
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops
@@ -521,6 +523,7 @@ def test_fork_child_warns_its_own_threads_again() -> None:
     assert _unclosed_warnings(t) == 0
 
 
+@exact_refcounts
 @needs_fork
 @fork_warning
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # asyncio's own, about unclosed loops

@@ -38,6 +38,7 @@ from tests._loops import abandon, needs_uvloop
 from tests._loops import is_uvloop as _is_uvloop
 from tests._loops import new_uvloop as _new_uvloop
 from tests._warnings import record_text
+from tests.conftest import exact_refcounts
 
 FACTORIES = [
     pytest.param(asyncio.new_event_loop, id="asyncio"),
@@ -300,6 +301,7 @@ def test_abandoned_loop_released_gracefully_and_dropped(
     assert probe() is None
 
 
+@exact_refcounts
 def test_abandoned_loop_nobody_refers_to_is_released_and_closed(rec: Recorder) -> None:
     """A dead thread's idle loop that only resourceloop refers to is released on it, then
     closed by the pass (no collection needed)."""
@@ -314,6 +316,7 @@ def test_abandoned_loop_nobody_refers_to_is_released_and_closed(rec: Recorder) -
     assert stats().loops_tracked == 0
 
 
+@exact_refcounts
 def test_abandoned_loop_reaped_from_a_running_loop(rec: Recorder) -> None:
     """purge() from a coroutine releases an abandoned loop gracefully, via a helper thread."""
     t = rec.template("t")
@@ -640,6 +643,7 @@ def test_reaper_stop_from_its_own_thread_does_not_join_itself() -> None:
     assert errors == []
 
 
+@exact_refcounts
 def test_an_unreferenced_left_behind_loop_is_ended_without_a_collection(
     monkeypatch: pytest.MonkeyPatch, rec: Recorder
 ) -> None:
@@ -700,6 +704,7 @@ class ArrivalLock:
         self.lock.release()
 
 
+@exact_refcounts
 def test_two_racing_starts_make_one_reaper_thread(wakeup: CountingWakeup) -> None:
     """Two threads that both find no reaper running start one thread between them."""
     reaper = _reaper.Reaper()
@@ -781,6 +786,7 @@ def test_force_interrupt_on_a_closed_loop_still_untracks_it(hook_disabled: None)
     assert (snap.forced_releases, snap.loops_tracked, snap.resources_live) == (2, 0, {})
 
 
+@exact_refcounts
 def test_unclosed_loops_of_two_threads_warn_once_each(rec: Recorder) -> None:
     """Two living threads that leave loops unclosed and move on: one pass ends (and closes)
     both, with one warning for each thread."""
@@ -817,6 +823,7 @@ def test_unclosed_loops_of_two_threads_warn_once_each(rec: Recorder) -> None:
     assert all(r.loop is not None and r.loop.is_closed() for r, _, _ in rec.graceful)
 
 
+@exact_refcounts
 def test_a_thread_started_after_a_warned_one_ended_is_warned_too(rec: Recorder) -> None:
     """One warning per thread, even when the next thread reuses the ended one's ident."""
     t = rec.template("t")
@@ -857,6 +864,7 @@ def test_a_thread_started_after_a_warned_one_ended_is_warned_too(rec: Recorder) 
     assert len(rec.graceful) == 4
 
 
+@exact_refcounts
 def test_a_warning_filter_set_to_error_cannot_break_a_pass(
     hook_disabled: None, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1096,6 +1104,7 @@ def _leave_behind(t: ResourceTemplate[Res]) -> asyncio.AbstractEventLoop:
     return newest
 
 
+@exact_refcounts
 def test_ctrl_c_while_the_reaper_runs_a_left_behind_loop_forces_first() -> None:
     """A KeyboardInterrupt out of a left-behind loop's run, mid-release, reaches reap() after
     the interrupted release is forced, and the loop is untracked."""

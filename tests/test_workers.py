@@ -33,6 +33,7 @@ from resourceloop import ResourceTemplate
 from resourceloop.warnings import ResourceLoopWarning, UnclosedLoopWarning
 from tests._warnings import Warned, record_text
 from tests.aiohttp_server import Server, client_connections, count_fds, running_server
+from tests.conftest import exact_refcounts
 from tests.servers import wait_for
 from tests.test_contrib_clients import CLIENTS, Client, _warm_up, http_server, tag
 
@@ -150,6 +151,7 @@ def _foreign(caught: list[Warned]) -> list[str]:
     return [str(w.message) for w in caught if not issubclass(w.category, ResourceLoopWarning)]
 
 
+@exact_refcounts
 def test_loops_left_unclosed_on_a_live_worker_thread(
     client: Client, tag: str, witnessed: list[Warned]
 ) -> None:
@@ -233,6 +235,7 @@ def test_a_loop_the_program_keeps_is_left_alone(server: Server) -> None:
         worker.stop()
 
 
+@exact_refcounts
 def test_celery_solo_worker(server: Server) -> None:
     """An in-process Celery worker (solo pool, memory broker), collector on: nothing left open."""
     celery = pytest.importorskip("celery")
@@ -275,6 +278,7 @@ def test_celery_solo_worker(server: Server) -> None:
     assert _foreign(caught) == []
 
 
+@exact_refcounts
 def test_dramatiq_worker_thread(server: Server) -> None:
     """A Dramatiq worker thread (StubBroker), collector on: nothing left open while it lives."""
     dramatiq = pytest.importorskip("dramatiq")
