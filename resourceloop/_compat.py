@@ -15,6 +15,7 @@ else:  # pragma: no cover - exercised by the 3.10 nox session only
 __all__ = [
     "ARGUMENTS_STAY_ON_THE_CALLERS_STACK",
     "REFCOUNTS_ARE_EXACT",
+    "WITH_CAN_SKIP_EXIT",
     "BaseExceptionGroup",
     "ExceptionGroup",
     "block_signals_in_this_thread",
@@ -30,6 +31,11 @@ ARGUMENTS_STAY_ON_THE_CALLERS_STACK = sys.version_info < (3, 11)
 #: From 3.14 the interpreter may hold stack references it does not count (borrowed ones), and
 #: a loop still in use could look unreferenced: there, loops left behind are not ended early.
 REFCOUNTS_ARE_EXACT = sys.version_info < (3, 14)
+
+#: Whether a signal handler that raises right after ``with lock:`` acquired the lock can skip
+#: its ``__exit__`` (CPython gh-148874: 3.14 runs handlers at the end of the ``__enter__``
+#: call, before the statement's cleanup is armed; fixed in 3.15). ``_locks`` works around it.
+WITH_CAN_SKIP_EXIT = sys.version_info[:2] == (3, 14)
 
 #: Process-directed signals a Python program handles: the main thread's to receive.
 _MAIN_THREAD_SIGNALS = frozenset(

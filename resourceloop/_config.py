@@ -25,6 +25,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from ._locks import new_lock
+
 __all__ = ["ENVIRONMENT", "FALSE_SPELLINGS", "TRUE_SPELLINGS", "Config", "current", "replace"]
 
 _ENV_REAP_INTERVAL = "RESOURCELOOP_REAP_INTERVAL"
@@ -139,7 +141,7 @@ def _from_environment(environ: Mapping[str, str]) -> Config:
     return config
 
 
-_lock = threading.Lock()  # guards _current; held only to read or swap a reference
+_lock = new_lock()  # guards _current; held only to read or swap a reference
 _current: Config | None = None
 
 
@@ -194,7 +196,7 @@ def replace(
 def reset_lock_after_fork() -> None:
     """A fork child gets a fresh lock; the settings themselves carry over."""
     global _lock
-    _lock = threading.Lock()
+    _lock = new_lock()
 
 
 def reset_for_tests() -> None:

@@ -45,6 +45,7 @@ from typing import Any, Literal
 from . import _config
 from ._compat import block_signals_in_this_thread
 from ._errors import PortalClosedError
+from ._locks import new_lock
 from ._manager import owned_loops as _owned_loops
 from .resources import ResourceManager
 
@@ -111,7 +112,7 @@ class PortalLoop:
         # Guarded by _lock: writes of _state, _loop, _thread, _startup (calls read them without
         # it). Held for a few assignments and one call_soon_threadsafe at a time, never while
         # waiting or calling user code.
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self._state: State = "new"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -26,12 +26,12 @@ import atexit
 import logging
 import os
 import sys
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
 from ._errors import PortalClosedError
+from ._locks import new_lock
 
 #: ``_portal.Portal``, which imports this module: never imported from here (no import cycle,
 #: ``TYPE_CHECKING`` edges included); its instances reach this module as arguments.
@@ -44,7 +44,7 @@ logger = logging.getLogger("resourceloop")
 
 _default: Any = None
 P = TypeVar("P")
-_default_lock = threading.Lock()
+_default_lock = new_lock()
 _exiting = False
 _exit_hook_installed = False
 #: Portals started in this process, for exit and fork; written under _default_lock.
@@ -53,7 +53,7 @@ _portals: weakref.WeakSet[Portal] = weakref.WeakSet()
 #: fresh lock; written under _made_lock (its own: default_portal() makes one under
 #: _default_lock).
 _made: weakref.WeakSet[Portal] = weakref.WeakSet()
-_made_lock = threading.Lock()
+_made_lock = new_lock()
 #: Portals a fork child inherited from its parent: referenced forever, never touched.
 _forgotten: list[object] = []
 
@@ -187,11 +187,11 @@ def _after_fork_in_child() -> None:
     ``WeakSet`` takes none, and no other thread runs in the child yet.
     """
     global _default, _default_lock, _portals, _made, _made_lock, _exit_hook_installed
-    _default_lock = threading.Lock()
-    _made_lock = threading.Lock()
+    _default_lock = new_lock()
+    _made_lock = new_lock()
     made = list(_made)
     for each in made:
-        each._lock = threading.Lock()
+        each._lock = new_lock()
     inherited = list(_portals)
     _forgotten.append(inherited)  # keep their loops alive: never collected, never closed here
     for each in made:

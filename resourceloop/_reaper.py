@@ -40,6 +40,7 @@ from . import _config
 from ._compat import REFCOUNTS_ARE_EXACT, block_signals_in_this_thread
 from ._force import warn
 from ._lifecycle import end_collected, end_loop, wait_for_guard
+from ._locks import new_lock, new_rlock
 from ._reach import only_we_reach
 from ._registry import registry
 from ._release import release_bound
@@ -161,12 +162,12 @@ class Reaper:
         #: True while ``_run`` runs: ``ensure_started`` (once per tracked loop) reads it
         #: instead of ``Thread.is_alive()``, three Python calls.
         self._running = False
-        self._start_lock = threading.Lock()
+        self._start_lock = new_lock()
         self._stop = threading.Event()
         self._kick = threading.Event()
         #: Serializes passes. Reentrant, so a release function that calls ``reap()`` cannot
         #: deadlock.
-        self.pass_lock = threading.RLock()
+        self.pass_lock = new_rlock()
         #: Threads already warned about unclosed loops (one warning per thread, not per loop).
         #: Weak, and by thread object rather than ident: idents are reused once a thread ends.
         self._warned_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()

@@ -52,6 +52,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._locks import new_lock
 from ._state import (
     ENDING,
     GONE,
@@ -92,7 +93,7 @@ class Registry:
     """Loop -> ``LoopState``, the live templates, custody and counters; see the module doc."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         #: Weak references to the templates, in creation order. Plain references rather than a
         #: ``WeakValueDictionary``, whose iteration runs a generator and an iteration guard in
         #: Python: managers list the templates on every entry. Dead ones are pruned under the
@@ -142,7 +143,7 @@ class Registry:
         everything else the parent held: never released, never finalized here, since closing
         them could send data on the parent's sockets.
         """
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         inherited = list(self._data.items())
         self.forgotten.append(
             (inherited, list(self._batches), list(self.collected), list(self._tracked))

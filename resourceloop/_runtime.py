@@ -22,6 +22,7 @@ from ._closehook import install_asyncgen_hook, install_close_hook, install_shutd
 from ._compat import get_running_loop_or_none
 from ._force import warn
 from ._lifecycle import end_collected, end_loop
+from ._locks import new_lock
 from ._reaper import Reaper
 from ._registry import registry
 from ._state import GONE, OPEN, LoopState
@@ -48,7 +49,7 @@ class _Process:
     """
 
     def __init__(self, *, handlers_installed: bool = False) -> None:
-        self.lock = threading.Lock()
+        self.lock = new_lock()
         self.handlers_installed = handlers_installed
         self.multithreaded_logged = False
 

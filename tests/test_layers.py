@@ -15,7 +15,9 @@ ROOT = Path(resourceloop.__file__).parent
 
 #: Each layer imports only from layers before it (the core's layers; STYLE.md, "Imports").
 LAYERS: list[set[str]] = [
-    {"warnings", "_compat", "_errors", "_config"},
+    {"warnings", "_compat", "_errors"},
+    {"_locks"},
+    {"_config"},
     {"_state"},
     {"_registry"},
     {"_force", "_reach"},
