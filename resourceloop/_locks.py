@@ -12,8 +12,8 @@ would all hang after one unlucky Ctrl-C.
 run, so the common path pays nothing. On 3.14 it is an ``InterruptSafeLock``: its
 ``__enter__`` is Python code, and a Python function returns to its caller without running
 handlers, so the only window left is inside ``__enter__``, where the lock releases itself if
-the handler raised after it was acquired. It is built on an ``RLock``, which knows how many
-times this thread holds it: an interrupted acquisition is told from a completed one exactly.
+the handler raised after it was acquired. It is an ``RLock``, which knows how many times this
+thread holds it: an interrupted acquisition is told from a completed one exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import _thread
 import threading
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ._compat import WITH_CAN_SKIP_EXIT
 
@@ -43,50 +43,41 @@ class LockLike(Protocol):
     ) -> None: ...
 
 
-class InterruptSafeLock:
+class InterruptSafeLock(_thread.RLock):  # type: ignore[misc]  # a C type, subclassable
     """A lock whose ``with`` leaves it released whatever instant an exception lands.
 
-    Reentrant, as the ``RLock`` under it is: ``new_lock()`` callers never re-enter (that
-    would deadlock a ``threading.Lock`` on every other version), ``new_rlock()`` callers may.
+    Only ``__enter__`` is Python code. ``__exit__`` must stay the C one it inherits: a Python
+    ``__exit__`` runs pending handlers when it starts, before its release, which is the same
+    leak one step later. Reentrant, as the ``RLock`` under it is: ``new_lock()`` callers never
+    re-enter (that would deadlock a ``threading.Lock`` on every other version), ``new_rlock()``
+    callers may.
     """
 
-    __slots__ = ("_held_here", "acquire", "locked", "release")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        lock = _thread.RLock()
-        self.acquire = lock.acquire
-        self.release = lock.release
-        self.locked = lock.locked  # type: ignore[attr-defined]  # RLock.locked: 3.14+
-        self._held_here = lock._recursion_count  # type: ignore[attr-defined]
+    if TYPE_CHECKING:  # the C method, typeshed does not list it
 
-    def __enter__(self) -> bool:
-        held = self._held_here()
+        def _recursion_count(self) -> int: ...
+
+    def __enter__(self) -> bool:  # type: ignore[override]  # RLock's takes acquire's arguments
+        held = self._recursion_count()
         try:
-            return self.acquire()
+            return bool(self.acquire())
         except BaseException:  # a signal handler raised: before or after the acquisition
-            if self._held_here() > held:
+            if self._recursion_count() > held:
                 self.release()
             raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return f"<InterruptSafeLock {'locked' if self.locked() else 'unlocked'}>"
 
 
 def new_lock() -> LockLike:
     """A lock for ``with``: ``threading.Lock()``, or an ``InterruptSafeLock`` where needed."""
-    return InterruptSafeLock() if WITH_CAN_SKIP_EXIT else threading.Lock()
+    if WITH_CAN_SKIP_EXIT:
+        return cast(LockLike, InterruptSafeLock())  # locked(): RLock has it from 3.14
+    return threading.Lock()
 
 
 def new_rlock() -> LockLike:
     """A reentrant lock for ``with``: ``threading.RLock()``, or an ``InterruptSafeLock``."""
     if WITH_CAN_SKIP_EXIT:
-        return InterruptSafeLock()
-    return threading.RLock()  # type: ignore[return-value]  # RLock has no locked() before 3.14
+        return cast(LockLike, InterruptSafeLock())
+    return cast(LockLike, threading.RLock())  # locked() is never called on this one
