@@ -187,13 +187,18 @@ class Reaper:
         check one that was still reachable less and less often (``_end_left_behind``).
         """
         with self.pass_lock:
-            registry.count("reaper_passes")
-            self._young_collected = not thorough
-            for state in registry.states():  # states only: see ``_left_behind``
-                if state.phase is OPEN:
-                    self._reap(state, thorough)
-            for state, batch in registry.drain_collected():
-                end_collected(state, batch)
+            self._pass_locked(
+                thorough
+            )  # a call, not a loop: see ``_registry``, "loops under the lock"
+
+    def _pass_locked(self, thorough: bool) -> None:
+        registry.count("reaper_passes")
+        self._young_collected = not thorough
+        for state in registry.states():  # states only: see ``_left_behind``
+            if state.phase is OPEN:
+                self._reap(state, thorough)
+        for state, batch in registry.drain_collected():
+            end_collected(state, batch)
 
     def _reap(self, state: LoopState, thorough: bool) -> None:
         loop = state.loop()

@@ -47,7 +47,7 @@ import collections
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -175,12 +175,7 @@ class Registry:
     def templates(self) -> list[Any]:
         """The live templates, in creation order (a snapshot)."""
         with self._lock:
-            live = [t for ref in self._templates.values() if (t := ref()) is not None]
-            if len(live) != len(self._templates):
-                for serial, ref in list(self._templates.items()):
-                    if ref() is None:
-                        del self._templates[serial]
-            return live
+            return _live_templates(self._templates)
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -239,7 +234,7 @@ class Registry:
             self._tracked.add(state)
             if thread is not self._last_thread and not self.multithreaded:
                 self._last_thread = thread
-                self.multithreaded = any(s.thread is not thread for s in self._states.values())
+                self.multithreaded = _any_other_thread(self._states.values(), thread)
             wakeup = self.wakeup
         wakeup.ring()
         return state, True
@@ -279,10 +274,7 @@ class Registry:
             leftover = None
             store = state.store
             if store:
-                taken = {id(i.resource) for b in state.batches for i in b.items}
-                if state.taking is not None:  # taken, then interrupted before the store emptied
-                    taken.update(id(i.resource) for i in state.taking.items)
-                items = [Item(k, v) for k, v in store.items() if id(v) not in taken]
+                items = _not_in_custody(state, store)
                 if items:
                     leftover = Batch(state, items)
                     state.batches.add(leftover)
@@ -343,10 +335,7 @@ class Registry:
         """
         drained = []
         with self._lock:
-            lost = [s for s in self._tracked if s.phase is OPEN and s.loop_ref() is None]
-            for state in lost:
-                if not state.store:  # it held nothing: nothing to release
-                    self._tracked.discard(state)
+            lost = _untrack_lost(self._tracked)
         self.collected.extend(s for s in lost if s.store and s not in self.collected)
         while True:
             try:
@@ -378,7 +367,7 @@ class Registry:
 
     def managed_loops(self) -> list[asyncio.AbstractEventLoop]:
         with self._lock:
-            return [loop for loop, state in self._states.items() if state.managed]
+            return _managed(self._states)
 
     # -- custody ----------------------------------------------------------------------------
 
@@ -408,7 +397,7 @@ class Registry:
             store = state.store
             if store is not None and store.get(spec) is resource:
                 return None
-            if any(item.resource is resource for b in state.batches for item in b.items):
+            if _in_custody(state, resource):
                 return None  # adopted already
             self._counts["acquisitions"] += 1
             if state.phase is OPEN and store is not None and spec not in store:
@@ -471,7 +460,7 @@ class Registry:
                 return False
             item.status = SETTLED
             self._counts[outcome] += 1
-            if all(other.status == SETTLED for other in batch.items):
+            if _all_settled(batch):
                 batch.state.batches.discard(batch)
                 self._batches.discard(batch)
             return True
@@ -486,7 +475,7 @@ class Registry:
             if item.status == SETTLED:
                 return False
             item.status = SETTLED
-            if all(i.status == SETTLED for i in batch.items):
+            if _all_settled(batch):
                 batch.state.batches.discard(batch)
                 self._batches.discard(batch)
             return True
@@ -510,17 +499,7 @@ class Registry:
     def live_entries(self) -> list[tuple[Spec, LoopState]]:
         """Every live resource as (spec, its loop's state): stores and custody."""
         with self._lock:
-            # Tracked loops first, in the order they were first seen; then collected ones.
-            handed = [s for s in self.collected if s.phase is OPEN and s not in self._tracked]
-            states = sorted(self._tracked, key=lambda state: state.serial) + handed
-            found = [(spec, state) for state in states for spec in (state.store or ())]
-            found += [
-                (item.spec, batch.state)
-                for batch in self._batches
-                for item in batch.items
-                if item.status != SETTLED
-            ]
-            return found
+            return _live_entries(self._tracked, self.collected, self._batches)
 
     def live_by_template(self) -> Mapping[str, int]:
         """Live resources per template name (same scope as ``live_entries``)."""
@@ -529,13 +508,84 @@ class Registry:
     def __repr__(self) -> str:
         with self._lock:
             loops = len(self._states)
-            custody = sum(len(b.unsettled()) for b in self._batches)
+            custody = _unsettled_count(self._batches)
             collected = len(self.collected)
         live = len(self.live_entries())
         return f"<Registry loops={loops} live={live} in_custody={custody} collected={collected}>"
 
     def __iter__(self) -> Iterator[asyncio.AbstractEventLoop]:
         return iter([loop for loop, _ in self.snapshot()])
+
+
+# -- loops under the lock ----------------------------------------------------------------------
+# A ``with self._lock:`` body never loops itself (no for, while or comprehension) but calls one
+# of these. CPython leaves some loop jumps out of the enclosing ``with``'s exception table
+# (3.14's inlined ``all()``/``any()``, loops ending in an ``if``; gh-130279 on 3.13), and a
+# jump back runs signal handlers: a Ctrl-C landing there would leave the lock held for ever.
+# Raised in a function called from the body, it reaches the call, which the table covers.
+# tests/test_locks.py checks the rule.
+
+
+def _live_templates(refs: dict[int, weakref.ref[Any]]) -> list[Any]:
+    live = [t for ref in refs.values() if (t := ref()) is not None]
+    if len(live) != len(refs):
+        for serial, ref in list(refs.items()):
+            if ref() is None:
+                del refs[serial]
+    return live
+
+
+def _any_other_thread(states: Iterable[LoopState], thread: threading.Thread) -> bool:
+    return any(state.thread is not thread for state in states)
+
+
+def _not_in_custody(state: LoopState, store: Store) -> list[Item]:
+    """What ``store`` holds that no batch does (an interrupted taking leaves that)."""
+    taken = {id(i.resource) for b in state.batches for i in b.items}
+    if state.taking is not None:  # taken, then interrupted before the store emptied
+        taken.update(id(i.resource) for i in state.taking.items)
+    return [Item(k, v) for k, v in store.items() if id(v) not in taken]
+
+
+def _untrack_lost(tracked: set[LoopState]) -> list[LoopState]:
+    """Open states whose loop is gone; those that held nothing are no longer tracked."""
+    lost = [s for s in tracked if s.phase is OPEN and s.loop_ref() is None]
+    for state in lost:
+        if not state.store:  # it held nothing: nothing to release
+            tracked.discard(state)
+    return lost
+
+
+def _managed(states: Mapping[asyncio.AbstractEventLoop, LoopState]) -> list[Any]:
+    return [loop for loop, state in states.items() if state.managed]
+
+
+def _in_custody(state: LoopState, resource: Any) -> bool:
+    return any(item.resource is resource for b in state.batches for item in b.items)
+
+
+def _all_settled(batch: Batch) -> bool:
+    return all(item.status == SETTLED for item in batch.items)
+
+
+def _unsettled_count(batches: Iterable[Batch]) -> int:
+    return sum(len(b.unsettled()) for b in batches)
+
+
+def _live_entries(
+    tracked: set[LoopState], collected: Iterable[LoopState], batches: Iterable[Batch]
+) -> list[tuple[Spec, LoopState]]:
+    # Tracked loops first, in the order they were first seen; then collected ones.
+    handed = [s for s in collected if s.phase is OPEN and s not in tracked]
+    states = sorted(tracked, key=lambda state: state.serial) + handed
+    found = [(spec, state) for state in states for spec in (state.store or ())]
+    found += [
+        (item.spec, batch.state)
+        for batch in batches
+        for item in batch.items
+        if item.status != SETTLED
+    ]
+    return found
 
 
 class _Nothing:

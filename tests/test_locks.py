@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import pathlib
 import random
 import signal
 import threading
@@ -9,6 +11,7 @@ import types
 
 import pytest
 
+import resourceloop
 from resourceloop._compat import WITH_CAN_SKIP_EXIT
 from resourceloop._locks import InterruptSafeLock, new_lock, new_rlock
 
@@ -98,3 +101,42 @@ def test_a_signal_at_any_instant_never_leaves_a_lock_held() -> None:
         signal.signal(signal.SIGALRM, previous)
     assert left_held == 0
     assert interrupted > 0  # the signal did land inside the with blocks
+
+
+_LOOPS = (
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def _holds_a_lock(item: ast.withitem) -> bool:
+    return "lock" in ast.unparse(item.context_expr).rpartition(".")[2].lower()
+
+
+def test_no_loop_runs_under_a_lock() -> None:
+    """A ``with <lock>:`` body in the library calls a function to loop, never loops itself.
+
+    CPython leaves some loop jumps out of the ``with``'s exception table (3.14's inlined
+    ``all()``, a loop ending in an ``if``), and a jump back runs signal handlers: a Ctrl-C
+    there skips ``__exit__`` and leaves the lock held (see ``resourceloop/_registry.py``).
+    The demo is left out: it is a program of its own, not the library's guarantee.
+    """
+    package = pathlib.Path(resourceloop.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if "demo" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.With) and any(_holds_a_lock(i) for i in node.items):
+                found += [
+                    f"{path.relative_to(package)}:{inner.lineno}"
+                    for statement in node.body
+                    for inner in ast.walk(statement)
+                    if isinstance(inner, _LOOPS)
+                ]
+    assert found == []
