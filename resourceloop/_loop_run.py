@@ -10,6 +10,7 @@ it a short-lived helper thread.
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -57,7 +58,10 @@ def release_on_loop(
     deadline = time.monotonic() + release_bound(held + len(creations))
     runners: list[Runner] = []  # a runner adds itself before its task exists (see ``Runner``)
     runner: Runner | None = None
+    wake_fd = _self_pipe_of(loop)
     try:
+        if wake_fd != -1:
+            _wake_on_signals(wake_fd)
         while runner is None or (runner.stuck_on_one() and _held(batches)):
             runner = Runner(loop, batches, creations if runner is None else [], timeout, runners)
             # Each release is bounded (``_release``), so each run ends in time; a stop()
@@ -76,6 +80,8 @@ def release_on_loop(
     finally:
         # Interrupted (Ctrl-C out of the loop's run), stopped for good or out of time: the
         # runners are stopped here, which forces what they had begun, and the rest is forced.
+        if wake_fd != -1:
+            _stop_waking_on_signals(wake_fd)
         for started in runners:
             started.stop()
         for leftover in batches:
@@ -83,6 +89,39 @@ def release_on_loop(
         if state.batches:
             for leftover in registry.batches_of(state):
                 force_batch(leftover, why=why)
+
+
+def _self_pipe_of(loop: asyncio.AbstractEventLoop) -> int:
+    """The loop's self-pipe, if signals should wake it while it runs here (else -1).
+
+    A signal that lands after the interpreter's last check and before the selector's wait
+    begins is handled only when the wait ends: a Ctrl-C during a release would take effect up
+    to ``release_timeout`` later. Python's wakeup fd closes that window (asyncio's
+    ``add_signal_handler`` uses it the same way): the signal's byte lands in the loop's
+    self-pipe, the wait ends, and the handler runs at once. Only in the main thread (the only
+    one that runs handlers) and for loops with a self-pipe (asyncio's selector loops).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return -1
+    own_socket = getattr(loop, "_csock", None)
+    return -1 if own_socket is None else int(own_socket.fileno())
+
+
+def _wake_on_signals(fd: int) -> None:
+    """Set ``fd`` as the wakeup fd, unless the program has one of its own."""
+    try:
+        previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # a closed self-pipe, a blocking socket
+        return
+    if previous not in (-1, fd):  # the program's own: keep it
+        signal.set_wakeup_fd(previous)
+
+
+def _stop_waking_on_signals(fd: int) -> None:
+    """Unset the wakeup fd if it is ``fd`` (an interrupt may have come before it was set)."""
+    current = signal.set_wakeup_fd(-1)
+    if current not in (-1, fd):
+        signal.set_wakeup_fd(current)
 
 
 def _held(batches: list[Batch]) -> bool:

@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -46,8 +47,22 @@ def quiet() -> Iterator[None]:
 # -- case 2: Ctrl-C during asyncio.run's release pass ------------------------------------------
 
 
+@pytest.fixture
+def ctrl_c_as_a_terminal_delivers_it() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as at a terminal.
+
+    A process started in the background by a non-interactive shell (CI's parallel groups, the
+    sid root's runner) inherits SIGINT ignored, and Python then leaves it ignored.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @posix_only
-@pytest.mark.usefixtures("quiet")
+@pytest.mark.usefixtures("quiet", "ctrl_c_as_a_terminal_delivers_it")
 @pytest.mark.parametrize("release_timeout", [0.5, 60.0])
 def test_ctrl_c_in_asyncio_run_s_release_pass_forces_the_rest_at_once(
     release_timeout: float,
@@ -56,7 +71,8 @@ def test_ctrl_c_in_asyncio_run_s_release_pass_forces_the_rest_at_once(
 
     The interrupt arrives while the loop waits in its selector (not inside the release), so it
     escapes the pass and leaves the pass's task pending; the close hook then stops that task
-    and forces what is left, instead of starting a second release of the same loop.
+    and forces what is left, instead of starting a second release of the same loop. (From
+    3.14, where the shutdown wrapper is left out, the pass is the close hook's own.)
     """
     resourceloop.configure(release_timeout=release_timeout)
     running: list[str] = []
@@ -242,6 +258,44 @@ def test_books_balance_whatever_instant_a_signal_lands() -> None:
         signal.signal(signal.SIGALRM, previous)
     assert unbalanced == []
     assert interrupted > 100  # the signal did land in resourceloop's code and the program's
+
+
+@posix_only
+def test_a_signal_wakes_the_loop_while_the_close_hook_releases_on_it() -> None:
+    """While the main thread runs a loop to release on it, a signal wakes its selector.
+
+    Without a wakeup fd, a Ctrl-C landing between the interpreter's last check and the
+    selector's wait is handled only when the wait ends (seen on 3.14: a whole release_timeout
+    late). The close hook sets the loop's self-pipe as the wakeup fd for its run, and unsets
+    it after; a program's own wakeup fd is left alone.
+    """
+    seen: list[int] = []
+
+    async def release(resource: object) -> None:
+        fd = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(fd)
+        seen.append(fd)
+
+    template = ResourceTemplate(object, release, name="wakes")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(template.acquire())
+    self_pipe = loop._csock.fileno()  # type: ignore[attr-defined]
+    loop.close()
+    assert seen == [self_pipe]
+    assert signal.set_wakeup_fd(-1) == -1  # unset after the run
+
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    try:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(template.acquire())
+        loop.close()
+        assert seen[-1] == writer.fileno()  # the program's own, kept
+    finally:
+        assert signal.set_wakeup_fd(-1) == writer.fileno()
+        reader.close()
+        writer.close()
 
 
 # -- case 5: release_timeout is a hard limit at a loop's end ------------------------------------
