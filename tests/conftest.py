@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from resourceloop import _compat, _config, _runtime
+from tests._fakes import Recorder
 
 #: Tests of loops left behind being ended early (``_reach``), which needs exact reference
 #: counts: from 3.14 those loops stay tracked until their thread ends (``_compat``).
@@ -121,6 +122,12 @@ def slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the reaper thread asleep (an hour's interval): the test drives every pass with
     ``reap()``. Use it with ``pytestmark = pytest.mark.usefixtures("slow_reaper")``."""
     monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    """A ``tests._fakes.Recorder``: templates and release functions that record every call."""
+    return Recorder()
 
 
 @pytest.fixture(scope="session")
