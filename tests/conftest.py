@@ -120,7 +120,12 @@ def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the reaper thread asleep (an hour's interval): the test drives every pass with
-    ``reap()``. Use it with ``pytestmark = pytest.mark.usefixtures("slow_reaper")``."""
+    ``reap()``. Use it with ``pytestmark = pytest.mark.usefixtures("slow_reaper")``.
+
+    With the default 1 s interval, a test that takes longer than that (a loaded machine, a
+    slower interpreter, a fork child still running) would see the thread release loops the
+    test means to hand to ``reap()`` itself. Read from the environment, this wakes no thread.
+    """
     monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
 
 
