@@ -81,11 +81,12 @@ def on_page_markdown(markdown: str, **kwargs: Any) -> str:
 _H1 = re.compile(r"<h1(\b[^>]*)>(.*?)</h1>", re.DOTALL)
 _TABLE = re.compile(r"<table>.*?</table>", re.DOTALL)
 _PLAIN_CODE = re.compile(r"<code>([^<]*)</code>")
-_BREAK_AFTER = re.compile(r"([.(\[])(?=[^\s.])")
+_BREAK_AFTER = re.compile(r"(\.|\()(?=[^\s.)])")
 
 
 def _breakable_code(table: re.Match[str]) -> str:
-    """Offer a line break after each ``.``, ``(`` and ``[`` of inline code in a table.
+    """Offer a line break after each ``.`` and ``(`` of inline code in a table (never before
+    a closing ``)``).
 
     The stylesheet never splits a name inside a word (``UngracefulLoopWarning`` stays whole),
     so a long dotted path or signature (``pyot.core.resources.ResourceTemplate(...)``) was one
