@@ -258,7 +258,7 @@ def mutants(session: nox.Session) -> None:
 
     Options after ``--`` go to ``tools/mutants.py`` (``--sample``, ``--module``, ``--only``,
     ``--jobs``, ``--list``); by default 60 sampled mutants of each module of the custody core
-    (``_state``, ``_ledger``, ``_registry``, ``_release``, ``_force``, ``_loop_run``,
+    (``_state``, ``_lifecycle``, ``_registry``, ``_release``, ``_force``, ``_loop_run``,
     ``_closehook``, ``_reaper``).
     """
     session.install("-e", ".[test]", "coverage>=7.4")

@@ -79,6 +79,25 @@ def on_page_markdown(markdown: str, **kwargs: Any) -> str:
 
 
 _H1 = re.compile(r"<h1(\b[^>]*)>(.*?)</h1>", re.DOTALL)
+_TABLE = re.compile(r"<table>.*?</table>", re.DOTALL)
+_PLAIN_CODE = re.compile(r"<code>([^<]*)</code>")
+_BREAK_AFTER = re.compile(r"(\.|\()(?=[^\s.)])")
+
+
+def _breakable_code(table: re.Match[str]) -> str:
+    """Offer a line break after each ``.`` and ``(`` of inline code in a table (never before
+    a closing ``)``).
+
+    The stylesheet never splits a name inside a word (``UngracefulLoopWarning`` stays whole),
+    so a long dotted path or signature (``pyot.core.resources.ResourceTemplate(...)``) was one
+    unbreakable word that pushed the table's last columns out of the content column. A
+    ``<wbr>`` there lets it wrap where a reader would: between the parts of a path.
+    """
+
+    def breakable(code: re.Match[str]) -> str:
+        return "<code>" + _BREAK_AFTER.sub(r"\1<wbr>", code.group(1)) + "</code>"
+
+    return _PLAIN_CODE.sub(breakable, table.group(0))
 
 
 def on_page_content(html: str, **kwargs: Any) -> str:
@@ -91,4 +110,4 @@ def on_page_content(html: str, **kwargs: Any) -> str:
             return match.group(0)
         return f"<h2{match.group(1)}>{match.group(2)}</h2>"
 
-    return _H1.sub(demote, html)
+    return _TABLE.sub(_breakable_code, _H1.sub(demote, html))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._config import Config as Config
 from ._errors import AcquisitionCycleError as AcquisitionCycleError
+from ._errors import ConfigurationError as ConfigurationError
 from ._errors import LoopClosedError as LoopClosedError
 from ._runtime import LiveResource as LiveResource
 from ._runtime import Stats as Stats
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = (
     "AcquisitionCycleError",
     "Config",
+    "ConfigurationError",
     "LiveResource",
     "LoopClosedError",
     "ResourceManager",

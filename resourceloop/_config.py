@@ -7,7 +7,8 @@ setting (or the variable) and says what would be accepted:
 * ``configure()`` given the wrong type (a string, a bool for a number, a number for a flag) is
   a ``TypeError``; the right type out of range (zero, negative, not finite, past
   ``threading.TIMEOUT_MAX``) is a ``ValueError``.
-* An environment variable is text, so any bad one is a ``ValueError``.
+* An environment variable is text, so any bad one is a ``ConfigurationError`` (a
+  ``ValueError``), raised where it is first read (``first_use_error``).
 * A ``RESOURCELOOP_*`` variable that is not one of ours (a typo such as
   ``RESOURCELOOP_RELASE_TIMEOUT``) is a ``RuntimeWarning`` naming it, the closest known name
   and all of them: it would otherwise be ignored in silence. ``RESOURCELOOP_TEST_*`` belongs to
@@ -25,6 +26,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from ._errors import ConfigurationError
 from ._locks import new_lock
 
 __all__ = ["ENVIRONMENT", "FALSE_SPELLINGS", "TRUE_SPELLINGS", "Config", "current", "replace"]
@@ -146,17 +148,36 @@ _current: Config | None = None
 
 
 def current() -> Config:
-    """The settings in force, read from the environment on first use."""
+    """The settings in force, read from the environment on first use.
+
+    Raises:
+        ConfigurationError: A ``RESOURCELOOP_*`` variable is invalid.
+    """
     config = _current
     if config is not None:
         return config
+    error = first_use_error()
+    if error is not None:
+        raise error from None
+    assert _current is not None
+    return _current
+
+
+def first_use_error() -> ConfigurationError | None:
+    """Read the environment if it has not been; the error a bad variable makes, not raised.
+
+    For the public entry points (``acquire()``, ``ResourceManager``, ``configure()``): each
+    raises it itself, ``from None``, so the traceback ends at the user's call of that entry
+    point, with no frames of resourceloop's below it and no chained ``ValueError``. The message
+    says it all: the variable, its value, what is accepted.
+    """
+    if _current is not None:
+        return None
     try:
-        return _load()
+        _load()
     except ValueError as exc:
-        error = str(exc)
-    # The message says it all (the variable, its value, what is accepted): raised here, from
-    # None, the traceback ends at the caller's line instead of four frames of parsing.
-    raise ValueError(error) from None
+        return ConfigurationError(str(exc))
+    return None
 
 
 def _load() -> Config:

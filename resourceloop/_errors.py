@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["AcquisitionCycleError", "LoopClosedError", "PortalCallError", "PortalClosedError"]
+__all__ = [
+    "AcquisitionCycleError",
+    "ConfigurationError",
+    "LoopClosedError",
+    "PortalCallError",
+    "PortalClosedError",
+]
 
 
 class LoopClosedError(RuntimeError):
@@ -27,6 +33,22 @@ class AcquisitionCycleError(RuntimeError):
     every waiter of the first creation gets it instead of waiting forever. The message names
     the templates in order (``'a' -> 'b' -> 'a'``). Break the cycle: create the shared part
     in one template and acquire it from the others.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class ConfigurationError(ValueError):
+    """A ``RESOURCELOOP_*`` environment variable holds a value resourceloop cannot use.
+
+    The environment is read once, on first use, never at import: the first
+    ``ResourceTemplate.acquire()``, the first ``ResourceManager`` entered, or the first
+    ``configure()`` call, whichever comes first, raises it (and every later one, until the
+    variable is fixed: nothing is stored meanwhile). The message names the variable, its value
+    and what is accepted; the traceback ends at that call in your code, with no frames of
+    resourceloop's parsing behind it. Fix or unset the variable.
+
+    A :class:`ValueError` subclass, so code that catches ``ValueError`` keeps working.
 
     .. versionadded:: 0.1.0
     """

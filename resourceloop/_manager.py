@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, TypeVar, final, overload
 
+from . import _config
 from ._compat import ExceptionGroup, get_running_loop_or_none, iscoroutinefunction
 from ._errors import LoopClosedError
 from ._force import force_batch
@@ -51,6 +52,8 @@ class ResourceManager:
             false, or when no loop is running.
         TypeError: ``templates`` is not an iterable of ``ResourceTemplate`` (a single template
             or a string included); raised at construction.
+        ConfigurationError: On entry, when it is the first use of resourceloop and a
+            ``RESOURCELOOP_*`` environment variable is invalid.
 
     A failing release never stops the others: all are attempted, then the failures are raised
     together as an ``ExceptionGroup``, unless the body raised, in which case they are logged and
@@ -122,6 +125,10 @@ class ResourceManager:
 
     async def __aenter__(self) -> ResourceManager:
         loop = asyncio.get_running_loop()
+        if _config._current is None:  # the first use: a bad variable's traceback ends here
+            error = _config.first_use_error()
+            if error is not None:
+                raise error from None
         if self._active:
             raise RuntimeError("this ResourceManager is already active; create another one")
         # ``WeakSet.data``, its set of references: asking it is free, ``len()`` a Python call.

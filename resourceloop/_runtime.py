@@ -154,13 +154,17 @@ def configure(
             anything but a bool for ``close_hook``), or is not a setting (a misspelt keyword:
             the error names the closest setting and all of them); no setting is changed.
         ValueError: A setting is out of range (zero, negative, not finite, or past
-            ``threading.TIMEOUT_MAX``), or a ``RESOURCELOOP_*`` variable read on first use
-            is invalid; no setting is changed.
+            ``threading.TIMEOUT_MAX``); no setting is changed.
+        ConfigurationError: A ``RESOURCELOOP_*`` variable read on first use is invalid (a
+            ``ValueError`` too); no setting is changed.
 
     .. versionadded:: 0.1.0
     """
     if unknown:
         raise _unknown_settings(unknown)
+    error = _config.first_use_error()  # the first use: a bad variable's traceback ends here
+    if error is not None:
+        raise error from None
     config = _config.replace(
         reap_interval=reap_interval, release_timeout=release_timeout, close_hook=close_hook
     )

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, NoReturn, TypeVar, overload
 
+from . import _config
 from ._compat import get_running_loop_or_none
 from ._crossthread import on_loop, retrieve, settle_threadsafe
 from ._errors import AcquisitionCycleError, LoopClosedError
@@ -195,6 +196,8 @@ class ResourceTemplate(Generic[R]):
                 templates, this template's own resource.
             RuntimeError: No loop is running, or ``loop`` is neither the running loop nor
                 running in another thread.
+            ConfigurationError: On the first use of resourceloop, a ``RESOURCELOOP_*``
+                environment variable is invalid.
 
         Call it from a coroutine; safe from any loop and any thread.
 
@@ -208,6 +211,11 @@ class ResourceTemplate(Generic[R]):
                 return _running_loop()._resourceloop_ready[self._spec]  # type: ignore[no-any-return]
             except (KeyError, AttributeError):  # not held yet, or no running loop
                 pass
+        if _config._current is None:  # the first use: read the environment here, so that a
+            error = _config.first_use_error()  # bad variable's traceback ends at this call
+            if error is not None:
+                raise error from None
+        if loop is None:
             running = _running_loop()
             if running is not None:  # a running loop is never closed: create it here
                 return await self._acquire_here(running)

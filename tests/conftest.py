@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from resourceloop import _compat, _config, _runtime
+from tests._fakes import Recorder
 
 #: Tests of loops left behind being ended early (``_reach``), which needs exact reference
 #: counts: from 3.14 those loops stay tracked until their thread ends (``_compat``).
@@ -119,8 +120,19 @@ def hook_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the reaper thread asleep (an hour's interval): the test drives every pass with
-    ``reap()``. Use it with ``pytestmark = pytest.mark.usefixtures("slow_reaper")``."""
+    ``reap()``. Use it with ``pytestmark = pytest.mark.usefixtures("slow_reaper")``.
+
+    With the default 1 s interval, a test that takes longer than that (a loaded machine, a
+    slower interpreter, a fork child still running) would see the thread release loops the
+    test means to hand to ``reap()`` itself. Read from the environment, this wakes no thread.
+    """
     monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    """A ``tests._fakes.Recorder``: templates and release functions that record every call."""
+    return Recorder()
 
 
 @pytest.fixture(scope="session")

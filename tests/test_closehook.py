@@ -41,82 +41,13 @@ from resourceloop.warnings import (
     ReleaseTimeoutWarning,
     ResourceLoopWarning,
 )
+from tests._fakes import Recorder, Res
 from tests._loops import abandon, needs_uvloop, uvloop
 from tests._loops import is_uvloop as _is_uvloop
 from tests._loops import new_uvloop as _new_uvloop
 from tests._warnings import record_text
 
-
-@pytest.fixture(autouse=True)
-def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the reaper thread asleep: these tests drive every pass with ``reap()``."""
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
-
-
-class Res:
-    """A fake resource that remembers its loop (strongly, as a ``ClientSession`` does)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None, *, hold_loop: bool = True) -> None:
-        self.loop_ref = weakref.ref(loop) if loop is not None else None
-        self.loop = loop if hold_loop else None
-
-
-class Release:
-    """What one release function saw when it ran."""
-
-    def __init__(self, resource: Res, kind: str) -> None:
-        self.resource = resource
-        self.kind = kind
-        running = asyncio._get_running_loop()
-        self.on_own_loop = running is not None and (
-            resource.loop_ref is not None and running is resource.loop_ref()
-        )
-        self.loop_closed = running.is_closed() if running is not None else None
-        self.thread = threading.current_thread()
-
-
-class Recorder:
-    """Templates whose release functions record every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[Release] = []
-        self.events: list[str] = []
-
-    def template(
-        self, name: str, *, hold_loop: bool = True, sync: bool = False, fail: bool = False
-    ) -> ResourceTemplate[Res]:
-        def make() -> Res:
-            return Res(asyncio.get_running_loop(), hold_loop=hold_loop)
-
-        async def acquire() -> Res:
-            return make()
-
-        def release_sync(r: Res) -> None:
-            self.calls.append(Release(r, "graceful"))
-            self.events.append(f"release {name}")
-            if fail:
-                raise ValueError(f"release of {name} failed")
-
-        async def release(r: Res) -> None:
-            release_sync(r)
-
-        def force(r: Res) -> None:
-            self.calls.append(Release(r, "forced"))
-
-        return ResourceTemplate(
-            make if sync else acquire,
-            release_sync if sync else release,
-            name=name,
-            force_release_func=force,
-        )
-
-    def of(self, kind: str) -> list[Release]:
-        return [c for c in self.calls if c.kind == kind]
-
-
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
+pytestmark = pytest.mark.usefixtures("slow_reaper")  # reap() drives every pass here
 
 
 # -- the ways a loop is closed -----------------------------------------------------------------

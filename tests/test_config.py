@@ -13,7 +13,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,7 +23,7 @@ import attrs
 import pytest
 
 import resourceloop
-from resourceloop import Config, ResourceTemplate, _config
+from resourceloop import Config, ConfigurationError, ResourceTemplate, _config
 from resourceloop.warnings import (
     ForcedReleaseWarning,
     ResourceLoopWarning,
@@ -195,18 +197,20 @@ def test_close_hook_from_environment_takes_effect_at_first_acquisition(
 def test_bad_environment_value_raises_on_first_use(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
-    """A bad variable is a ValueError naming it, at first use; nothing is tracked meanwhile."""
+    """A bad variable is a ConfigurationError (a ValueError) naming it, at first use; nothing
+    is tracked meanwhile."""
     monkeypatch.setenv(name, value)
     _config.reset_for_tests()
     template = ResourceTemplate(make, name="client")
 
     async def main() -> None:
-        with pytest.raises(ValueError, match=name):
+        with pytest.raises(ConfigurationError, match=name):
             await template.acquire()
 
     run(main)
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ConfigurationError, match=name):
         resourceloop.configure()
+    assert issubclass(ConfigurationError, ValueError)
     assert resourceloop.stats().loops_tracked == 0
     # Once the environment is fixed, the next use works: nothing bad was stored.
     monkeypatch.delenv(name)
@@ -216,6 +220,99 @@ def test_bad_environment_value_raises_on_first_use(
         assert resourceloop.stats().resources_live == {"client": 1}
 
     run(fixed)
+
+
+def _first_use_through_acquire() -> None:
+    async def main() -> None:
+        await ResourceTemplate(make, name="client").acquire()
+
+    run(main)
+
+
+def _first_use_through_a_manager() -> None:
+    async def main() -> None:
+        async with resourceloop.resource_manager():
+            pass
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("first_use", "entry_point"),
+    [
+        (_first_use_through_acquire, "acquire"),
+        (_first_use_through_a_manager, "__aenter__"),
+        (resourceloop.configure, "configure"),
+    ],
+    ids=["acquire", "resource_manager", "configure"],
+)
+def test_bad_environment_value_has_a_short_traceback(
+    monkeypatch: pytest.MonkeyPatch, first_use: Callable[[], object], entry_point: str
+) -> None:
+    """The error is raised by the public entry point itself, from None: its traceback has
+    one frame of resourceloop (that entry point), and no exception chained to it."""
+    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "soon")
+    _config.reset_for_tests()
+    with pytest.raises(ConfigurationError) as info:
+        first_use()
+    error = info.value
+    assert str(error) == (
+        "RESOURCELOOP_REAP_INTERVAL must be a number of seconds, such as 2.5, got 'soon'"
+    )
+    assert error.__cause__ is None
+    assert error.__context__ is None
+    assert error.__suppress_context__
+    package = Path(resourceloop.__file__).parent
+    ours = [
+        frame.name
+        for frame in traceback.extract_tb(error.__traceback__)
+        if Path(frame.filename).is_relative_to(package)
+    ]
+    assert ours == [entry_point]
+
+
+SHORT_TRACEBACK_SCRIPT = """
+import asyncio
+import resourceloop
+
+template = resourceloop.ResourceTemplate(object, name="client")
+
+
+async def main():
+    await template.acquire()
+
+
+asyncio.run(main())
+"""
+
+
+def test_bad_environment_value_traceback_as_printed() -> None:
+    """What a user sees: the traceback ends at ``acquire()``, one line of resourceloop, with
+    no "During handling of the above exception" and no parsing frames."""
+    result = subprocess.run(
+        [sys.executable, "-c", SHORT_TRACEBACK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(checkout_on_path=True, RESOURCELOOP_RELEASE_TIMEOUT="forever"),
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == (
+        "resourceloop.ConfigurationError: RESOURCELOOP_RELEASE_TIMEOUT must be a number of "
+        "seconds, such as 2.5, got 'forever'"
+    )
+    assert "During handling" not in result.stderr
+    assert "The above exception" not in result.stderr
+    ours = [line for line in lines if line.startswith("  File ") and "resourceloop" in line]
+    assert len(ours) == 1, result.stderr
+    assert ours[0].endswith(", in acquire")
+    # asyncio.run's own frames (3 to 5, by Python version), main's, and acquire's: before,
+    # the three of resourceloop's parsing below acquire made it about 30 lines.
+    assert len(lines) <= 22, result.stderr
 
 
 def test_close_hook_spellings_are_the_documented_ones() -> None:

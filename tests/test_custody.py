@@ -42,6 +42,7 @@ from resourceloop.warnings import (
     UnclosedLoopWarning,
     UngracefulLoopWarning,
 )
+from tests._fakes import Recorder, Res
 from tests.conftest import exact_refcounts
 
 from ._loops import LOOP_FACTORIES, LoopFactory, abandon, uvloop
@@ -69,12 +70,6 @@ class Plan:
             raise self.exc
 
 
-class Res:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.ends: list[str] = []
-
-
 class Faulty:
     """Two templates whose acquire and release functions pass through injection points."""
 
@@ -95,7 +90,7 @@ class Faulty:
             self.plan.point()
             await asyncio.sleep(0)
             self.plan.point()
-            res = Res(name)
+            res = Res(name=name)
             self.made.append(res)
             return res
 
@@ -335,23 +330,11 @@ def test_fault_injection_at_interpreter_exit(exc: type[BaseException]) -> None:
 # -- the edges one by one ----------------------------------------------------------------------
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.released: list[tuple[str, asyncio.AbstractEventLoop]] = []
-
-    def template(self, name: str, **kwargs: Any) -> ResourceTemplate[Any]:
-        async def release(res: Any) -> None:
-            await asyncio.sleep(0)
-            self.released.append((name, asyncio.get_running_loop()))
-
-        return ResourceTemplate(object, release, name=name, **kwargs)
-
-
 @pytest.mark.parametrize("factory", LOOP_FACTORIES)
 def test_stop_then_close_releases_everything_on_the_loop(factory: LoopFactory) -> None:
     """``loop.stop(); loop.close()`` on an idle loop: every resource released, gracefully."""
     rec = Recorder()
-    templates = [rec.template("one"), rec.template("two")]
+    templates = [rec.template(name, yields=True, force=False) for name in ("one", "two")]
     loop = factory()
 
     async def use() -> None:
@@ -361,8 +344,8 @@ def test_stop_then_close_releases_everything_on_the_loop(factory: LoopFactory) -
     loop.run_until_complete(use())
     loop.stop()
     loop.close()
-    assert sorted(name for name, _ in rec.released) == ["one", "two"]
-    assert all(where is loop for _, where in rec.released)
+    assert sorted(r.name for r in rec.released) == ["one", "two"]
+    assert all(r.loop is loop for r in rec.released)
     s = stats()
     assert (s.graceful_releases, s.forced_releases, s.resources_live) == (2, 0, {})
 

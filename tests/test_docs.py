@@ -707,6 +707,27 @@ def test_troubleshooting_quotes_the_warnings_as_emitted() -> None:
         assert _flat(message) in page, message
 
 
+@pytest.mark.parametrize(
+    ("page", "variable", "value"),
+    [
+        ("troubleshooting.md", "RESOURCELOOP_RELEASE_TIMEOUT", "0"),
+        ("resources.md", "RESOURCELOOP_REAP_INTERVAL", "soon"),
+    ],
+)
+def test_pages_quote_the_configuration_error_as_raised(
+    monkeypatch: pytest.MonkeyPatch, page: str, variable: str, value: str
+) -> None:
+    """The ConfigurationError the pages show is the one a bad variable raises."""
+    from resourceloop import _config
+
+    monkeypatch.setenv(variable, value)
+    _config.reset_for_tests()
+    with pytest.raises(resourceloop.ConfigurationError) as info:
+        resourceloop.configure()
+    quoted = f"resourceloop.ConfigurationError: {info.value}"
+    assert _flat(quoted) in _flat((DOCS / page).read_text())
+
+
 # -- the pages include what exists, and every recipe is included ---------------------------------
 
 _SNIPPET = re.compile(r'^\s*-{2}8<-{2}\s+"([^"]+)"', re.MULTILINE)

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import traceback
 import warnings
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +28,13 @@ from resourceloop import ResourceTemplate, _runtime, reap, stats
 from resourceloop._registry import registry
 from resourceloop.warnings import ForcedReleaseWarning, ResourceLoopWarning, UnclosedLoopWarning
 from tests._env import child_env
+from tests._fakes import Res
+from tests._fork import fork_warning, in_child, needs_fork
 from tests.conftest import exact_refcounts
 
 ROOT = Path(__file__).resolve().parent.parent
 
-needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-# Python 3.12+ warns that forking a multi-threaded process (the reaper is a thread) may deadlock.
-fork_warning = pytest.mark.filterwarnings(
-    "ignore:This process .* is multi-threaded:DeprecationWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the parent's reaper thread asleep: ``reap()`` drives the passes here.
-
-    With the default 1 s interval, a fork test that takes longer than that (a loaded machine,
-    a slower interpreter) would see the thread release the parent's abandoned and closed loops
-    while the child runs. Read from the environment, this wakes no thread.
-    """
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+pytestmark = pytest.mark.usefixtures("slow_reaper")  # reap() drives the passes here
 
 
 #: asyncio's own noise at exit, with or without resourceloop: when the interpreter's last
@@ -91,26 +73,22 @@ import asyncio, threading, warnings
 import resourceloop
 from resourceloop.warnings import ResourceLoopWarning
 
+from tests._fakes import Res  # the checkout is the working directory
+
 warnings.simplefilter("always", ResourceLoopWarning)  # any warning of ours shows on stderr
-
-
-class Res:
-    def __init__(self, tag):
-        self.tag = tag
-        self.loop = asyncio.get_running_loop()
 
 
 async def release(r):
     running = asyncio.get_running_loop()
-    print(f"released {r.tag} on-own-loop={running is r.loop}", flush=True)
+    print(f"released {r.name} on-own-loop={running is r.loop}", flush=True)
 
 
 def force(r):
-    print(f"forced {r.tag}", flush=True)
+    print(f"forced {r.name}", flush=True)
 
 
 TAG = {"tag": None}
-t = resourceloop.ResourceTemplate(lambda: Res(TAG["tag"]), release, name="t",
+t = resourceloop.ResourceTemplate(lambda: Res(hold_loop=True, name=TAG["tag"]), release, name="t",
                                   force_release_func=force)
 
 
@@ -287,54 +265,6 @@ def test_interpreter_exit_with_a_hanging_release_does_not_hang() -> None:
 # -- fork ------------------------------------------------------------------------------------
 
 
-def _in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``work`` in a forked child and return what it reported through a pipe."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child (coverage does not follow os._exit)
-        try:
-            os.close(read_end)
-            try:
-                payload = json.dumps(work())
-            except BaseException:
-                payload = json.dumps({"error": traceback.format_exc()})
-            data = payload.encode()
-            while data:
-                data = data[os.write(write_end, data) :]
-            os.close(write_end)
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    chunks = []
-    with os.fdopen(read_end, "rb") as pipe:
-        while True:
-            # A guard only: a healthy child answers at once; a deadlocked one is killed.
-            ready, _, _ = select.select([pipe], [], [], 30)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("the fork child did not answer within 30 s (deadlocked?)")
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    report: dict[str, Any] = json.loads(b"".join(chunks))
-    assert "error" not in report, report.get("error")
-    return report
-
-
-class Res:
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, hold_loop: bool = True) -> None:
-        self.pid = os.getpid()
-        self.loop_ref = weakref.ref(loop)
-        self.loop_id = id(loop)
-        self.loop = loop if hold_loop else None
-
-
 @needs_fork
 @fork_warning
 def test_fork_child_starts_empty_and_never_releases_the_parents() -> None:
@@ -405,7 +335,7 @@ def test_fork_child_starts_empty_and_never_releases_the_parents() -> None:
         report["calls"] = list(calls)
         return report
 
-    report = _in_child(child)
+    report = in_child(child)
     child_pid = report["pid"]
     assert report["before"] == [0, {}, False]
     assert report["parent_calls"] == []
@@ -457,7 +387,7 @@ def test_fork_while_the_parent_is_mid_pass() -> None:
 
     def child() -> dict[str, Any]:
         # From the main thread: a new thread here could reuse the parent mid-pass thread's
-        # ident and so "own" an inherited reentrant lock. A deadlock is caught by _in_child.
+        # ident and so "own" an inherited reentrant lock. A deadlock is caught by in_child.
         reap()
         mine = asyncio.run(main())
         return {"reaped": True, "acquired": mine is not None, "live": stats().resources_live}
@@ -469,7 +399,7 @@ def test_fork_while_the_parent_is_mid_pass() -> None:
         passing.start()
         try:
             assert inside.wait(10)
-            report = _in_child(child)
+            report = in_child(child)
         finally:
             leave.set()
             passing.join()
@@ -515,10 +445,10 @@ def test_fork_child_warns_its_own_threads_again() -> None:
     The child's main thread has the ident of the parent's thread that forked, which the parent
     warned already.
     """
-    t = ResourceTemplate(lambda: Res(asyncio.get_running_loop()), name="t")
+    t = ResourceTemplate(lambda: Res(asyncio.get_running_loop(), hold_loop=True), name="t")
     assert _unclosed_warnings(t) == 1
     assert _unclosed_warnings(t) == 0  # once per thread
-    report = _in_child(lambda: {"warnings": _unclosed_warnings(t)})
+    report = in_child(lambda: {"warnings": _unclosed_warnings(t)})
     assert report == {"warnings": 1}
     assert _unclosed_warnings(t) == 0
 
@@ -567,7 +497,7 @@ def test_fork_child_inherits_no_collected_loop_awaiting_the_reaper() -> None:
                 reap()
             return {"live": before.resources_live, "calls": list(calls)}
 
-        assert _in_child(child) == {"live": {}, "calls": []}
+        assert in_child(child) == {"live": {}, "calls": []}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceLoopWarning)
             reap()

@@ -34,6 +34,7 @@ from resourceloop.warnings import (
     UnclosedLoopWarning,
     UngracefulLoopWarning,
 )
+from tests._fakes import Recorder, Res
 from tests._loops import abandon, needs_uvloop
 from tests._loops import is_uvloop as _is_uvloop
 from tests._loops import new_uvloop as _new_uvloop
@@ -46,50 +47,7 @@ FACTORIES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the reaper thread asleep unless a test asks for it: ``reap()`` drives the passes."""
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
-
-
-class Res:
-    """A fake resource; holds its loop strongly unless told not to."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, hold_loop: bool) -> None:
-        self.loop_ref = weakref.ref(loop)
-        self.loop = loop if hold_loop else None
-
-
-class Recorder:
-    """Templates that record each release: graceful or forced, on which loop, in which thread."""
-
-    def __init__(self) -> None:
-        self.graceful: list[tuple[Res, bool, bool]] = []  # (resource, on own loop, loop closed)
-        self.forced: list[Res] = []
-        self.forced_event = threading.Event()
-
-    def template(self, name: str, *, hold_loop: bool = True) -> ResourceTemplate[Res]:
-        async def acquire() -> Res:
-            return Res(asyncio.get_running_loop(), hold_loop=hold_loop)
-
-        async def release(r: Res) -> None:
-            running = asyncio.get_running_loop()
-            self.graceful.append((r, running is r.loop_ref(), running.is_closed()))
-
-        def force(r: Res) -> None:
-            self.forced.append(r)
-            self.forced_event.set()
-
-        return ResourceTemplate(acquire, release, name=name, force_release_func=force)
-
-    def clear(self) -> None:
-        self.graceful.clear()
-        self.forced.clear()
-
-
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
+pytestmark = pytest.mark.usefixtures("slow_reaper")  # reap() drives the passes here
 
 
 def _collect() -> None:
@@ -161,12 +119,12 @@ def test_closed_without_hook_warns_once_then_reap_forces(
         assert "close" not in vars(loop)
         loop.close()
     assert rec.graceful == []
-    assert rec.forced == []
+    assert rec.forced_resources == []
     assert stats().loops_tracked == 2
 
     with pytest.warns(ForcedReleaseWarning) as record:
         reap()
-    assert sorted(map(id, rec.forced)) == sorted(id(r) for pair in results for r in pair)
+    assert sorted(map(id, rec.forced_resources)) == sorted(id(r) for pair in results for r in pair)
     assert rec.graceful == []
     messages = [str(w.message) for w in record]
     assert len(messages) == 4
@@ -180,7 +138,7 @@ def test_closed_without_hook_warns_once_then_reap_forces(
     assert (snap.loops_tracked, snap.resources_live, snap.forced_releases) == (0, {}, 4)
 
     reap()  # nothing left: a second pass releases nothing and warns nothing
-    assert len(rec.forced) == 4
+    assert len(rec.forced_resources) == 4
 
 
 def test_what_a_cancelled_manager_exit_left_is_forced_when_the_loop_closes_without_hook(
@@ -235,9 +193,9 @@ def test_hook_disabled_after_installation(rec: Recorder) -> None:
         assert rec.graceful == []
         with pytest.warns(ForcedReleaseWarning, match="'t'"):
             reap()
-        assert rec.forced == [r]
+        assert rec.forced_resources == [r]
     reap()
-    assert rec.forced == [r]
+    assert rec.forced_resources == [r]
 
 
 def test_reaper_thread_finds_a_closed_loop_within_an_interval(rec: Recorder) -> None:
@@ -253,7 +211,7 @@ def test_reaper_thread_finds_a_closed_loop_within_an_interval(rec: Recorder) -> 
         r = asyncio.run(main())
         assert rec.forced_event.wait(10), "the reaper thread never released the closed loop"
         reap()  # waits for the thread's pass to finish (so it has warned), then finds nothing
-    assert rec.forced == [r]
+    assert rec.forced_resources == [r]
     assert rec.graceful == []
     categories = [w.category for w in record]
     assert categories == [UngracefulLoopWarning, ForcedReleaseWarning]
@@ -284,7 +242,7 @@ def test_abandoned_loop_released_gracefully_and_dropped(
     assert stats().resources_live == {"t": 1}
     reap()
     assert rec.graceful == [(r, True, False)]
-    assert rec.forced == []
+    assert rec.forced_resources == []
     snap = stats()
     assert (snap.loops_tracked, snap.resources_live, snap.graceful_releases) == (0, {}, 1)
     loop = probe()
@@ -331,7 +289,7 @@ def test_abandoned_loop_reaped_from_a_running_loop(rec: Recorder) -> None:
     assert r.loop is not None
     r.loop.close()  # whoever owns it may still close it: nothing is released twice
     assert len(rec.graceful) == 1
-    assert rec.forced == []
+    assert rec.forced_resources == []
 
 
 def test_loop_running_in_another_thread_is_never_touched(rec: Recorder) -> None:
@@ -359,13 +317,13 @@ def test_loop_running_in_another_thread_is_never_touched(rec: Recorder) -> None:
         reap()
         reap()
         assert rec.graceful == []
-        assert rec.forced == []
+        assert rec.forced_resources == []
         assert stats().resources_live == {"t": 1}
     finally:
         loop.call_soon_threadsafe(stop[0].set_result, None)
         thread.join()
     assert [(on_loop, closed) for _, on_loop, closed in rec.graceful] == [(True, False)]
-    assert rec.forced == []
+    assert rec.forced_resources == []
 
 
 def test_idle_loop_of_a_live_thread_is_never_touched(rec: Recorder) -> None:
@@ -379,7 +337,7 @@ def test_idle_loop_of_a_live_thread_is_never_touched(rec: Recorder) -> None:
         loop.run_until_complete(t.acquire())
         acquired.set()
         go.wait(10)
-        seen.append(len(rec.graceful) + len(rec.forced))
+        seen.append(len(rec.graceful) + len(rec.forced_resources))
         loop.close()
 
     thread = threading.Thread(target=owner)
@@ -412,16 +370,16 @@ def test_collected_loop_is_released_forcefully_by_the_next_pass(rec: Recorder) -
     snap = stats()
     assert snap.loops_tracked == 0  # the registry entry is gone with its key
     assert snap.resources_live == {"t": 1}  # ... but the resource still waits for release
-    assert rec.forced == []
+    assert rec.forced_resources == []
     assert rec.graceful == []
     with pytest.warns(ForcedReleaseWarning, match="garbage-collected") as record:
         reap()
     assert len(record) == 1
-    assert rec.forced == [r]
+    assert rec.forced_resources == [r]
     assert rec.graceful == []
     assert stats().resources_live == {}
     reap()
-    assert rec.forced == [r]
+    assert rec.forced_resources == [r]
 
 
 def test_collected_loop_in_an_abandoned_thread(rec: Recorder) -> None:
@@ -434,7 +392,7 @@ def test_collected_loop_in_an_abandoned_thread(rec: Recorder) -> None:
     assert probe() is None
     with pytest.warns(ForcedReleaseWarning):
         reap()
-    assert rec.forced == [r]
+    assert rec.forced_resources == [r]
     assert rec.graceful == []
 
 
@@ -979,7 +937,7 @@ def test_an_acquisition_on_an_abandoned_loop_the_reaper_runs_is_refused(rec: Rec
         assert len(refused) == 1
         assert tasks[0].done()
         assert [r.loop is out[0] for r, _, _ in rec.graceful] == [True]
-        assert rec.forced == []
+        assert rec.forced_resources == []
         assert stats().resources_live == {}
         _books_balance()
     finally:
@@ -1035,14 +993,14 @@ def test_a_left_behind_loop_still_referenced_then_closed_without_the_hook_is_for
     try:
         reap()  # left behind, but this test still refers to it: its owner's to run again
         reap()
-        assert rec.forced == []
+        assert rec.forced_resources == []
         assert rec.graceful == []
         assert not left.is_closed()
         assert stats().resources_live == {"t": 2}
         type(left).close(left)  # no hook
         with pytest.warns(ForcedReleaseWarning, match="closed without running the close hook"):
             reap()
-        assert rec.forced == [r]
+        assert rec.forced_resources == [r]
         assert rec.graceful == []
         assert stats().resources_live == {"t": 1}  # the newest loop's
         _books_balance()
@@ -1062,13 +1020,13 @@ def test_a_left_behind_loop_used_again_then_dropped_is_still_released(rec: Recor
     try:
         reap()  # left behind, but this test still refers to it
         assert rec.graceful == []
-        assert rec.forced == []
+        assert rec.forced_resources == []
         r2 = old.run_until_complete(u.acquire())  # in use after all
         del old
         _collect()
         with pytest.warns(ForcedReleaseWarning, match="garbage-collected"):
             reap()
-        assert sorted(map(id, rec.forced)) == sorted(map(id, [r1, r2]))
+        assert sorted(map(id, rec.forced_resources)) == sorted(map(id, [r1, r2]))
         assert stats().resources_live == {"t": 1}  # the newest loop's
         _books_balance()
     finally:

@@ -20,11 +20,7 @@ from resourceloop import ResourceTemplate, _closehook, resource_manager, stats
 from tests._loops import needs_uvloop, uvloop
 from tests._warnings import record_text
 
-
-@pytest.fixture(autouse=True)
-def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the reaper thread asleep: nothing here may depend on one of its passes."""
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
+pytestmark = pytest.mark.usefixtures("slow_reaper")  # nothing here may depend on a pass
 
 
 @pytest.fixture(autouse=True)

@@ -29,26 +29,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from resourceloop import ResourceTemplate, _runtime, reap, resource_manager, stats
+from tests._fakes import Res
 
 N_TEMPLATES = 3
 MAX_LOOPS = 4
 NAMES = [f"stateful-{i}" for i in range(N_TEMPLATES)]
-
-
-class Res:
-    """A fake resource; template 0's hold their loop strongly, the others do not."""
-
-    serial = 0
-
-    def __init__(self, template: int, loop: asyncio.AbstractEventLoop) -> None:
-        Res.serial += 1
-        self.id = Res.serial
-        self.template = template
-        self.loop_ref = weakref.ref(loop)
-        # The loop's id identifies it even once its weak reference has died (a force
-        # function of a collected loop's resource).
-        self.loop_id = id(loop)
-        self.loop = loop if template == 0 else None
 
 
 class MachineLoop(asyncio.SelectorEventLoop):
@@ -139,13 +124,13 @@ class RegistryMachine(RuleBasedStateMachine):
         def record(r: Res, kind: str) -> None:
             running = asyncio._get_running_loop()
             own = running is not None and id(running) == r.loop_id
-            self.releases.setdefault(r.id, []).append((kind, own))
+            self.releases.setdefault(r.serial, []).append((kind, own))
 
         async def acquire_async() -> Res:
-            return Res(i, asyncio.get_running_loop())
+            return Res(asyncio.get_running_loop(), hold_loop=i == 0, name=NAMES[i])
 
         def acquire_sync() -> Res:
-            return Res(i, asyncio.get_running_loop())
+            return Res(asyncio.get_running_loop(), hold_loop=i == 0, name=NAMES[i])
 
         async def release_async(r: Res) -> None:
             record(r, "graceful")
@@ -198,11 +183,11 @@ class RegistryMachine(RuleBasedStateMachine):
         r = model.owner.call(lambda loop: loop.run_until_complete(work()))
         model.tracked = True
         if template in model.held:
-            assert r.id == model.held[template]
+            assert r.serial == model.held[template]
         else:
-            assert r.id not in self.created
-            self.created[r.id] = template
-            model.held[template] = r.id
+            assert r.serial not in self.created
+            self.created[r.serial] = template
+            model.held[template] = r.serial
         del r
 
     @precondition(lambda self: self._has(lambda m: m.usable))
@@ -231,10 +216,10 @@ class RegistryMachine(RuleBasedStateMachine):
         model.tracked = True
         for i, r in zip(sorted(inside), got, strict=True):
             if i in model.held:
-                assert r.id == model.held[i]
+                assert r.serial == model.held[i]
             else:
-                self.created[r.id] = i
-                model.held[i] = r.id
+                self.created[r.serial] = i
+                model.held[i] = r.serial
         self._released(model, "graceful")
 
     @precondition(lambda self: self._has(lambda m: m.usable))
@@ -294,8 +279,8 @@ class RegistryMachine(RuleBasedStateMachine):
         assert loop.is_closed()
         mine = got[:-1] if interrupted_first else got[1:]
         for i, r in zip(order, mine, strict=True):
-            self.created[r.id] = i
-            self.expected[r.id] = "forced" if interrupted_first else "graceful"
+            self.created[r.serial] = i
+            self.expected[r.serial] = "forced" if interrupted_first else "graceful"
 
     @precondition(lambda self: self._has(lambda m: m.usable))
     @rule(index=st.integers(0, MAX_LOOPS))
@@ -434,12 +419,6 @@ def _sigint_release() -> Iterator[ResourceTemplate[Any]]:
         signal.signal(signal.SIGINT, previous)
 
 
-@pytest.fixture
-def _slow_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the reaper thread asleep: the machine runs every pass itself."""
-    monkeypatch.setenv("RESOURCELOOP_REAP_INTERVAL", "3600")
-
-
 TestRegistryMachine = RegistryMachine.TestCase
 TestRegistryMachine.settings = settings(
     max_examples=50,
@@ -451,5 +430,5 @@ TestRegistryMachine.settings = settings(
 # "unclosed event loop"/"unclosed <socket ...>" warnings, from the loops it abandons and drops
 # on purpose, are expected.
 TestRegistryMachine = pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning")(
-    pytest.mark.usefixtures("_slow_reaper")(TestRegistryMachine)
+    pytest.mark.usefixtures("slow_reaper")(TestRegistryMachine)  # the machine runs every pass
 )

@@ -82,7 +82,7 @@ TEST_MAP = ROOT / "tests" / "README.md"
 #: The modules this tool mutates by default: the custody core.
 CORE = (
     "_state",
-    "_ledger",
+    "_lifecycle",
     "_registry",
     "_release",
     "_force",
