@@ -133,6 +133,23 @@ class PortalLoop:
         calls = len(self._calls)
         return f"<Portal {self._name!r} {self._state} calls={calls}>"
 
+    @property
+    def usable(self) -> bool:
+        """Not closing, closed or inherited from the parent of a fork."""
+        return self._state in ("new", "starting", "running")
+
+    def forget_after_fork(self) -> bool:
+        """In a fork child: a fresh lock, and "forked" unless never started; True if usable.
+
+        A started portal's thread does not exist here ("starting" included: its thread was
+        about to run); one never started stays usable in the child.
+        """
+        self._lock = new_lock()
+        if self._state != "new":
+            self._state = "forked"
+            return False
+        return True
+
     def _closed_message(self) -> str:
         if self._state == "forked":
             return (

@@ -42,20 +42,48 @@ __all__ = ["default_portal", "install_process_hooks", "release_process", "rememb
 
 logger = logging.getLogger("resourceloop")
 
-_default: Any = None
 P = TypeVar("P")
-_default_lock = new_lock()
-_exiting = False
-_exit_hook_installed = False
-#: Portals started in this process, for exit and fork; written under _default_lock.
-_portals: weakref.WeakSet[Portal] = weakref.WeakSet()
-#: Every portal made in this process, started or not, so that a fork child can give each a
-#: fresh lock; written under _made_lock (its own: default_portal() makes one under
-#: _default_lock).
-_made: weakref.WeakSet[Portal] = weakref.WeakSet()
-_made_lock = new_lock()
-#: Portals a fork child inherited from its parent: referenced forever, never touched.
-_forgotten: list[object] = []
+
+
+class _Portals:
+    """This process's portals and their process-wide state, on one owner.
+
+    The fork handler replaces the whole object (fresh locks first), rather than resetting
+    fields one by one.
+    """
+
+    __slots__ = (
+        "default",
+        "exit_hook_installed",
+        "exiting",
+        "finalizer_pid",
+        "forgotten",
+        "lock",
+        "made",
+        "made_lock",
+        "started",
+    )
+
+    def __init__(self, made: list[Portal] | None = None, forgotten: list[object] | None = None):
+        #: Guards ``default``, ``exiting``, ``exit_hook_installed`` and ``started``.
+        self.lock = new_lock()
+        self.default: Any = None
+        self.exiting = False
+        self.exit_hook_installed = False
+        #: Portals started in this process, for exit and fork.
+        self.started: weakref.WeakSet[Portal] = weakref.WeakSet()
+        #: Every portal made in this process, started or not, so that a fork child can give
+        #: each a fresh lock; under ``made_lock`` (its own: ``default_portal()`` makes one
+        #: under ``lock``).
+        self.made_lock = new_lock()
+        self.made: weakref.WeakSet[Portal] = weakref.WeakSet(made or ())
+        #: Portals a fork child inherited from its parent: referenced forever, never touched.
+        self.forgotten: list[object] = forgotten if forgotten is not None else []
+        #: The process whose pool finalizer is registered (``register_process_end``).
+        self.finalizer_pid = 0
+
+
+_process = _Portals()
 
 
 def default_portal(new: Callable[..., P]) -> P:
@@ -64,25 +92,26 @@ def default_portal(new: Callable[..., P]) -> P:
     Raises:
         PortalClosedError: The interpreter is exiting.
     """
-    global _default
-    current = _default
-    if current is not None and current._state in ("new", "starting", "running"):
+    process = _process
+    current = process.default
+    if current is not None and current.usable:
         return cast(P, current)
-    with _default_lock:
-        if _exiting:
+    with process.lock:
+        if process.exiting:
             raise PortalClosedError(
                 "the interpreter is exiting: the default portal is closed and no new one starts"
             )
-        current = _default
+        current = process.default
         if current is None or current.closed:
-            current = _default = new(name="resourceloop-portal")
+            current = process.default = new(name="resourceloop-portal")
         return cast(P, current)
 
 
 def remember(made: Portal) -> None:
     """Remember a new portal, so that a fork child replaces its lock."""
-    with _made_lock:
-        _made.add(made)
+    process = _process
+    with process.made_lock:
+        process.made.add(made)
 
 
 def install_process_hooks(started: Portal) -> None:
@@ -92,11 +121,11 @@ def install_process_hooks(started: Portal) -> None:
     and runs before it (atexit runs handlers last-in, first-out): portals close while the
     reaper still runs.
     """
-    global _exit_hook_installed
-    with _default_lock:
-        _portals.add(started)
-        exit_hook = not _exit_hook_installed
-        _exit_hook_installed = True
+    process = _process
+    with process.lock:
+        process.started.add(started)
+        exit_hook = not process.exit_hook_installed
+        process.exit_hook_installed = True
     if exit_hook:
         atexit.register(_close_at_exit)
         # A pool child started otherwise than by a fork of a process that had imported us
@@ -108,10 +137,10 @@ def install_process_hooks(started: Portal) -> None:
 
 def _close_at_exit() -> None:
     """Close every portal of this process, releasing gracefully; never raise at exit."""
-    global _exiting
-    with _default_lock:
-        _exiting = True
-        portals = list(_portals)
+    process = _process
+    with process.lock:
+        process.exiting = True
+        portals = list(process.started)
     for each in portals:
         try:
             each.close()
@@ -146,7 +175,6 @@ class _AfterForkKey:
 
 
 _after_fork_key = _AfterForkKey()
-_finalizer_pid = 0  # the process whose finalizer is registered
 
 
 def _pool_utils() -> list[object]:
@@ -165,11 +193,11 @@ def register_process_end() -> None:
     run finalizers where they skip ``atexit``; in a process that ends normally, ``atexit``
     runs them too, and :func:`release_process` is idempotent.
     """
-    global _finalizer_pid
+    process = _process
     pid = os.getpid()
-    if _finalizer_pid == pid:
+    if process.finalizer_pid == pid:
         return
-    _finalizer_pid = pid
+    process.finalizer_pid = pid
     for util in _pool_utils():
         # exitpriority >= 0: run in the first round, before the child's own children are joined
         util.Finalize(None, release_process, exitpriority=10)  # type: ignore[attr-defined]
@@ -183,25 +211,16 @@ def _after_fork_in_child() -> None:
     """The child never touches the parent's portals; cheap, as fork hooks must be.
 
     Locks first: another thread of the parent may have held any of them at fork time, and
-    that thread does not exist here to release it. Nothing below takes a lock: iterating a
-    ``WeakSet`` takes none, and no other thread runs in the child yet.
+    that thread does not exist here to release it. The new ``_Portals`` comes with fresh
+    ones, and each portal replaces its own. Nothing here takes a lock: iterating a ``WeakSet``
+    takes none, and no other thread runs in the child yet.
     """
-    global _default, _default_lock, _portals, _made, _made_lock, _exit_hook_installed
-    _default_lock = new_lock()
-    _made_lock = new_lock()
-    made = list(_made)
-    for each in made:
-        each._lock = new_lock()
-    inherited = list(_portals)
-    _forgotten.append(inherited)  # keep their loops alive: never collected, never closed here
-    for each in made:
-        # A started portal's thread does not exist here ("starting" included: its thread
-        # was about to run); one never started stays usable in the child.
-        if each._state != "new":
-            each._state = "forked"
-    _portals = weakref.WeakSet()
-    _made = weakref.WeakSet(each for each in made if each._state == "new")
-    _default = None
+    global _process
+    parent = _process
+    made = list(parent.made)
+    parent.forgotten.append(list(parent.started))  # their loops stay alive, never closed here
+    still_usable = [each for each in made if each.forget_after_fork()]
+    _process = _Portals(made=still_usable, forgotten=parent.forgotten)
     # A multiprocessing or billiard child: its bootstrap clears the finalizers after the fork,
     # then runs the after-fork callbacks; ours registers the finalizer there. billiard's
     # Process imports its util (multiprocessing's since billiard 4) only in the child, so it
@@ -217,12 +236,12 @@ def _after_fork_in_child() -> None:
     for util in utils:
         util.register_after_fork(_after_fork_key, _in_bootstrapped_child)  # type: ignore[attr-defined]
     # The child's first portal registers the exit handler again, after whatever the child
-    # registered meanwhile, so that it runs first, as in the parent.
+    # registered meanwhile, so that it runs first, as in the parent (the new ``_Portals``
+    # says it is not installed).
     atexit.unregister(_close_at_exit)
-    _exit_hook_installed = False
 
 
 # Registered at import, not at the first start: a fork may come while another thread makes
-# the first portal (and holds _default_lock), and the child must not inherit that lock.
+# the first portal (and holds its lock), and the child must not inherit that lock.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1075,7 +1075,7 @@ async def pid():
 unstarted = Portal(name="unstarted")
 # As if other threads were inside portal() and Portal.start() at the moment of the fork: the
 # child inherits both locks held, and no thread of its own will ever release them.
-_portal_process._default_lock.acquire()
+_portal_process._process.lock.acquire()
 unstarted._lock.acquire()
 child = os.fork()
 if child == 0:
