@@ -1088,6 +1088,7 @@ def test_ctrl_c_while_the_reaper_runs_a_left_behind_loop_forces_first() -> None:
         newest.close()
 
 
+@exact_refcounts
 def test_ctrl_c_while_the_reaper_runs_a_left_behind_loop_still_closes_and_warns() -> None:
     """Interrupted or not, the left-behind loop (nobody else can close it) is closed and its
     thread warned once, before the interrupt reaches reap()."""
@@ -1149,6 +1150,7 @@ def _epoll_fds() -> int:
     return count
 
 
+@exact_refcounts
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 @pytest.mark.parametrize("gc_on", [True, False], ids=["gc-on", "gc-off"])
 def test_a_left_behind_loop_is_really_closed_after_its_release(rec: Recorder, gc_on: bool) -> None:
