@@ -1113,6 +1113,7 @@ def test_ctrl_c_while_the_reaper_runs_a_left_behind_loop_still_closes_and_warns(
         newest.close()
 
 
+@exact_refcounts
 def test_books_balance_until_the_pass_that_ends_a_left_behind_loop(rec: Recorder) -> None:
     """A dropped left-behind loop is never collected (its store is held): its resource counts
     live, once, until the pass that releases it on the loop."""
