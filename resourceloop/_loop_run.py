@@ -207,11 +207,16 @@ async def run_in_runners(state: LoopState, batch: Batch) -> None:
     timeout = _config.current().release_timeout
     runners: list[Runner] = []
     runner: Runner | None = None
+    wake_fd = _self_pipe_of(loop)  # the run is asyncio's, its selector wait the same
     try:
+        if wake_fd != -1:
+            _wake_on_signals(wake_fd)
         while runner is None or (runner.stuck_on_one() and _held(batches)):
             runner = Runner(loop, batches, creations if runner is None else [], timeout, runners)
             await runner.stuck
     finally:
+        if wake_fd != -1:
+            _stop_waking_on_signals(wake_fd)
         for started in runners:
             started.stop()
 

@@ -272,6 +272,8 @@ def test_books_balance_whatever_instant_a_signal_lands() -> None:
 def test_a_signal_wakes_the_loop_while_the_close_hook_releases_on_it() -> None:
     """While the main thread runs a loop to release on it, a signal wakes its selector.
 
+    In the close hook's own run and in asyncio.run's shutdown pass.
+
     Without a wakeup fd, a Ctrl-C landing between the interpreter's last check and the
     selector's wait is handled only when the wait ends (seen on 3.14: a whole release_timeout
     late). The close hook sets the loop's self-pipe as the wakeup fd for its run, and unsets
@@ -291,6 +293,15 @@ def test_a_signal_wakes_the_loop_while_the_close_hook_releases_on_it() -> None:
     loop.close()
     assert seen == [self_pipe]
     assert signal.set_wakeup_fd(-1) == -1  # unset after the run
+
+    async def main() -> int:  # asyncio.run: its shutdown pass releases (before 3.14)
+        await template.acquire()
+        return int(asyncio.get_running_loop()._csock.fileno())  # type: ignore[attr-defined]
+
+    run_pipe = asyncio.run(main())
+    assert len(seen) == 2
+    assert seen[1] == run_pipe
+    assert signal.set_wakeup_fd(-1) == -1
 
     reader, writer = socket.socketpair()
     writer.setblocking(False)
