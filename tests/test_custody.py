@@ -221,6 +221,10 @@ PATHS = [
 ]
 
 
+#: Whether objects created after ``gc.freeze()`` are still collected (``conftest``).
+_FREEZE_KEEPS_COLLECTING = sys.version_info < (3, 14)
+
+
 @pytest.fixture
 def collector_sees_only_this_test() -> Iterator[None]:
     """Freeze what earlier tests left alive, so this test's many full collections are cheap.
@@ -231,14 +235,14 @@ def collector_sees_only_this_test() -> Iterator[None]:
     ``conftest.pytest_collection_finish``).
     """
     gc.collect()
-    if sys.version_info >= (3, 14):
-        yield
-        return
-    gc.freeze()
+    freeze = _FREEZE_KEEPS_COLLECTING
+    if freeze:
+        gc.freeze()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
 
 
 @pytest.mark.usefixtures("collector_sees_only_this_test")
