@@ -8,6 +8,7 @@ CPython (``nox -s switchinterval``).
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import sys
@@ -63,9 +64,40 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     freeze were left uncollected (templates of earlier tests then showed up in the managers of
     later ones: 11 of test_manager.py's 30 tests failed on 3.14.10, none without the freeze).
     """
+    _import_what_tests_will()
     gc.collect()
     if sys.version_info < (3, 14):
         gc.freeze()
+
+
+#: Libraries the tests import inside test functions. Imported before the freeze: otherwise
+#: they enter the heap later, outside the freeze, and every full collection scans them again
+#: (about 290,000 objects; 0.2 to 0.5 s per collection on 3.11, and each test collects).
+_LIBRARIES = (
+    "aiohttp",
+    "anthropic",
+    "asgiref.sync",
+    "asyncpg",
+    "celery",
+    "django",
+    "dramatiq",
+    "flask",
+    "httpx",
+    "hypothesis",
+    "kombu",
+    "openai",
+    "redis.asyncio",
+    "sqlalchemy.ext.asyncio",
+    "uvloop",
+)
+
+
+def _import_what_tests_will() -> None:
+    for name in _LIBRARIES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # not installed here (an optional extra): its tests skip
+            continue
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import re
+import sys
 import threading
 import warnings
 import weakref
@@ -295,10 +296,16 @@ def test_stream_abandoned_half_way(case: Case, caplog: pytest.LogCaptureFixture)
     any resourceloop code runs) closes the stream's nested async generators concurrently and
     asyncio logs "an error occurred during closing of asynchronous generator ... already
     running"; the SDK's own generators, not the client, and ``async with stream:`` avoids it.
-    There, and only there, that one message is tolerated; the sockets must still all close.
+    There (and on 3.10), and only there, that one message is tolerated; the sockets must
+    still all close.
     """
     tolerated = None
-    if _sdk_version(case.sdk.kind) < _CLEAN_ASYNCGEN_SHUTDOWN[case.sdk.kind]:
+    # On 3.10 with every SDK release tried, some runs (about 1 in 2 for openai over HTTP):
+    # its shutdown_asyncgens closes the generators concurrently too.
+    if (
+        sys.version_info < (3, 11)
+        or _sdk_version(case.sdk.kind) < _CLEAN_ASYNCGEN_SHUTDOWN[case.sdk.kind]
+    ):
         tolerated = "an error occurred during closing of asynchronous generator"
     template = case.sdk.template(f"abandoned{next(_tags)}")
     fds = case.fds()

@@ -165,6 +165,11 @@ def test_loops_left_unclosed_on_a_live_worker_thread(
             worker.run(_task(template, client.use))
         assert worker.failures == []
         resourceloop.reap()  # the thread lives on, and has moved on from every loop but one
+        if resourceloop.stats().graceful_releases < TASKS - 1:
+            # A loop that garbage still refers to (a client's exception cycle the young
+            # collection of reap() missed, seen under load on 3.10) waits for the collector.
+            gc.collect()
+            resourceloop.reap()
         assert worker.thread.is_alive()
         snap = resourceloop.stats()
         assert snap.acquisitions == TASKS
