@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import random
 import re
 import signal
 import socket
@@ -26,6 +25,7 @@ import pytest
 import resourceloop
 from resourceloop import ResourceTemplate, resource_manager
 from resourceloop.warnings import ReleaseTimeoutWarning, ResourceLoopWarning
+from tests._signals import RandomInterrupts
 
 posix_only = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX signals")
 
@@ -214,13 +214,10 @@ def test_books_balance_whatever_instant_a_signal_lands() -> None:
     ``_stopping`` flag left set stops its next run), whatever library runs on it.
     (pytest-timeout watches this test from a thread: SIGALRM is the test's.)
     """
-    rng = random.Random(20261207)
-    armed = [False]
     ours = (os.path.dirname(resourceloop.__file__), __file__)
 
-    def alarm(signum: int, frame: types.FrameType | None) -> None:
-        if armed[0] and frame is not None and frame.f_code.co_filename.startswith(ours):
-            raise KeyboardInterrupt
+    def in_ours(frame: types.FrameType) -> bool:
+        return frame.f_code.co_filename.startswith(ours)
 
     async def make_async() -> object:
         await asyncio.sleep(0)
@@ -237,21 +234,10 @@ def test_books_balance_whatever_instant_a_signal_lands() -> None:
         await async_made.acquire()
         await asyncio.sleep(0)
 
-    previous = signal.signal(signal.SIGALRM, alarm)
-    interrupted = 0
     unbalanced: list[int] = []
-    try:
+    with RandomInterrupts(seed=20261207, longest=1.5e-3, where=in_ours) as interrupts:
         for run in range(10_000):
-            try:
-                try:
-                    armed[0] = True
-                    signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 1.5e-3))
-                    asyncio.run(main())
-                finally:
-                    armed[0] = False  # from here on the handler does nothing
-            except KeyboardInterrupt:
-                interrupted += 1
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            interrupts.run(lambda: asyncio.run(main()))
             resourceloop.reap()
             if resourceloop.stats().resources_live:
                 # An interrupt at the very start of loop.close() leaves the loop unclosed and
@@ -261,11 +247,10 @@ def test_books_balance_whatever_instant_a_signal_lands() -> None:
                 resourceloop.reap()
             if not _books_balance() or resourceloop.stats().resources_live:
                 unbalanced.append(run)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
     assert unbalanced == []
-    assert interrupted > 100  # the signal did land in resourceloop's code and the program's
+    assert (
+        interrupts.interrupted > 100
+    )  # the signal did land in resourceloop's code and the program's
 
 
 @posix_only

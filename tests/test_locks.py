@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import ast
 import pathlib
-import random
 import signal
 import threading
-import types
 
 import pytest
 
 import resourceloop
 from resourceloop._compat import WITH_CAN_SKIP_EXIT
 from resourceloop._locks import InterruptSafeLock, new_lock, new_rlock
+from tests._signals import RandomInterrupts
 
 posix_only = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
 
@@ -68,39 +67,22 @@ def test_a_signal_at_any_instant_never_leaves_a_lock_held() -> None:
     On CPython 3.14 a plain ``threading.Lock`` leaks in about half of them (the handler runs
     at the end of the ``__enter__`` call, before ``__exit__`` is armed); ours never does.
     """
-    rng = random.Random(148874)
     lock, rlock = new_lock(), new_rlock()
-    armed = [False]
 
-    def alarm(signum: int, frame: types.FrameType | None) -> None:
-        if armed[0]:
-            raise KeyboardInterrupt
+    def burst() -> None:
+        for _ in range(500):
+            with lock, rlock, rlock:
+                pass
 
-    previous = signal.signal(signal.SIGALRM, alarm)
-    interrupted = 0
     left_held = 0
-    try:
+    with RandomInterrupts(seed=148874, longest=4e-5) as interrupts:
         for _ in range(3_000):
-            try:
-                try:
-                    armed[0] = True
-                    signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 4e-5))
-                    for _ in range(500):
-                        with lock, rlock, rlock:
-                            pass
-                finally:
-                    armed[0] = False
-            except KeyboardInterrupt:
-                interrupted += 1
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            interrupts.run(burst)
             if _held(lock) or _held(rlock):
                 left_held += 1
                 break
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
     assert left_held == 0
-    assert interrupted > 0  # the signal did land inside the with blocks
+    assert interrupts.interrupted > 0  # the signal did land inside the with blocks
 
 
 _LOOPS = (
