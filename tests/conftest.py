@@ -182,12 +182,19 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    """A PostgreSQL on 127.0.0.1: ``RESOURCELOOP_TEST_POSTGRES_DSN``, or a private one."""
-    from tests.servers import private_postgres
+    """A PostgreSQL on 127.0.0.1: a database of this process's own on the server named by
+    ``RESOURCELOOP_TEST_POSTGRES_DSN``, or a private server.
+
+    A database of its own because CI runs test sessions side by side on one server, and
+    PostgreSQL keeps its books (``pg_stat_database.sessions_abandoned``) per database: one
+    session's deliberate kill -9 must not show up in another's count.
+    """
+    from tests.servers import own_database, private_postgres
 
     dsn = os.environ.get("RESOURCELOOP_TEST_POSTGRES_DSN")
     if dsn:
-        yield dsn
+        with own_database(dsn) as private:
+            yield private
         return
     with private_postgres() as started:
         yield started

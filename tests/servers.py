@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -264,6 +265,21 @@ def postgres_query(dsn: str, sql: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+@contextlib.contextmanager
+def own_database(dsn: str) -> Iterator[str]:
+    """A database of our own, created on the server ``dsn`` names and dropped after.
+
+    Its books (``pg_stat_database``) count only what this process's tests do there.
+    """
+    parts = urlsplit(dsn)
+    name = f"resourceloop_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    postgres_query(dsn, f"CREATE DATABASE {name}")
+    try:
+        yield parts._replace(path=f"/{name}").geturl()
+    finally:
+        postgres_query(dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def postgres_connections(dsn: str, application_name: str) -> int:
