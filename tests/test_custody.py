@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -221,31 +221,6 @@ PATHS = [
 ]
 
 
-#: Whether objects created after ``gc.freeze()`` are still collected (``conftest``).
-_FREEZE_KEEPS_COLLECTING = sys.version_info < (3, 14)
-
-
-@pytest.fixture
-def collector_sees_only_this_test() -> Iterator[None]:
-    """Freeze what earlier tests left alive, so this test's many full collections are cheap.
-
-    Each injection point collects three times; with the libraries earlier tests imported in
-    the heap, that made each of these tests take 7 to 8 s in the full suite (0.07 s alone).
-    Collected first, so nothing an earlier test dropped is frozen. Not from 3.14 (see
-    ``conftest.pytest_collection_finish``).
-    """
-    gc.collect()
-    freeze = _FREEZE_KEEPS_COLLECTING
-    if freeze:
-        gc.freeze()
-    try:
-        yield
-    finally:
-        if freeze:
-            gc.unfreeze()
-
-
-@pytest.mark.usefixtures("collector_sees_only_this_test")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("exc", INJECTED, ids=lambda e: e.__name__)
 def test_fault_injection_every_point_every_path(path: str, exc: type[BaseException]) -> None:
