@@ -5,7 +5,7 @@ made on, and a recorder logs every call of the functions a template is given, wi
 (if any) and the thread it ran on, so a test asserts where and how often a release ran.
 
 A module that needs a variant passes parameters (``Res(hold_loop=...)``,
-``Recorder.template(sync=..., fail=...)``) rather than defining a copy.
+``Recorder.template(sync=..., fail_release=..., lazy=...)``) rather than defining a copy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import itertools
 import os
 import threading
 import weakref
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -84,8 +84,9 @@ class Released:
 
     ``kind`` is "graceful" or "forced"; ``on_own_loop`` whether it ran on the loop its ``Res``
     or ``Fake`` was made on; ``loop_closed`` whether the loop it ran on was closed then (None
-    off any loop); ``name`` the template's, for ``Recorder.template``. The loop is held weakly
-    (``loop`` is None once it is gone), so recording a release keeps no loop alive.
+    off any loop); ``name`` the template's, for ``Recorder.template``, or the ``Res``'s, for
+    ``Recorder.release`` and ``force``. The loop is held weakly (``loop`` is None once it is
+    gone), so recording a release keeps no loop alive.
     """
 
     resource: Any
@@ -124,9 +125,22 @@ class Recorder:
     ``make``/``release``/``force`` (and their async forms) are functions to give a template;
     ``template()`` builds one whose resources are ``Res``. Every call is in ``calls`` in order,
     and by kind in ``released`` (graceful) and ``forced``; ``events`` logs "release NAME".
+    ``make`` lists what it made in ``created``; ``names()`` lists the templates'
+    acquisitions and graceful releases by template name.
     """
 
     created: list[Fake] = attrs.field(factory=list)
+    #: The template names of the acquisitions by ``template()``'s templates, in order: names
+    #: only, which keep no resource (nor its loop) alive.
+    acquisitions: list[str] = attrs.field(factory=list)
+    #: The resources acquired by templates made with ``keep=True``, in order. Opt-in: kept
+    #: here, a resource outlives its store (tests of collection need the store's to be the
+    #: only reference).
+    acquired: list[Res] = attrs.field(factory=list)
+    #: The templates of ``template()``. resourceloop lists templates weakly, so the recorder
+    #: keeps them alive for the test: a test may make one (``rec.template("t")``) for a
+    #: manager to acquire without holding it itself.
+    templates: list[ResourceTemplate[Any]] = attrs.field(factory=list)
     released: list[Released] = attrs.field(factory=list)
     forced: list[Released] = attrs.field(factory=list)
     calls: list[Released] = attrs.field(factory=list)
@@ -150,15 +164,17 @@ class Recorder:
         await asyncio.sleep(0)
         return self.make()
 
-    def release(self, fake: Fake) -> None:
-        self._record(fake, "graceful")
+    # The release functions take a ``Res`` too, and record its name (a ``Fake`` has none),
+    # so a test's own release function of a named ``Res`` shows up in ``names()``.
+    def release(self, fake: Fake | Res) -> None:
+        self._record(fake, "graceful", getattr(fake, "name", ""))
 
-    async def arelease(self, fake: Fake) -> None:
+    async def arelease(self, fake: Fake | Res) -> None:
         await asyncio.sleep(0)
         self.release(fake)
 
-    def force(self, fake: Fake) -> None:
-        self._record(fake, "forced")
+    def force(self, fake: Fake | Res) -> None:
+        self._record(fake, "forced", getattr(fake, "name", ""))
 
     def template(
         self,
@@ -168,25 +184,38 @@ class Recorder:
         sync: bool = False,
         yields: bool = False,
         fail: bool = False,
+        fail_release: BaseException | None = None,
         force: bool = True,
+        keep: bool = False,
         **kwargs: Any,
     ) -> ResourceTemplate[Res]:
         """A template of ``Res`` (holding its loop unless ``hold_loop=False``) that records.
 
-        ``sync``: plain functions instead of coroutine functions; ``yields``: the release
-        awaits once before it records; ``fail``: the release raises ValueError after it
-        records; ``force=False``: no ``force_release_func``. Other keywords go to the template.
+        ``sync``: plain functions instead of coroutine functions; ``yields``: the (coroutine)
+        acquisition and release each await once first, so their caller really suspends;
+        ``fail``: the release raises ValueError after it records, ``fail_release``: it raises
+        that exception; ``force=False``: no ``force_release_func``; ``keep``: each resource
+        it acquires is kept in ``acquired``. Other keywords (``lazy``) go to the template,
+        which the recorder keeps (``templates``).
         """
 
         def make() -> Res:
-            return Res(asyncio.get_running_loop(), hold_loop=hold_loop, name=name)
+            r = Res(asyncio.get_running_loop(), hold_loop=hold_loop, name=name)
+            self.acquisitions.append(name)
+            if keep:
+                self.acquired.append(r)
+            return r
 
         async def acquire() -> Res:
+            if yields:
+                await asyncio.sleep(0)
             return make()
 
         def release_sync(r: Res) -> None:
             self._record(r, "graceful", name)
             self.events.append(f"release {name}")
+            if fail_release is not None:
+                raise fail_release
             if fail:
                 raise ValueError(f"release of {name} failed")
 
@@ -200,9 +229,24 @@ class Recorder:
 
         if force:
             kwargs["force_release_func"] = force_release
-        return ResourceTemplate(
+        template = ResourceTemplate(
             make if sync else acquire, release_sync if sync else release, name=name, **kwargs
         )
+        self.templates.append(template)
+        return template
+
+    def names(self, which: Literal["released", "acquired"] = "released") -> list[str]:
+        """Template names, in order: of the graceful releases, or of the acquisitions.
+
+        One list of names shows the order across templates (newest released first, say).
+        """
+        if which == "acquired":
+            return list(self.acquisitions)
+        return [c.name for c in self.released]
+
+    def released_of(self, resource: object) -> list[Released]:
+        """The graceful releases of ``resource``: a test asserts it was released once, where."""
+        return [c for c in self.released if c.resource is resource]
 
     def of(self, kind: str) -> list[Released]:
         """The calls of ``kind``: "graceful" or "forced"."""

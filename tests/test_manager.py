@@ -1,4 +1,9 @@
-"""Tests for `resourceloop.ResourceManager`: the context manager and decorator forms."""
+"""Tests for `resourceloop.ResourceManager`: the context manager and decorator forms.
+
+The templates are the shared recorder's (the ``rec`` fixture), with ``yields=True``: their
+acquisitions and releases await before they act, so the manager must really await them;
+``keep=True`` where a test reads the acquired resources themselves (``rec.acquired``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-import attrs
 import pytest
 
 import resourceloop
@@ -28,56 +32,10 @@ from resourceloop.warnings import (
     ResourceLoopWarning,
     UngracefulLoopWarning,
 )
+from tests._fakes import Recorder, Res
 from tests._loops import LOOP_FACTORIES, LoopFactory, run
 
 T = TypeVar("T")
-
-
-@attrs.define(eq=False)
-class Fake:
-    """A resource that remembers its template and its loop."""
-
-    name: str
-    loop: asyncio.AbstractEventLoop
-
-
-@attrs.define(eq=False)
-class Recorder:
-    """Makes templates whose acquire and release functions log to one shared list."""
-
-    created: list[Fake] = attrs.field(factory=list)
-    released: list[tuple[Fake, asyncio.AbstractEventLoop]] = attrs.field(factory=list)
-    #: Templates are listed weakly by resourceloop: the recorder keeps them alive for the test.
-    templates: list[ResourceTemplate[Any]] = attrs.field(factory=list)
-
-    def template(
-        self, name: str, *, lazy: bool = False, fail_release: BaseException | None = None
-    ) -> ResourceTemplate[Fake]:
-        async def acquire() -> Fake:
-            await asyncio.sleep(0)
-            fake = Fake(name, asyncio.get_running_loop())
-            self.created.append(fake)
-            return fake
-
-        async def release(fake: Fake) -> None:
-            await asyncio.sleep(0)
-            self.released.append((fake, asyncio.get_running_loop()))
-            if fail_release is not None:
-                raise fail_release
-
-        template = ResourceTemplate(acquire, release, name=name, lazy=lazy)
-        self.templates.append(template)
-        return template
-
-    def names(self, which: str = "released") -> list[str]:
-        if which == "created":
-            return [fake.name for fake in self.created]
-        return [fake.name for fake, _ in self.released]
-
-
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
 
 
 # -- the two forms -----------------------------------------------------------------------------
@@ -88,10 +46,10 @@ def test_context_manager_acquires_eagerly_and_releases_on_exit(
     rec: Recorder, factory: LoopFactory
 ) -> None:
     """Entering acquires the non-lazy templates; leaving releases all, newest first, on the loop."""
-    eager_one = rec.template("t-eager-1")
-    eager_two = rec.template("t-eager-2")
-    lazy = rec.template("t-lazy", lazy=True)
-    rec.template("t-lazy-unused", lazy=True)
+    eager_one = rec.template("t-eager-1", yields=True, keep=True)
+    eager_two = rec.template("t-eager-2", yields=True, keep=True)
+    lazy = rec.template("t-lazy", lazy=True, yields=True, keep=True)
+    rec.template("t-lazy-unused", lazy=True, yields=True, keep=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -101,33 +59,33 @@ def test_context_manager_acquires_eagerly_and_releases_on_exit(
             assert manager.loop is loop
             assert loop in resource_managed_loops
             assert resourceloop.stats().loops_managed == 1
-            assert rec.names("created") == ["t-eager-1", "t-eager-2"]
-            assert all(fake.loop is loop for fake in rec.created)
-            first = rec.created[0]
+            assert rec.names("acquired") == ["t-eager-1", "t-eager-2"]
+            assert all(fake.loop is loop for fake in rec.acquired)
+            first = rec.acquired[0]
             assert await eager_one.acquire() is first
             await lazy.acquire()
             assert rec.released == []
         assert loop not in resource_managed_loops
         assert resourceloop.stats().loops_managed == 0
         assert rec.names() == ["t-lazy", "t-eager-2", "t-eager-1"]
-        assert all(released_on is loop for _, released_on in rec.released)
+        assert all(call.loop is loop for call in rec.released)
         # After the manager, the loop acquires afresh (released then by the close hook).
-        assert await eager_two.acquire() is not rec.created[1]
+        assert await eager_two.acquire() is not rec.acquired[1]
 
     run(main, factory)
-    assert "t-lazy-unused" not in rec.names("created")
+    assert "t-lazy-unused" not in rec.names("acquired")
     assert rec.names().count("t-eager-2") == 2
 
 
 def test_decorator_form_keeps_name_doc_and_signature(rec: Recorder) -> None:
     """as_decorator wraps each call in a fresh manager and keeps the function's metadata."""
-    rec.template("t-eager")
+    rec.template("t-eager", yields=True)
     seen: list[bool] = []
 
     async def handler(user: int, *, verbose: bool = False) -> str:
         """Handle one request."""
         seen.append(asyncio.get_running_loop() in resource_managed_loops)
-        assert rec.names("created")[-1] == "t-eager"
+        assert rec.names("acquired")[-1] == "t-eager"
         return f"user {user} verbose={verbose}"
 
     decorated = resource_manager.as_decorator(handler)
@@ -146,13 +104,13 @@ def test_decorator_form_keeps_name_doc_and_signature(rec: Recorder) -> None:
     run(main)
     assert seen == [True, True]
     # Two calls, two managers: created and released twice.
-    assert rec.names("created") == ["t-eager", "t-eager"]
+    assert rec.names("acquired") == ["t-eager", "t-eager"]
     assert rec.names() == ["t-eager", "t-eager"]
 
 
 def test_decorator_releases_when_the_function_raises(rec: Recorder) -> None:
     """The decorated function's exception propagates after the release."""
-    rec.template("t-eager")
+    rec.template("t-eager", yields=True)
 
     @ResourceManager.as_decorator
     async def handler() -> None:
@@ -188,14 +146,14 @@ def test_as_decorator_rejects_non_coroutine_functions(func: Callable[..., Any]) 
 
 def test_explicit_acquire_and_release(rec: Recorder) -> None:
     """acquire() and release() are the explicit __aenter__ and __aexit__."""
-    rec.template("t-eager")
+    rec.template("t-eager", yields=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         manager = ResourceManager()
         assert await manager.acquire() is manager
         assert loop in resource_managed_loops
-        assert rec.names("created") == ["t-eager"]
+        assert rec.names("acquired") == ["t-eager"]
         await manager.release()
         assert loop not in resource_managed_loops
         assert rec.names() == ["t-eager"]
@@ -205,7 +163,7 @@ def test_explicit_acquire_and_release(rec: Recorder) -> None:
 
 def test_explicit_release_raises_release_failures_together(rec: Recorder) -> None:
     """release() raises the failures of the releases as an ExceptionGroup."""
-    rec.template("t-broken", fail_release=OSError("broken"))
+    rec.template("t-broken", fail_release=OSError("broken"), yields=True)
 
     async def main() -> None:
         manager = ResourceManager()
@@ -259,7 +217,7 @@ def test_resource_managed_loops_is_a_live_read_only_set() -> None:
 
 def test_nested_manager_without_exist_ok_raises_and_outer_keeps_working(rec: Recorder) -> None:
     """A second manager on a managed loop is a RuntimeError; the outer one is unaffected."""
-    template = rec.template("t-eager")
+    template = rec.template("t-eager", yields=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -283,7 +241,7 @@ def test_nested_manager_without_exist_ok_raises_and_outer_keeps_working(rec: Rec
 
 def test_nested_manager_with_exist_ok_does_nothing(rec: Recorder) -> None:
     """With exist_ok=True inside a managed loop, entry and exit are no-ops."""
-    template = rec.template("t-eager")
+    template = rec.template("t-eager", yields=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -291,7 +249,7 @@ def test_nested_manager_with_exist_ok_does_nothing(rec: Recorder) -> None:
             resource = await template.acquire()
             async with resource_manager(exist_ok=True) as inner:
                 assert inner.exist_ok
-                assert rec.names("created") == ["t-eager"]
+                assert rec.names("acquired") == ["t-eager"]
             assert rec.released == []
             assert loop in resource_managed_loops
             assert await template.acquire() is resource
@@ -302,12 +260,12 @@ def test_nested_manager_with_exist_ok_does_nothing(rec: Recorder) -> None:
 
 def test_exist_ok_without_an_outer_manager_manages_the_loop(rec: Recorder) -> None:
     """exist_ok=True on an unmanaged loop is an ordinary manager."""
-    rec.template("t-eager")
+    rec.template("t-eager", yields=True)
 
     @resource_manager.as_decorator
     async def inner() -> None:
         async with resource_manager(exist_ok=True):  # nested: a no-op
-            assert rec.names("created") == ["t-eager", "t-eager"]
+            assert rec.names("acquired") == ["t-eager", "t-eager"]
 
     async def main() -> None:
         async with resource_manager(exist_ok=True):
@@ -321,7 +279,7 @@ def test_exist_ok_without_an_outer_manager_manages_the_loop(rec: Recorder) -> No
 
 def test_manager_instance_can_be_entered_again_after_exit(rec: Recorder) -> None:
     """One instance may manage the loop again once it has left."""
-    rec.template("t-eager")
+    rec.template("t-eager", yields=True)
     manager = ResourceManager()
 
     async def main() -> None:
@@ -339,9 +297,9 @@ def test_manager_instance_can_be_entered_again_after_exit(rec: Recorder) -> None
 
 def test_release_order_is_reverse_of_acquisition(rec: Recorder) -> None:
     """Exit releases newest first, counting lazy and re-acquired resources where they came."""
-    first = rec.template("t-first")
-    rec.template("t-second")
-    lazy = rec.template("t-lazy", lazy=True)
+    first = rec.template("t-first", yields=True)
+    rec.template("t-second", yields=True)
+    lazy = rec.template("t-lazy", lazy=True, yields=True)
 
     async def main() -> None:
         async with resource_manager():
@@ -358,10 +316,10 @@ def test_failing_releases_never_stop_the_others_and_are_raised_together(
     rec: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every release is attempted; the failures come out as one ExceptionGroup, and are logged."""
-    rec.template("t-ok-1")
-    rec.template("t-bad-1", fail_release=ValueError("bad one"))
-    rec.template("t-ok-2")
-    rec.template("t-bad-2", fail_release=KeyError("bad two"))
+    rec.template("t-ok-1", yields=True)
+    rec.template("t-bad-1", fail_release=ValueError("bad one"), yields=True)
+    rec.template("t-ok-2", yields=True)
+    rec.template("t-bad-2", fail_release=KeyError("bad two"), yields=True)
 
     async def main() -> None:
         async with resource_manager():
@@ -387,8 +345,8 @@ def test_body_exception_wins_over_release_failures(
     rec: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """If the body raised, release failures are logged and the body's exception propagates."""
-    rec.template("t-ok")
-    rec.template("t-bad", fail_release=ValueError("release failed"))
+    rec.template("t-ok", yields=True)
+    rec.template("t-bad", fail_release=ValueError("release failed"), yields=True)
 
     async def main() -> None:
         async with resource_manager():
@@ -412,20 +370,20 @@ def test_body_exception_wins_over_release_failures(
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_acquire_failure_on_enter_releases_what_was_acquired(rec: Recorder, kind: str) -> None:
     """If an eager acquisition fails, the ones before it are released and the loop unmarked."""
-    rec.template("t-before")
+    rec.template("t-before", yields=True)
     broken = True
 
-    def sync_acquire() -> Fake:
+    def sync_acquire() -> Res:
         if broken:
             raise ConnectionRefusedError("no database")
-        return Fake("t-broken", asyncio.get_running_loop())
+        return Res(asyncio.get_running_loop(), hold_loop=True, name="t-broken")
 
-    async def async_acquire() -> Fake:
+    async def async_acquire() -> Res:
         await asyncio.sleep(0)
         return sync_acquire()
 
     keep = ResourceTemplate(sync_acquire if kind == "sync" else async_acquire, name="t-broken")
-    rec.template("t-after")
+    rec.template("t-after", yields=True)
 
     async def main() -> None:
         nonlocal broken
@@ -434,7 +392,7 @@ def test_acquire_failure_on_enter_releases_what_was_acquired(rec: Recorder, kind
             async with resource_manager():
                 pytest.fail("the body must not run")
         assert loop not in resource_managed_loops
-        assert rec.names("created") == ["t-before"]
+        assert rec.names("acquired") == ["t-before"]
         assert rec.names() == ["t-before"]
         assert resourceloop.stats().resources_live == {}
         broken = False
@@ -448,13 +406,13 @@ def test_acquire_failure_on_enter_releases_what_was_acquired(rec: Recorder, kind
 def test_hanging_release_is_bounded_by_release_timeout(rec: Recorder) -> None:
     """A release that never ends is abandoned after release_timeout and forced, with a warning."""
     resourceloop.configure(release_timeout=0.2)
-    forced: list[Fake] = []
+    forced: list[Res] = []
     cancelled: asyncio.Event | None = None
 
-    async def acquire() -> Fake:
-        return Fake("t-hanging", asyncio.get_running_loop())
+    async def acquire() -> Res:
+        return Res(asyncio.get_running_loop(), hold_loop=True, name="t-hanging")
 
-    async def hang(fake: Fake) -> None:
+    async def hang(fake: Res) -> None:
         assert cancelled is not None
         try:
             await asyncio.Event().wait()
@@ -463,7 +421,7 @@ def test_hanging_release_is_bounded_by_release_timeout(rec: Recorder) -> None:
             raise
 
     hanging = ResourceTemplate(acquire, hang, name="t-hanging", force_release_func=forced.append)
-    rec.template("t-ok")
+    rec.template("t-ok", yields=True)
 
     async def main() -> None:
         nonlocal cancelled
@@ -485,13 +443,13 @@ def test_hanging_release_is_bounded_by_release_timeout(rec: Recorder) -> None:
 def test_release_ignoring_cancellation_is_still_bounded(rec: Recorder) -> None:
     """A release that swallows its cancellation cannot hold up the manager's exit either."""
     resourceloop.configure(release_timeout=0.2)
-    forced: list[Fake] = []
+    forced: list[Res] = []
     gate: asyncio.Event | None = None
 
-    async def acquire() -> Fake:
-        return Fake("t-stubborn", asyncio.get_running_loop())
+    async def acquire() -> Res:
+        return Res(asyncio.get_running_loop(), hold_loop=True, name="t-stubborn")
 
-    async def stubborn(fake: Fake) -> None:
+    async def stubborn(fake: Res) -> None:
         assert gate is not None
         try:
             await gate.wait()
@@ -499,7 +457,7 @@ def test_release_ignoring_cancellation_is_still_bounded(rec: Recorder) -> None:
             await gate.wait()  # ignores the cancellation and keeps going
         finished.append(fake)  # never reached: the abandoned release is closed
 
-    finished: list[Fake] = []
+    finished: list[Res] = []
     template = ResourceTemplate(
         acquire, stubborn, name="t-stubborn", force_release_func=forced.append
     )
@@ -558,8 +516,8 @@ def test_a_cancel_arriving_while_a_release_overruns_still_cancels_the_task() -> 
 
 def test_cancelled_body_still_releases_everything(rec: Recorder) -> None:
     """Cancelling the task inside the manager releases every resource, then propagates."""
-    rec.template("t-eager")
-    lazy = rec.template("t-lazy", lazy=True)
+    rec.template("t-eager", yields=True)
+    lazy = rec.template("t-lazy", lazy=True, yields=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -590,12 +548,12 @@ def test_release_function_that_is_cancelled_counts_as_a_failure(
     rec: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A release function that ends cancelled fails that release only; the rest go on."""
-    rec.template("t-ok")
+    rec.template("t-ok", yields=True)
 
-    async def acquire() -> Fake:
-        return Fake("t-cancelled", asyncio.get_running_loop())
+    async def acquire() -> Res:
+        return Res(asyncio.get_running_loop(), hold_loop=True, name="t-cancelled")
 
-    async def release(fake: Fake) -> None:
+    async def release(fake: Res) -> None:
         raise asyncio.CancelledError
 
     rec.templates.append(ResourceTemplate(acquire, release, name="t-cancelled"))
@@ -623,20 +581,20 @@ def test_cancelling_the_exit_is_prompt_and_loses_nothing(rec: Recorder) -> None:
     The release in progress is cut short and forced; the ones not begun stay in custody and
     are released gracefully when the loop closes.
     """
-    rec.template("t-first")
+    rec.template("t-first", yields=True)
     slow_started: asyncio.Event | None = None
     gate: asyncio.Event | None = None
-    forced: list[Fake] = []
+    forced: list[Res] = []
 
-    async def acquire() -> Fake:
-        return Fake("t-slow", asyncio.get_running_loop())
+    async def acquire() -> Res:
+        return Res(asyncio.get_running_loop(), hold_loop=True, name="t-slow")
 
-    async def slow_release(fake: Fake) -> None:
+    async def slow_release(fake: Res) -> None:
         assert gate is not None
         assert slow_started is not None
         slow_started.set()
         await gate.wait()
-        rec.released.append((fake, asyncio.get_running_loop()))
+        rec.release(fake)
 
     # The newest template, so released first.
     rec.templates.append(
@@ -675,7 +633,7 @@ def test_manager_needs_no_close_hook(
 ) -> None:
     """With the close hook disabled, managed acquisitions warn about nothing."""
     resourceloop.configure(close_hook=False)
-    lazy = rec.template("t-lazy", lazy=True)
+    lazy = rec.template("t-lazy", lazy=True, yields=True)
 
     @resource_manager.as_decorator
     async def main() -> None:
@@ -689,7 +647,7 @@ def test_manager_needs_no_close_hook(
 
 def test_managers_on_loops_of_several_threads_are_independent(rec: Recorder) -> None:
     """Each thread's loop is managed on its own: entering one does not mark the others."""
-    rec.template("t-eager")
+    rec.template("t-eager", yields=True, keep=True)
     barrier = threading.Barrier(4, timeout=30)
     seen: list[int] = []
 
@@ -706,9 +664,9 @@ def test_managers_on_loops_of_several_threads_are_independent(rec: Recorder) -> 
         thread.join(30)
     assert seen == [4, 4, 4, 4]
     assert len(resource_managed_loops) == 0
-    loops = {fake.loop for fake in rec.created}
+    loops = {fake.loop for fake in rec.acquired}
     assert len(loops) == 4
-    assert {(fake.loop, loop) for fake, loop in rec.released} == {(loop, loop) for loop in loops}
+    assert {(c.resource.loop, c.loop) for c in rec.released} == {(loop, loop) for loop in loops}
 
 
 # -- templates=: acquire only what the body uses --------------------------------------------------
@@ -716,26 +674,26 @@ def test_managers_on_loops_of_several_threads_are_independent(rec: Recorder) -> 
 
 def test_templates_acquires_only_the_given_ones_in_order(rec: Recorder) -> None:
     """With templates=, entry acquires those (lazy ones too), no other; exit releases all."""
-    rec.template("t-eager-other")
-    lazy = rec.template("t-lazy", lazy=True)
-    engine = rec.template("t-engine")
-    extra = rec.template("t-extra", lazy=True)
+    rec.template("t-eager-other", yields=True)
+    lazy = rec.template("t-lazy", lazy=True, yields=True)
+    engine = rec.template("t-engine", yields=True)
+    extra = rec.template("t-extra", lazy=True, yields=True)
 
     async def main() -> None:
         async with ResourceManager(templates=[engine, lazy]) as manager:
-            assert rec.names("created") == ["t-engine", "t-lazy"]
+            assert rec.names("acquired") == ["t-engine", "t-lazy"]
             assert manager.templates == (engine, lazy)
             await extra.acquire()  # acquired by the body: released on exit as well
         assert sorted(rec.names()) == ["t-engine", "t-extra", "t-lazy"]
 
     asyncio.run(main())
-    assert "t-eager-other" not in rec.names("created")
+    assert "t-eager-other" not in rec.names("acquired")
 
 
 def test_templates_on_the_decorator(rec: Recorder) -> None:
     """as_decorator(templates=...) gives each call a manager of those templates only."""
-    rec.template("t-other")
-    engine = rec.template("t-engine")
+    rec.template("t-other", yields=True)
+    engine = rec.template("t-engine", yields=True)
 
     @resource_manager.as_decorator(templates=(engine,))
     async def task(n: int) -> int:
@@ -749,22 +707,22 @@ def test_templates_on_the_decorator(rec: Recorder) -> None:
 
     assert task.__doc__ == "A task."
     assert asyncio.run(task(3)) == 3
-    assert rec.names("created") == ["t-engine"]
+    assert rec.names("acquired") == ["t-engine"]
     assert rec.names() == ["t-engine"]
     asyncio.run(everything())
-    assert sorted(rec.names("created")) == ["t-engine", "t-engine", "t-other"]
+    assert sorted(rec.names("acquired")) == ["t-engine", "t-engine", "t-other"]
 
 
 def test_templates_empty_acquires_nothing(rec: Recorder) -> None:
     """templates=() manages the loop and acquires nothing up front."""
-    rec.template("t-eager")
+    rec.template("t-eager", yields=True)
 
     async def main() -> None:
         async with ResourceManager(templates=()):
             assert asyncio.get_running_loop() in resource_managed_loops
 
     asyncio.run(main())
-    assert rec.created == []
+    assert rec.names("acquired") == []
 
 
 @pytest.mark.parametrize(
@@ -773,7 +731,7 @@ def test_templates_empty_acquires_nothing(rec: Recorder) -> None:
 )
 def test_templates_rejects_what_is_not_templates(rec: Recorder, bad: object) -> None:
     """A clear TypeError at construction, for the manager and the decorator alike."""
-    engine = rec.template("t-engine")
+    engine = rec.template("t-engine", yields=True)
     if bad == "single template":
         bad = engine
     with pytest.raises(TypeError, match="ResourceTemplate"):
@@ -784,7 +742,7 @@ def test_templates_rejects_what_is_not_templates(rec: Recorder, bad: object) -> 
 
 def test_templates_is_read_once(rec: Recorder) -> None:
     """A generator is materialized at construction, so every entry acquires the same ones."""
-    engine = rec.template("t-engine")
+    engine = rec.template("t-engine", yields=True)
     manager = ResourceManager(templates=(t for t in [engine]))
 
     async def main() -> None:
@@ -794,5 +752,5 @@ def test_templates_is_read_once(rec: Recorder) -> None:
             pass
 
     asyncio.run(main())
-    assert rec.names("created") == ["t-engine", "t-engine"]
+    assert rec.names("acquired") == ["t-engine", "t-engine"]
     assert "templates=['t-engine']" in repr(manager)

@@ -30,6 +30,7 @@ import resourceloop
 from resourceloop import ResourceTemplate, resource_managed_loops, resource_manager, sync
 from resourceloop.sync import Portal, PortalCallError, PortalClosedError, async_to_sync
 
+from ._fakes import Res
 from ._loops import is_uvloop, needs_uvloop, new_uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,26 +38,25 @@ ROOT = Path(__file__).resolve().parent.parent
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
-class Fake:
-    """A resource recording its loop and every release, graceful or forced."""
-
-    def __init__(self, tag: str = "") -> None:
-        self.tag = tag
-        self.loop = asyncio.get_running_loop()
-        self.releases: list[str] = []
+# The resources are ``Res`` holding their loop; the release functions note in ``Res.ends``
+# how each ended, so a test reads every release of one resource off the resource itself.
 
 
-async def release_fake(fake: Fake) -> None:
-    fake.releases.append("on-loop" if asyncio.get_running_loop() is fake.loop else "elsewhere")
+async def release_fake(fake: Res) -> None:
+    fake.ends.append("on-loop" if asyncio.get_running_loop() is fake.made_on() else "elsewhere")
 
 
-def force_fake(fake: Fake) -> None:
-    fake.releases.append("forced")
+def force_fake(fake: Res) -> None:
+    fake.ends.append("forced")
 
 
-def fake_template(name: str = "fake", **kwargs: Any) -> ResourceTemplate[Fake]:
+def fake_template(name: str = "fake", **kwargs: Any) -> ResourceTemplate[Res]:
     return ResourceTemplate(
-        lambda: Fake(name), release_fake, name=name, force_release_func=force_fake, **kwargs
+        lambda: Res(hold_loop=True, name=name),
+        release_fake,
+        name=name,
+        force_release_func=force_fake,
+        **kwargs,
     )
 
 
@@ -93,7 +93,7 @@ def test_calls_share_one_loop_and_one_resource(portal: Portal) -> None:
     template = fake_template()
 
     @portal.wrap
-    async def use(i: int) -> tuple[int, Fake, threading.Thread]:
+    async def use(i: int) -> tuple[int, Res, threading.Thread]:
         return i, await template.acquire(), threading.current_thread()
 
     results = [use(i) for i in range(5)]
@@ -102,9 +102,10 @@ def test_calls_share_one_loop_and_one_resource(portal: Portal) -> None:
     assert {thread.name for _, _, thread in results} == {"test-portal"}
     assert resourceloop.stats().acquisitions == 1
     fake = results[0][1]
+    assert fake.loop is not None
     assert not fake.loop.is_closed()
     portal.close()
-    assert fake.releases == ["on-loop"]
+    assert fake.ends == ["on-loop"]
     assert fake.loop.is_closed()
     assert balanced()
 
@@ -116,7 +117,7 @@ def test_calls_from_many_threads_run_concurrently(portal: Portal) -> None:
     release = asyncio.Event()  # created here, used only on the portal's loop (3.10+ binds late)
     count = {"in": 0}
 
-    async def work(i: int) -> Fake:
+    async def work(i: int) -> Res:
         fake = await template.acquire()
         count["in"] += 1
         if count["in"] == 8:
@@ -124,7 +125,7 @@ def test_calls_from_many_threads_run_concurrently(portal: Portal) -> None:
         await release.wait()  # all eight are suspended on the one loop together
         return fake
 
-    def caller(i: int) -> Fake:
+    def caller(i: int) -> Res:
         inside.wait()  # start together
         return portal.call(work, i)
 
@@ -133,7 +134,7 @@ def test_calls_from_many_threads_run_concurrently(portal: Portal) -> None:
     assert len({id(f) for f in fakes}) == 1
     assert resourceloop.stats().acquisitions == 1
     portal.close()
-    assert fakes[0].releases == ["on-loop"]
+    assert fakes[0].ends == ["on-loop"]
 
 
 def test_call_returns_exceptions_and_keeps_running(portal: Portal) -> None:
@@ -209,14 +210,14 @@ def test_portal_on_uvloop() -> None:
     """With uvloop's loop the portal shares one resource and releases it once, on its loop."""
     template = fake_template()
 
-    async def use() -> tuple[bool, Fake]:
+    async def use() -> tuple[bool, Res]:
         return is_uvloop(asyncio.get_running_loop()), await template.acquire()
 
     with Portal(loop_factory=new_uvloop) as own:
         (on_uvloop, first), (_, second) = own.call(use), own.call(use)
     assert on_uvloop
     assert first is second
-    assert first.releases == ["on-loop"]
+    assert first.ends == ["on-loop"]
     assert balanced()
 
 
@@ -272,7 +273,7 @@ def test_managers_in_calls_acquire_but_do_not_release(portal: Portal) -> None:
     inside = {"n": 0}
 
     @portal.wrap
-    async def seed_example() -> tuple[Fake, Fake, bool]:
+    async def seed_example() -> tuple[Res, Res, bool]:
         async with resource_manager():  # four of these are active at once on the portal
             eager = lazy_fake = None
             eager = await template.acquire()
@@ -286,10 +287,10 @@ def test_managers_in_calls_acquire_but_do_not_release(portal: Portal) -> None:
 
     @portal.wrap
     @resource_manager.as_decorator
-    async def decorated() -> Fake:
+    async def decorated() -> Res:
         return await template.acquire()
 
-    def caller() -> tuple[Fake, Fake, bool]:
+    def caller() -> tuple[Res, Res, bool]:
         entered.wait()
         return seed_example()
 
@@ -299,12 +300,12 @@ def test_managers_in_calls_acquire_but_do_not_release(portal: Portal) -> None:
     assert managed
     assert all(r[0] is eager and r[1] is lazy_fake for r in results)
     assert decorated() is eager
-    assert eager.releases == []
-    assert lazy_fake.releases == []
+    assert eager.ends == []
+    assert lazy_fake.ends == []
     assert resourceloop.stats().resources_live == {"fake": 1, "lazy": 1}
     portal.close()
-    assert eager.releases == ["on-loop"]
-    assert lazy_fake.releases == ["on-loop"]
+    assert eager.ends == ["on-loop"]
+    assert lazy_fake.ends == ["on-loop"]
     assert resourceloop.stats().graceful_releases == 2
     assert balanced()
 
@@ -322,11 +323,11 @@ def test_failed_start_is_raised_and_retried(portal: Portal) -> None:
     """A non-lazy template failing at start fails that call; the next call starts again."""
     attempts = {"n": 0}
 
-    def flaky() -> Fake:
+    def flaky() -> Res:
         attempts["n"] += 1
         if attempts["n"] == 1:
             raise ConnectionError("first start fails")
-        return Fake("flaky")
+        return Res(hold_loop=True, name="flaky")
 
     template = ResourceTemplate(flaky, release_fake, name="flaky")
     with pytest.raises(ConnectionError, match="first start fails"):
@@ -491,22 +492,22 @@ class Injected:
     def __init__(self, point: str, fault: type[BaseException]) -> None:
         self.point = point
         self.fault = fault
-        self.made: list[Fake] = []
+        self.made: list[Res] = []
         self.attempts: dict[str, int] = {}
         self.templates = [self._template(name) for name in ("first", "middle", "last")]
         self.late = self._template("late", lazy=True)
         self.stuck = self._template("stuck", lazy=True)
         self.stuck_started = threading.Event()
 
-    def _template(self, name: str, lazy: bool = False) -> ResourceTemplate[Fake]:
-        def release(fake: Fake) -> Any:
-            self.attempts[fake.tag] = self.attempts.get(fake.tag, 0) + 1
-            fake.releases.append("called")
-            if self.point == "release-call" and fake.tag == "middle":
+    def _template(self, name: str, lazy: bool = False) -> ResourceTemplate[Res]:
+        def release(fake: Res) -> Any:
+            self.attempts[fake.name] = self.attempts.get(fake.name, 0) + 1
+            fake.ends.append("called")
+            if self.point == "release-call" and fake.name == "middle":
                 raise self.fault()
             return self._release_async(fake)
 
-        async def acquire() -> Fake:
+        async def acquire() -> Res:
             if name == "stuck":
                 self.stuck_started.set()
                 try:
@@ -517,7 +518,7 @@ class Injected:
                     raise
             if name == "late" and self.point == "acquire-call":
                 raise self.fault()
-            fake = Fake(name)
+            fake = Res(hold_loop=True, name=name)
             self.made.append(fake)
             return fake
 
@@ -525,9 +526,9 @@ class Injected:
             acquire, release, name=name, lazy=lazy, force_release_func=force_fake
         )
 
-    async def _release_async(self, fake: Fake) -> None:
+    async def _release_async(self, fake: Res) -> None:
         await asyncio.sleep(0)
-        if self.point == "release-await" and fake.tag == "middle":
+        if self.point == "release-await" and fake.name == "middle":
             raise self.fault()
 
     async def stuck_call(self) -> None:
@@ -542,13 +543,13 @@ class Injected:
             # Exactly once: one release call (it succeeded or failed), one forced release, or a
             # release call that a KeyboardInterrupt, SystemExit or cancellation cut short and
             # that was then forced (custody: a graceful release that cannot finish is forced).
-            assert fake.releases in (["called"], ["forced"], ["called", "forced"]), (
-                fake.tag,
-                fake.releases,
+            assert fake.ends in (["called"], ["forced"], ["called", "forced"]), (
+                fake.name,
+                fake.ends,
             )
-            if fake.tag != "middle":  # only the faulty one can be cut short
-                assert len(fake.releases) == 1, (fake.tag, fake.releases)
-        assert {f.tag for f in self.made} >= {"first", "middle", "last"}
+            if fake.name != "middle":  # only the faulty one can be cut short
+                assert len(fake.ends) == 1, (fake.name, fake.ends)
+        assert {f.name for f in self.made} >= {"first", "middle", "last"}
         assert balanced(), resourceloop.stats()
         assert resourceloop.stats().resources_live == {}
 
@@ -656,19 +657,16 @@ import asyncio, os, sys, threading
 import resourceloop
 from resourceloop import ResourceTemplate, resource_manager
 from resourceloop.sync import async_to_sync, portal
+from tests._fakes import Res  # the checkout is on PYTHONPATH
 
 POINT, FAULT = sys.argv[1], {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit,
                              "CancelledError": asyncio.CancelledError, "none": None}[sys.argv[2]]
 STARTED = threading.Event()
 CALLER_DONE = threading.Event()
 
-class Fake:
-    def __init__(self, tag):
-        self.tag, self.loop = tag, asyncio.get_running_loop()
-
 def template(name, lazy=False):
     def release(fake):
-        print(f"release {fake.tag} {os.getpid()}", flush=True)
+        print(f"release {fake.name} {os.getpid()}", flush=True)
         if POINT == "release-call" and name == "middle":
             raise FAULT()
         async def finish():
@@ -678,7 +676,7 @@ def template(name, lazy=False):
         return finish()
 
     def force(fake):
-        print(f"forced {fake.tag} {os.getpid()}", flush=True)
+        print(f"forced {fake.name} {os.getpid()}", flush=True)
 
     async def acquire():
         if name == "stuck":
@@ -692,7 +690,7 @@ def template(name, lazy=False):
         if name == "late" and POINT == "acquire-call":
             raise FAULT()
         print(f"acquire {name} {os.getpid()}", flush=True)
-        return Fake(name)
+        return Res(hold_loop=True, name=name)
 
     return ResourceTemplate(acquire, release, name=name, lazy=lazy, force_release_func=force)
 
@@ -1120,7 +1118,7 @@ def test_manager_templates_in_portal_calls(portal: Portal) -> None:
 
     async def task() -> list[str]:
         async with resource_manager(templates=[lazy_engine]):
-            return [f.tag for f in [await lazy_engine.acquire()]]
+            return [f.name for f in [await lazy_engine.acquire()]]
 
     assert portal.call(task) == ["engine"]
     portal.close()

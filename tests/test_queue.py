@@ -31,8 +31,8 @@ async def fail(message: str) -> None:
     raise ValueError(message)
 
 
-class Recorder:
-    """An exception handler that records what it is given."""
+class RecordingHandler:
+    """An exception handler that keeps its calls (not ``_fakes.Recorder``: no resources here)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[type[BaseException], BaseException, TracebackType | None]] = []
@@ -94,7 +94,7 @@ async def test_join_returns_results_in_put_order() -> None:
 @pytest.mark.asyncio
 async def test_none_and_exceptions_are_not_collected() -> None:
     """`None` results, raised and returned exceptions are left out; raised ones are handled."""
-    handler = Recorder()
+    handler = RecordingHandler()
     async with Queue(workers=2, exception_handler=handler) as queue:
         await queue.put(value("a"))
         await queue.put(value(None))
@@ -185,7 +185,7 @@ async def test_at_most_workers_items_run_at_once() -> None:
 )
 def test_results_property(items: list[tuple[Any, int]], workers: int, maxsize: int) -> None:
     """For any mix of values, Nones and failures, join() is the non-None values in order."""
-    handler = Recorder()
+    handler = RecordingHandler()
 
     async def item(result: Any, yields: int) -> Any:
         for _ in range(yields):
@@ -336,7 +336,7 @@ async def test_failing_handler_is_logged_and_worker_survives(
 @pytest.mark.asyncio
 async def test_item_cancelled_by_someone_else_is_handled() -> None:
     """A task cancelled elsewhere is reported to the handler; the worker carries on."""
-    handler = Recorder()
+    handler = RecordingHandler()
     never = asyncio.Event()
     victim = asyncio.ensure_future(never.wait())
     async with Queue(workers=1, exception_handler=handler) as queue:
@@ -380,7 +380,7 @@ async def test_body_error_closes_unstarted_and_cancels_running() -> None:
 @pytest.mark.asyncio
 async def test_future_of_another_loop_is_reported_not_touched() -> None:
     """Another loop's future cannot run here: the handler hears of it; it is left alone."""
-    handler = Recorder()
+    handler = RecordingHandler()
     other = asyncio.new_event_loop()
     try:
         foreign: asyncio.Future[None] = other.create_future()
@@ -503,7 +503,7 @@ def test_same_results_as_pyot() -> None:
         return result
 
     async def run(factory: Any) -> tuple[list[Any], int]:
-        handled = Recorder()
+        handled = RecordingHandler()
         async with factory(workers=3, exception_handler=handled) as queue:
             for result, yields in items:
                 await queue.put(item(result, yields))

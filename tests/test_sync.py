@@ -16,24 +16,9 @@ import pytest
 import resourceloop
 from resourceloop import ResourceTemplate, resource_manager
 from resourceloop.sync import async_to_sync, sync_to_async
+from tests._fakes import Fake, Recorder
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-class Fake:
-    """A resource that records the loop it was made on and how it was released."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.released_on: asyncio.AbstractEventLoop | None = None
-        self.loop_open_at_release: bool | None = None
-        self.releases = 0
-
-
-async def release_fake(fake: Fake) -> None:
-    fake.released_on = asyncio.get_running_loop()
-    fake.loop_open_at_release = not fake.loop.is_closed()
-    fake.releases += 1
 
 
 # -- async_to_sync --------------------------------------------------------------------------
@@ -107,9 +92,9 @@ def test_each_call_runs_on_a_new_loop_that_is_closed() -> None:
     assert all(loop.is_closed() for loop in loops)
 
 
-def test_resources_released_gracefully_before_the_loop_closes() -> None:
+def test_resources_released_gracefully_before_the_loop_closes(rec: Recorder) -> None:
     """Unmanaged code: the call's resource is released on its loop while it is still open."""
-    template = ResourceTemplate(Fake, release_fake)
+    template = ResourceTemplate(rec.make, rec.arelease)
 
     @async_to_sync
     async def use() -> Fake:
@@ -117,17 +102,19 @@ def test_resources_released_gracefully_before_the_loop_closes() -> None:
 
     fakes = [use() for _ in range(3)]
     for fake in fakes:
-        assert fake.releases == 1
-        assert fake.released_on is fake.loop
-        assert fake.loop_open_at_release is True
+        releases = rec.released_of(fake)
+        assert len(releases) == 1
+        assert releases[0].on_own_loop  # on the loop it was made on
+        assert releases[0].loop_closed is False
+        assert fake.loop is not None
         assert fake.loop.is_closed()
     stats = resourceloop.stats()
     assert (stats.graceful_releases, stats.forced_releases, stats.loops_tracked) == (3, 0, 0)
 
 
-def test_from_many_threads() -> None:
+def test_from_many_threads(rec: Recorder) -> None:
     """Called from a pool of threads, each call has its own loop and resource, all released."""
-    template = ResourceTemplate(Fake, release_fake)
+    template = ResourceTemplate(rec.make, rec.arelease)
 
     @async_to_sync
     async def use(i: int) -> tuple[int, Fake]:
@@ -138,16 +125,16 @@ def test_from_many_threads() -> None:
     assert [i for i, _ in results] == list(range(40))
     fakes = [fake for _, fake in results]
     assert len({id(fake.loop) for fake in fakes}) == len({id(f) for f in fakes})
-    assert all(f.releases == 1 and f.released_on is f.loop for f in fakes)
+    assert all([c.on_own_loop for c in rec.released_of(f)] == [True] for f in fakes)
     assert resourceloop.stats().graceful_releases == 40
 
 
 @pytest.mark.asyncio
-async def test_from_a_thread_running_a_loop() -> None:
+async def test_from_a_thread_running_a_loop(rec: Recorder) -> None:
     """Inside a running loop the call runs on a new loop in a worker thread, not failing."""
     caller_loop = asyncio.get_running_loop()
     caller_thread = threading.current_thread()
-    template = ResourceTemplate(Fake, release_fake)
+    template = ResourceTemplate(rec.make, rec.arelease)
     seen: dict[str, Any] = {}
 
     @async_to_sync
@@ -160,12 +147,13 @@ async def test_from_a_thread_running_a_loop() -> None:
     assert seen["loop"] is not caller_loop
     assert seen["thread"] is not caller_thread
     assert not seen["thread"].is_alive()
-    assert fake.releases == 1
-    assert fake.loop_open_at_release is True
+    releases = rec.released_of(fake)
+    assert len(releases) == 1
+    assert releases[0].loop_closed is False
     assert not caller_loop.is_closed()
 
 
-def test_ctrl_c_while_waiting_inside_a_running_loop_cancels_the_call() -> None:
+def test_ctrl_c_while_waiting_inside_a_running_loop_cancels_the_call(rec: Recorder) -> None:
     """An exception raised into the waiting caller (as Ctrl-C is) cancels the worker's call.
 
     The call does not run on in its worker thread with nobody waiting for it: it is
@@ -174,7 +162,7 @@ def test_ctrl_c_while_waiting_inside_a_running_loop_cancels_the_call() -> None:
     import ctypes
 
     started, cancelled = threading.Event(), threading.Event()
-    template = ResourceTemplate(Fake, release_fake)
+    template = ResourceTemplate(rec.make, rec.arelease)
     held: list[Fake] = []
 
     @async_to_sync
@@ -211,7 +199,7 @@ def test_ctrl_c_while_waiting_inside_a_running_loop_cancels_the_call() -> None:
     assert cancelled.is_set()
     workers = [t for t in threading.enumerate() if t.name.startswith("resourceloop-async")]
     assert [t for t in workers if t.is_alive()] == []  # joined (perhaps not yet unlisted)
-    assert [fake.releases for fake in held] == [1]  # released on its loop as it closed
+    assert [len(rec.released_of(fake)) for fake in held] == [1]  # on its loop as it closed
 
 
 @pytest.mark.asyncio
