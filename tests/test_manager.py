@@ -14,7 +14,7 @@ import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -34,9 +34,6 @@ from resourceloop.warnings import (
 )
 from tests._fakes import Recorder, Res
 from tests._loops import LOOP_FACTORIES, LoopFactory, run
-
-T = TypeVar("T")
-
 
 # -- the two forms -----------------------------------------------------------------------------
 

@@ -25,11 +25,6 @@ from tests._warnings import logged, record_text
 T = TypeVar("T")
 
 
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
-
-
 class LoopThread:
     """An event loop running forever in its own thread."""
 
