@@ -33,7 +33,7 @@ import threading
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
 from ._force import abandon_task, force_batch
-from ._loop_run import release_on_loop, run_elsewhere, run_in_runners
+from ._loop_run import release_in_task, release_on_loop, run_elsewhere
 from ._registry import registry
 from ._release import release_bound
 from ._state import ENDING, OPEN, Batch, LoopState
@@ -96,7 +96,7 @@ async def end_on_loop(state: LoopState, *, why: str) -> None:
     try:
         batch = registry.begin_end(state, ender=ender)
         if batch is not None:
-            await run_in_runners(state, batch)
+            await release_in_task(state, batch)
     finally:
         if batch is not None or (ender is not None and state.ender is ender):
             _finish(state, batch, why=why)

@@ -22,7 +22,7 @@ from ._registry import registry
 from ._release import grace, release_batch, release_bound
 from ._state import HELD, Batch, LoopState
 
-__all__ = ["Runner", "release_on_loop", "run_elsewhere", "run_in_runners"]
+__all__ = ["Runner", "release_in_task", "release_on_loop", "run_elsewhere"]
 
 
 # -- running an idle loop to release --------------------------------------------------------------
@@ -192,33 +192,20 @@ class Runner:
             self.stuck.cancel()
 
 
-async def run_in_runners(state: LoopState, batch: Batch) -> None:
-    """Release ``batch`` (and leftovers) from a task on the running loop, in runners of ours.
+async def release_in_task(state: LoopState, batch: Batch) -> None:
+    """Release ``batch`` (and leftovers) in the calling task, on the running loop.
 
-    For a loop's end that runs on the loop (``_lifecycle.end_on_loop``): the releases run in
-    ``Runner`` tasks, so one that never lets go of its task cannot hold the caller's, which
-    is asyncio's (``asyncio.run``'s last passes); the caller waits for them, bounded.
+    For a loop's end that runs on the loop (``_lifecycle.end_on_loop``), in a task that is
+    not ours to abandon (``asyncio.run``'s last pass): each release lets go of the task at
+    its bound (``release_batch(relay=True)``), so the task goes on to the next one and the
+    loop's end stays bounded, with no task of ours to run the releases in.
     """
-    loop = asyncio.get_running_loop()
-    creations = list(state.pending.values()) if state.pending else []
-    batches = _with_leftovers(state, batch)
-    if not creations and not _held(batches):
-        return
-    timeout = _config.current().release_timeout
-    runners: list[Runner] = []
-    runner: Runner | None = None
-    wake_fd = _self_pipe_of(loop)  # the run is asyncio's, its selector wait the same
-    try:
-        if wake_fd != -1:
-            _wake_on_signals(wake_fd)
-        while runner is None or (runner.stuck_on_one() and _held(batches)):
-            runner = Runner(loop, batches, creations if runner is None else [], timeout, runners)
-            await runner.stuck
-    finally:
-        if wake_fd != -1:
-            _stop_waking_on_signals(wake_fd)
-        for started in runners:
-            started.stop()
+    await _release_then_wait(
+        _with_leftovers(state, batch),
+        list(state.pending.values()) if state.pending else [],
+        (_config._current or _config.current()).release_timeout,
+        None,
+    )
 
 
 def _with_leftovers(state: LoopState, batch: Batch) -> list[Batch]:
@@ -233,7 +220,7 @@ async def _release_then_wait(
     batches: list[Batch],
     creations: list[asyncio.Future[Any]],
     timeout: float,
-    stuck: asyncio.Future[None],
+    stuck: asyncio.Future[None] | None,
 ) -> None:
     # Creations in flight cannot hand their resource to anyone now: cancel them, and wait
     # (bounded) for them to end; one that finishes all the same releases its late resource
@@ -241,7 +228,7 @@ async def _release_then_wait(
     for creation in creations:
         creation.cancel()
     for batch in batches:
-        await release_batch(batch, stuck)
+        await release_batch(batch, stuck, relay=stuck is None)
     if creations:
         await asyncio.wait(creations, timeout=timeout + grace(timeout))
 

@@ -21,9 +21,14 @@ Graceful, and bounded
     is still not over, its coroutine is closed and the resource forced
     (``ReleaseTimeoutWarning``). A release that even then does not let go of its task (it
     awaits a ``gather`` of children that swallow ``CancelledError``, or a retry loop with a
-    bare ``except:`` awaits again) holds that task: at a loop's end the task is one of ours
-    (``_loop_run``), which is told so (``stuck``), abandons it and carries on, so a loop's end
-    is bounded for real; a manager's exit runs in the user's task, which stays with it.
+    bare ``except:`` awaits again) would hold that task. At a loop's end the task is not let
+    be held: in a task of ours (``_loop_run``, running an idle loop) it is told so
+    (``stuck``), abandons that task and carries on; in ``asyncio.run``'s own last pass
+    (``relay``) the task never waits on the release's future itself but on a proxy of ours,
+    which the deadline resolves when it gives up, so the pass goes on at the bound without
+    a task of its own to abandon (a loop's end otherwise costs an extra task and loop
+    iterations, every loop). Either way a loop's end is bounded for real; a manager's exit
+    runs in the user's task, which stays with it.
 
 A ``release_func`` that returns a callable (``lambda s: s.close`` with the call's
 parentheses missing) releases nothing: it is a failure, with an error naming the template.
@@ -108,7 +113,9 @@ async def _awaiting(awaitable: Awaitable[Any]) -> Any:
 # -- graceful -----------------------------------------------------------------------------------
 
 
-async def release_batch(batch: Batch, stuck: asyncio.Future[None] | None = None) -> list[Exception]:
+async def release_batch(
+    batch: Batch, stuck: asyncio.Future[None] | None = None, *, relay: bool = False
+) -> list[Exception]:
     """Release every unsettled item of ``batch`` on the running loop, newest first.
 
     Runs in the calling task. Failures are returned (and logged). If the task is cancelled
@@ -118,6 +125,8 @@ async def release_batch(batch: Batch, stuck: asyncio.Future[None] | None = None)
     interruption then propagates at once.
 
     ``stuck`` is set when a release outlives its grace without letting go of the task.
+    ``relay``: the task is not ours to abandon, so a release that outlives its grace must
+    let go of it (``_relayed``).
     """
     timeout = (_config._current or _config.current()).release_timeout  # no call once loaded
     failures: list[Exception] = []
@@ -129,7 +138,9 @@ async def release_batch(batch: Batch, stuck: asyncio.Future[None] | None = None)
             if outcome is None:
                 continue
             if type(outcome) is _Suspended:
-                outcome = await _finish_release(batch, item, outcome, timeout, stuck)
+                outcome = await _finish_release(
+                    batch, item, outcome, timeout, stuck=stuck, relay=relay
+                )
                 if outcome is None:
                     continue
             failures.append(outcome)  # type: ignore[arg-type]
@@ -221,21 +232,39 @@ def _finish_release(
     item: Item,
     suspended: _Suspended,
     timeout: float,
+    *,
     stuck: asyncio.Future[None] | None,
+    relay: bool,
 ) -> Generator[Any, Any, Exception | None]:
     """Await the rest of a release that suspended, bounded by what is left of ``timeout``.
 
     Delegates to the release's iterator as ``await`` (``yield from``) does, so the task sees
     exactly what the release yields and the release sees every cancellation of the task.
+    With ``relay``, a future the release blocks on is waited for through ``_relayed``
+    instead, which the task cannot be held by past the bound.
     """
     task = asyncio.current_task()
     if task is None:  # pragma: no cover - a coroutine always runs in a task here
         raise RuntimeError("release_batch() must run in a task")
     it, signal = suspended.it, suspended.signal
     left = max(0.0, timeout - (time.monotonic() - suspended.started))
-    timer = _Deadline(task.get_loop(), task, batch, item, timeout, left, stuck)
+    loop = task.get_loop()
+    timer = _Deadline(loop, task, batch, item, timeout, left, stuck, relay)
     try:
         while True:
+            if relay and _blocks_on_loop(signal, loop, task):
+                try:
+                    outcome = yield from _relayed(signal, timer, item)
+                except GeneratorExit:
+                    if item.release is not None:
+                        stop_release(item)
+                    raise
+                except BaseException as thrown:  # thrown into the task's coroutine
+                    outcome = thrown
+                if outcome is _GivenUp or item.release is None:  # never resumed again
+                    raise _GivenUp
+                signal = it.send(None) if outcome is None else it.throw(outcome)
+                continue
             try:
                 sent = yield signal
             except GeneratorExit:
@@ -243,11 +272,21 @@ def _finish_release(
                     stop_release(item)
                 raise
             except BaseException as thrown:
+                if relay and item.release is None:  # given up on: never resumed again
+                    raise _GivenUp from None
                 signal = it.throw(thrown)
             else:
+                if relay and item.release is None:
+                    raise _GivenUp
                 signal = it.send(sent)
     except StopIteration:
         pass
+    except _GivenUp:
+        # Left for good (``relay``): settled by whoever gave up on it. A cancellation of the
+        # task by others, if any, goes on.
+        if timer.external_cancel():
+            raise asyncio.CancelledError from None
+        return None
     except asyncio.CancelledError as exc:
         if not timer.fired:
             if not _own_cancellation(task):
@@ -271,6 +310,70 @@ def _finish_release(
         timer.cancel()
         item.release = None
     registry.settle(batch, item, "graceful_releases")
+    return None
+
+
+class _GivenUp(Exception):
+    """A release given up on while the task waited for it (``relay``): it is left as it is.
+
+    ``_relayed`` returns the class itself to say so.
+    """
+
+
+def _blocks_on_loop(signal: Any, loop: asyncio.AbstractEventLoop, task: object) -> bool:
+    """True if ``signal`` is a future of ``loop`` that the task would block on (as ``Task``)."""
+    if getattr(signal, "_asyncio_future_blocking", None) is not True or signal is task:
+        return False
+    get_loop = getattr(signal, "get_loop", None)
+    return get_loop is not None and get_loop() is loop  # else the task reports the misuse
+
+
+@types.coroutine
+def _relayed(
+    future: asyncio.Future[Any], timer: _Deadline, item: Item
+) -> Generator[Any, None, BaseException | type[_GivenUp] | None]:
+    """Wait for ``future`` as the task would, through a proxy future the deadline can resolve.
+
+    The task waits on a proxy that ``future`` completes, so that giving up on the release
+    frees the task even if ``future`` never completes (children that swallow every
+    cancellation). A cancellation of the task reaches the proxy and is passed on to
+    ``future``, as ``Task.cancel`` passes it to the future it waits on. Returns what the task
+    would then do: ``None`` to resume the release, an exception to throw into it, or
+    ``_GivenUp``.
+    """
+    future._asyncio_future_blocking = False
+    loop = timer.loop
+    cancelled: BaseException | None = None  # a cancellation ``future`` could not take
+
+    def relay(_: object) -> None:
+        waiter = timer.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    future.add_done_callback(relay)
+    try:
+        while not future.done():
+            waiter = timer.waiter = loop.create_future()
+            waiter._asyncio_future_blocking = True
+            try:
+                yield waiter
+            except asyncio.CancelledError as exc:  # the task's cancellation, via the proxy
+                if item.release is None:
+                    return _GivenUp
+                if not future.cancel(exc.args[0] if exc.args else None):
+                    cancelled = exc  # as ``Task``: thrown once the future is done
+                continue
+            if item.release is None:
+                return _GivenUp
+    finally:
+        timer.waiter = None
+        future.remove_done_callback(relay)
+    if cancelled is not None:
+        return cancelled
+    try:
+        future.result()
+    except BaseException as exc:  # what ``Task`` would throw into the coroutine
+        return exc
     return None
 
 
@@ -299,7 +402,9 @@ class _Deadline:
     with ``uncancel()`` (3.11+) once the release is over, so the caller's own cancel scopes
     (``asyncio.timeout``) are not confused by ours. Giving up settles the resource as forced
     (``ReleaseTimeoutWarning``) there and then, closes the release's coroutine, and tells
-    ``stuck`` (if the task is ours) in case the task cannot even wake up.
+    ``stuck`` (if the task is ours) in case the task cannot even wake up. With ``relay``
+    the task waits on ``waiter`` (``_relayed``): giving up resolves it, which wakes the task
+    wherever the release is stuck.
     """
 
     __slots__ = (
@@ -307,11 +412,13 @@ class _Deadline:
         "_cancels",
         "_handle",
         "_item",
-        "_loop",
+        "_relay",
         "_stuck",
         "_task",
         "_timeout",
         "fired",
+        "loop",
+        "waiter",
     )
 
     def __init__(  # noqa: PLR0917 - built in one place, from what that place holds
@@ -323,30 +430,44 @@ class _Deadline:
         timeout: float,
         delay: float,
         stuck: asyncio.Future[None] | None,
+        relay: bool,
     ) -> None:
-        self._loop = loop
+        self.loop = loop
         self._task = task
         self._batch = batch
         self._item = item
         self._timeout = timeout
         self._stuck = stuck
+        self._relay = relay
+        self.waiter: asyncio.Future[None] | None = None
         self._cancels = 0
         self.fired = False
         self._handle: asyncio.TimerHandle | None = loop.call_later(delay, self._expire)
 
     def _expire(self) -> None:
         if self._item.status != RELEASING:
+            self._wake()
             return
         self.fired = True
         self._cancels += 1
         self._task.cancel()
-        self._handle = self._loop.call_later(grace(self._timeout), self._abandon)
+        self._handle = self.loop.call_later(grace(self._timeout), self._abandon)
+
+    def _wake(self) -> None:
+        """Resolve the proxy the task waits on (``relay``): it then leaves the release."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _abandon(self) -> None:
         self._handle = None
         if self._item.status != RELEASING:
+            self._wake()
             return
         _overran(self._batch, self._item, self._timeout)  # closes the release, forces it
+        if self._relay:
+            self._wake()  # the task waits on our proxy, or is not blocked at all
+            return
         self._cancels += 1
         self._task.cancel()  # wake the task, if it can wake: the closed release raises there
         stuck = self._stuck

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -367,5 +368,63 @@ def test_a_release_that_never_lets_go_of_its_task_cannot_hold_the_loop_s_end(
     assert len(calm_released) == 1  # the loop's end went on past the stuck release
     s = stats()
     assert (s.forced_releases, s.graceful_releases, s.release_timeouts) == (1, 1, 1)
+    assert (s.loops_tracked, s.resources_live) == (0, {})
+    assert _balanced()
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_releases_run_in_the_pass_s_own_task_and_see_its_cancellations(
+    run: Callable[[Callable[[], Coroutine[Any, Any, None]]], None], seen: Seen
+) -> None:
+    """The pass's task runs each release itself, blocked on a real future, and the task's
+    cancellations reach that future: the deadline's, which the release may answer by
+    cleaning up in time (graceful), and a release's own cancel scope (``asyncio.timeout``).
+    Neither leaves a cancellation pending on the task: the executor still shuts down."""
+    resourceloop.configure(release_timeout=0.3)
+    tasks: list[tuple[object, int]] = []
+    cleaned: list[str] = []
+
+    def note() -> None:
+        loop = asyncio.get_running_loop()
+        tasks.append((asyncio.current_task(), len(asyncio.all_tasks(loop))))
+
+    async def answers_the_deadline(resource: object) -> None:
+        note()
+        try:
+            await asyncio.get_running_loop().create_future()  # never completed
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # cleanup within the grace: a graceful release
+            cleaned.append("deadline")
+
+    async def own_timeout(resource: object) -> None:
+        note()
+        if not hasattr(asyncio, "timeout"):  # 3.10
+            cleaned.append("timeout")
+            return
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.get_running_loop().create_future()
+        except TimeoutError:
+            cleaned.append("timeout")
+
+    templates = [
+        seen.template("deadline", answers_the_deadline),
+        seen.template("timeout", own_timeout),
+    ]
+
+    async def main() -> None:
+        for template in templates:
+            await template.acquire()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ReleaseTimeoutWarning: both ended in time
+        run(main)
+    assert cleaned == ["timeout", "deadline"]  # newest first
+    # One task, the pass's, alone on the loop (asyncio's own), for both releases.
+    assert len({task for task, _ in tasks}) == 1
+    assert [count for _, count in tasks] == [1, 1]
+    assert [shut for _, shut, _ in seen.released] == [False, False]
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.release_timeouts) == (2, 0, 0)
     assert (s.loops_tracked, s.resources_live) == (0, {})
     assert _balanced()
