@@ -4,7 +4,8 @@ The loop is not running and nobody else will run it meanwhile (the caller makes 
 that): ``release_on_loop`` runs it here, just long enough to release a batch gracefully on
 it, bounded in time, and forces whatever is left, for any reason, before it returns or
 raises. A thread that runs a loop of its own cannot run another one: ``run_elsewhere`` lends
-it a short-lived helper thread.
+it a short-lived helper thread. Here the releases run in ``Runner`` tasks, which can be
+abandoned; a loop's end that runs on the loop, in asyncio's task, uses ``release_in_task``.
 """
 
 from __future__ import annotations
