@@ -33,7 +33,14 @@ import threading
 from ._compat import get_running_loop_or_none
 from ._errors import LoopClosedError
 from ._force import abandon_task, force_batch
-from ._loop_run import release_in_task, release_on_loop, run_elsewhere
+from ._loop_run import (
+    release_in_task,
+    release_on_loop,
+    run_elsewhere,
+    self_pipe_of,
+    stop_waking_on_signals,
+    wake_on_signals,
+)
 from ._registry import registry
 from ._release import release_bound
 from ._state import ENDING, OPEN, Batch, LoopState
@@ -93,11 +100,16 @@ async def end_on_loop(state: LoopState, *, why: str) -> None:
         return
     ender = asyncio.current_task()
     batch: Batch | None = None
+    # The run is asyncio's (its last pass), in the main thread after it has put back the
+    # program's SIGINT handler: a Ctrl-C must still wake its selector (``self_pipe_of``).
+    wake_fd = self_pipe_of(asyncio.get_running_loop())
     try:
+        wake_on_signals(wake_fd)
         batch = registry.begin_end(state, ender=ender)
         if batch is not None:
             await release_in_task(state, batch)
     finally:
+        stop_waking_on_signals(wake_fd)
         if batch is not None or (ender is not None and state.ender is ender):
             _finish(state, batch, why=why)
 

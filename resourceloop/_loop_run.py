@@ -23,7 +23,15 @@ from ._registry import registry
 from ._release import grace, release_batch, release_bound
 from ._state import HELD, Batch, LoopState
 
-__all__ = ["Runner", "release_in_task", "release_on_loop", "run_elsewhere"]
+__all__ = [
+    "Runner",
+    "release_in_task",
+    "release_on_loop",
+    "run_elsewhere",
+    "self_pipe_of",
+    "stop_waking_on_signals",
+    "wake_on_signals",
+]
 
 
 # -- running an idle loop to release --------------------------------------------------------------
@@ -59,10 +67,9 @@ def release_on_loop(
     deadline = time.monotonic() + release_bound(held + len(creations))
     runners: list[Runner] = []  # a runner adds itself before its task exists (see ``Runner``)
     runner: Runner | None = None
-    wake_fd = _self_pipe_of(loop)
+    wake_fd = self_pipe_of(loop)
     try:
-        if wake_fd != -1:
-            _wake_on_signals(wake_fd)
+        wake_on_signals(wake_fd)
         while runner is None or (runner.stuck_on_one() and _held(batches)):
             runner = Runner(loop, batches, creations if runner is None else [], timeout, runners)
             # Each release is bounded (``_release``), so each run ends in time; a stop()
@@ -81,8 +88,7 @@ def release_on_loop(
     finally:
         # Interrupted (Ctrl-C out of the loop's run), stopped for good or out of time: the
         # runners are stopped here, which forces what they had begun, and the rest is forced.
-        if wake_fd != -1:
-            _stop_waking_on_signals(wake_fd)
+        stop_waking_on_signals(wake_fd)
         for started in runners:
             started.stop()
         for leftover in batches:
@@ -92,7 +98,7 @@ def release_on_loop(
                 force_batch(leftover, why=why)
 
 
-def _self_pipe_of(loop: asyncio.AbstractEventLoop) -> int:
+def self_pipe_of(loop: asyncio.AbstractEventLoop) -> int:
     """The loop's self-pipe, if signals should wake it while it runs here (else -1).
 
     A signal that lands after the interpreter's last check and before the selector's wait
@@ -108,8 +114,14 @@ def _self_pipe_of(loop: asyncio.AbstractEventLoop) -> int:
     return -1 if own_socket is None else int(own_socket.fileno())
 
 
-def _wake_on_signals(fd: int) -> None:
-    """Set ``fd`` as the wakeup fd, unless the program has one of its own."""
+def wake_on_signals(fd: int) -> None:
+    """Set ``fd`` as the wakeup fd, unless it is -1 or the program has one of its own.
+
+    Call it inside the ``try`` whose ``finally`` calls ``stop_waking_on_signals(fd)``: an
+    interrupt may land after the fd is set and before this returns.
+    """
+    if fd == -1:
+        return
     try:
         previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
     except (ValueError, OSError):  # a closed self-pipe, a blocking socket
@@ -118,8 +130,10 @@ def _wake_on_signals(fd: int) -> None:
         signal.set_wakeup_fd(previous)
 
 
-def _stop_waking_on_signals(fd: int) -> None:
+def stop_waking_on_signals(fd: int) -> None:
     """Unset the wakeup fd if it is ``fd`` (an interrupt may have come before it was set)."""
+    if fd == -1:
+        return
     current = signal.set_wakeup_fd(-1)
     if current not in (-1, fd):
         signal.set_wakeup_fd(current)
