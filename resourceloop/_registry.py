@@ -460,9 +460,7 @@ class Registry:
                 return False
             item.status = SETTLED
             self._counts[outcome] += 1
-            # Releases go in order, so the last item is usually the last settled: a look at it
-            # spares the scan (and its generator) for every other item.
-            if batch.items[-1].status == SETTLED and _all_settled(batch):
+            if _all_settled(batch):
                 batch.state.batches.discard(batch)
                 self._batches.discard(batch)
             return True
@@ -477,7 +475,7 @@ class Registry:
             if item.status == SETTLED:
                 return False
             item.status = SETTLED
-            if batch.items[-1].status == SETTLED and _all_settled(batch):
+            if _all_settled(batch):
                 batch.state.batches.discard(batch)
                 self._batches.discard(batch)
             return True
@@ -567,7 +565,9 @@ def _in_custody(state: LoopState, resource: Any) -> bool:
 
 
 def _all_settled(batch: Batch) -> bool:
-    return all(item.status == SETTLED for item in batch.items)
+    # Releases go in order, so the last item is usually the last settled: a look at it
+    # spares the scan (and its generator) for every other item.
+    return batch.items[-1].status == SETTLED and all(item.status == SETTLED for item in batch.items)
 
 
 def _unsettled_count(batches: Iterable[Batch]) -> int:

@@ -345,12 +345,7 @@ def _relayed(
     loop = timer.loop
     cancelled: BaseException | None = None  # a cancellation ``future`` could not take
 
-    def relay(_: object) -> None:
-        waiter = timer.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    future.add_done_callback(relay)
+    future.add_done_callback(timer.wake)
     try:
         while not future.done():
             waiter = timer.waiter = loop.create_future()
@@ -367,7 +362,7 @@ def _relayed(
                 return _GivenUp
     finally:
         timer.waiter = None
-        future.remove_done_callback(relay)
+        future.remove_done_callback(timer.wake)
     if cancelled is not None:
         return cancelled
     try:
@@ -446,15 +441,18 @@ class _Deadline:
 
     def _expire(self) -> None:
         if self._item.status != RELEASING:
-            self._wake()
+            self.wake()
             return
         self.fired = True
         self._cancels += 1
         self._task.cancel()
         self._handle = self.loop.call_later(grace(self._timeout), self._abandon)
 
-    def _wake(self) -> None:
-        """Resolve the proxy the task waits on (``relay``): it then leaves the release."""
+    def wake(self, _: object = None) -> None:
+        """Resolve the proxy the task waits on (``relay``): it then leaves the release.
+
+        Also the done-callback of the future the release blocks on (``_relayed``).
+        """
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -462,11 +460,11 @@ class _Deadline:
     def _abandon(self) -> None:
         self._handle = None
         if self._item.status != RELEASING:
-            self._wake()
+            self.wake()
             return
         _overran(self._batch, self._item, self._timeout)  # closes the release, forces it
         if self._relay:
-            self._wake()  # the task waits on our proxy, or is not blocked at all
+            self.wake()  # the task waits on our proxy, or is not blocked at all
             return
         self._cancels += 1
         self._task.cancel()  # wake the task, if it can wake: the closed release raises there
