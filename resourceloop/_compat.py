@@ -13,8 +13,6 @@ else:  # pragma: no cover - exercised by the 3.10 nox session only
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 __all__ = [
-    "ARGUMENTS_STAY_ON_THE_CALLERS_STACK",
-    "REFCOUNTS_ARE_EXACT",
     "WITH_CAN_SKIP_EXIT",
     "BaseExceptionGroup",
     "ExceptionGroup",
@@ -22,15 +20,6 @@ __all__ = [
     "get_running_loop_or_none",
     "iscoroutinefunction",
 ]
-
-#: Before 3.11 a Python-to-Python call keeps each argument on the caller's value stack too:
-#: one more reference than the callee's local (``_reach`` counts references exactly).
-ARGUMENTS_STAY_ON_THE_CALLERS_STACK = sys.version_info < (3, 11)
-
-#: Whether ``sys.getrefcount`` counts every reference a frame holds (``_reach`` relies on it).
-#: From 3.14 the interpreter may hold stack references it does not count (borrowed ones), and
-#: a loop still in use could look unreferenced: there, loops left behind are not ended early.
-REFCOUNTS_ARE_EXACT = sys.version_info < (3, 14)
 
 #: Whether a signal handler that raises right after ``with lock:`` acquired the lock can skip
 #: its ``__exit__`` (CPython gh-148874: 3.14 runs handlers at the end of the ``__enter__``

@@ -37,11 +37,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _config
-from ._compat import REFCOUNTS_ARE_EXACT, block_signals_in_this_thread
+from ._compat import block_signals_in_this_thread
 from ._force import warn
 from ._lifecycle import end_collected, end_loop, wait_for_guard
 from ._locks import new_lock, new_rlock
-from ._reach import only_we_reach
+from ._reach import counts_are_exact, only_we_reach
 from ._registry import registry
 from ._release import release_bound
 from ._state import GONE, OPEN, LoopState
@@ -55,15 +55,13 @@ logger = logging.getLogger("resourceloop")
 def _left_behind(state: LoopState) -> bool:
     """True if nothing but resourceloop refers to the loop any more (``_reach``).
 
-    Always False where reference counts are not exact (``_compat.REFCOUNTS_ARE_EXACT``): a
-    loop left behind then stays tracked until its thread ends or it closes.
+    Always False where the interpreter does not count references as ``_reach`` needs
+    (``counts_are_exact``): a loop left behind then stays tracked until its thread ends or
+    it closes. The loop goes by its weak reference: no frame here may hold it.
     """
-    if not REFCOUNTS_ARE_EXACT:
+    if not counts_are_exact():
         return False
-    loop = state.loop()  # the one reference of ours that ``only_we_reach`` allows for
-    if loop is None:
-        return False
-    return only_we_reach(loop, [(state.store, 1)] if state.store is not None else [])
+    return only_we_reach(state.loop_ref, [(state.store, 1)] if state.store is not None else [])
 
 
 def _close_ours(loop: asyncio.AbstractEventLoop) -> None:

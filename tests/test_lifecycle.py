@@ -242,7 +242,7 @@ def test_books_balance_whatever_instant_a_signal_lands() -> None:
             if resourceloop.stats().resources_live:
                 # An interrupt at the very start of loop.close() leaves the loop unclosed and
                 # dropped, in a reference cycle: its resources are forced once the collector
-                # finds it (from 3.14 nothing collects it early; see _compat.REFCOUNTS_ARE_EXACT).
+                # finds it.
                 gc.collect()
                 resourceloop.reap()
             if not _books_balance() or resourceloop.stats().resources_live:
