@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import functools
 import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 from . import _config
 from ._compat import block_signals_in_this_thread
@@ -49,11 +50,28 @@ from ._locks import new_lock
 from ._manager import owned_loops as _owned_loops
 from .resources import ResourceManager
 
-__all__ = ["PortalLoop", "Startup", "State"]
+__all__ = ["Phase", "PortalLoop", "Startup"]
 
 logger = logging.getLogger("resourceloop")
 
-State = Literal["new", "starting", "running", "closing", "closed", "forked"]
+
+class Phase(enum.Enum):
+    """Where a portal is in its life. Written under the portal's ``_lock`` only.
+
+    NEW -> STARTING (a caller starts its thread) -> RUNNING (its manager entered) -> CLOSING
+    (``close()``, or its loop stopped by something else) -> CLOSED (its thread finished). A
+    failed start goes back to NEW, so that the next call tries again; ``close()`` on a NEW
+    portal goes straight to CLOSED. In a fork child, any started portal is FORKED: its thread
+    exists only in the parent.
+    """
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    FORKED = "forked"
+
 
 #: In a portal's executor threads, ``owner`` is a weak reference to that portal (set by the
 #: executor's initializer); absent in every other thread.
@@ -99,8 +117,8 @@ class PortalLoop:
         "_loop_factory",
         "_name",
         "_pending",
+        "_phase",
         "_startup",
-        "_state",
         "_stop",
         "_stopping",
         "_thread",
@@ -109,11 +127,11 @@ class PortalLoop:
     def __init__(self, name: str, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
         self._name = name
         self._loop_factory = loop_factory
-        # Guarded by _lock: writes of _state, _loop, _thread, _startup (calls read them without
+        # Guarded by _lock: writes of _phase, _loop, _thread, _startup (calls read them without
         # it). Held for a few assignments and one call_soon_threadsafe at a time, never while
         # waiting or calling user code.
         self._lock = new_lock()
-        self._state: State = "new"
+        self._phase = Phase.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._startup: Startup | None = None
@@ -131,12 +149,12 @@ class PortalLoop:
 
     def __repr__(self) -> str:
         calls = len(self._calls)
-        return f"<Portal {self._name!r} {self._state} calls={calls}>"
+        return f"<Portal {self._name!r} {self._phase.value} calls={calls}>"
 
     @property
     def usable(self) -> bool:
         """Not closing, closed or inherited from the parent of a fork."""
-        return self._state in ("new", "starting", "running")
+        return self._phase in (Phase.NEW, Phase.STARTING, Phase.RUNNING)
 
     def forget_after_fork(self) -> bool:
         """In a fork child: a fresh lock, and "forked" unless never started; True if usable.
@@ -145,13 +163,13 @@ class PortalLoop:
         about to run); one never started stays usable in the child.
         """
         self._lock = new_lock()
-        if self._state != "new":
-            self._state = "forked"
+        if self._phase is not Phase.NEW:
+            self._phase = Phase.FORKED
             return False
         return True
 
     def _closed_message(self) -> str:
-        if self._state == "forked":
+        if self._phase is Phase.FORKED:
             return (
                 f"{self!r} belongs to the parent process: its thread does not exist after "
                 "os.fork(); create a new Portal in the child, or use resourceloop.sync.portal()"
@@ -248,16 +266,16 @@ class PortalLoop:
             startup.error = exc  # the next call tries again, with a new thread and loop
             with self._lock:
                 # unless close() was called meanwhile (from the executor, see _portal)
-                self._state = "closed" if self._state == "closing" else "new"
+                self._phase = Phase.CLOSED if self._phase is Phase.CLOSING else Phase.NEW
                 self._startup = None
             startup.event.set()
             return
         _owned_loops.add(loop)
         with self._lock:
             self._loop = loop
-            if self._state == "starting":
-                self._state = "running"
-            elif self._state == "closing":  # close() from the executor while starting
+            if self._phase is Phase.STARTING:
+                self._phase = Phase.RUNNING
+            elif self._phase is Phase.CLOSING:  # close() from the executor while starting
                 self._request_stop()
         startup.event.set()
         try:
@@ -265,8 +283,8 @@ class PortalLoop:
         finally:
             self._stopping = True
             with self._lock:
-                if self._state == "running":  # stopped by something else than close()
-                    self._state = "closing"
+                if self._phase is Phase.RUNNING:  # stopped by something else than close()
+                    self._phase = Phase.CLOSING
             try:
                 await self._cancel_calls()
             finally:
@@ -359,10 +377,11 @@ class PortalLoop:
             if mine:
                 self._loop = None
                 if failed_to_start or startup.error is not None:
-                    self._state = "closed" if self._state in ("closing", "closed") else "new"
+                    closing = self._phase in (Phase.CLOSING, Phase.CLOSED)
+                    self._phase = Phase.CLOSED if closing else Phase.NEW
                     self._startup = None
-                elif self._state in ("running", "closing", "starting"):
-                    self._state = "closed"
+                elif self._phase in (Phase.RUNNING, Phase.CLOSING, Phase.STARTING):
+                    self._phase = Phase.CLOSED
         if mine and startup.error is None and not failed_to_start:
             calls, self._calls = self._calls, {}
             for future in calls.values():  # they ignored cancellation: tell their callers

@@ -28,6 +28,7 @@ import pytest
 
 import resourceloop
 from resourceloop import ResourceTemplate, resource_managed_loops, resource_manager, sync
+from resourceloop._portal_loop import Phase
 from resourceloop.sync import Portal, PortalCallError, PortalClosedError, async_to_sync
 
 from ._fakes import Res
@@ -1001,7 +1002,7 @@ def test_close_from_the_executor_while_another_thread_closes(portal: Portal) -> 
     in_job.wait()
     closer = threading.Thread(target=portal.close)
     closer.start()
-    _wait_until(lambda: portal._state == "closing")
+    _wait_until(lambda: portal._phase is Phase.CLOSING)
     closing.set()
     closer.join(60)
     caller.join(60)
