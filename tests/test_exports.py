@@ -103,22 +103,7 @@ def test_resources_module_is_the_same_objects() -> None:
         assert getattr(resources, name) is getattr(resourceloop, name), name
 
 
-@pytest.mark.parametrize(
-    "module_name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="contrib.aiohttp.close_session is public but not in __all__ "
-                "(contrib is not this change's to edit)",
-            ),
-        )
-        if name == "resourceloop.contrib.aiohttp"
-        else name
-        for name in PUBLIC_MODULES
-    ],
-)
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_all_matches_module(module_name: str) -> None:
     """`__all__` names each public thing the module defines, once, and only names that exist."""
     module = importlib.import_module(module_name)

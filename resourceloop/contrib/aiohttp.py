@@ -42,7 +42,12 @@ import aiohttp
 from resourceloop import ResourceTemplate
 from resourceloop.contrib._template import client_template
 
-__all__ = ["SUPPORTED_AIOHTTP", "client_session_template", "close_session_now"]
+__all__ = [
+    "SUPPORTED_AIOHTTP",
+    "client_session_template",
+    "close_session",
+    "close_session_now",
+]
 
 SUPPORTED_AIOHTTP = ">=3.12,<4"
 """The aiohttp versions this module supports: those of the ``aiohttp`` extra."""
