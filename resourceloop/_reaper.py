@@ -169,8 +169,8 @@ class Reaper:
         #: Threads already warned about unclosed loops (one warning per thread, not per loop).
         #: Weak, and by thread object rather than ident: idents are reused once a thread ends.
         self._warned_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-        #: This pass has run its young collection (``_only_we_reach``), or may not.
-        self._young_collected = True
+        #: The oldest generation this pass has collected (``_only_we_reach``); 0 for none.
+        self._collected = 0
 
     @property
     def alive(self) -> bool:
@@ -191,7 +191,7 @@ class Reaper:
 
     def _pass_locked(self, thorough: bool) -> None:
         registry.count("reaper_passes")
-        self._young_collected = not thorough
+        self._collected = 0
         for state in registry.states():  # states only: see ``_left_behind``
             if state.phase is OPEN:
                 self._reap(state, thorough)
@@ -209,29 +209,38 @@ class Reaper:
             pass
         elif not state.thread.is_alive():
             del loop  # ``_left_behind`` must see only its own reference to it
-            self._end_abandoned(state)
+            self._end_abandoned(state, thorough)
         elif registry.superseded(state):
             del loop
             self._end_left_behind(state, thorough)
 
-    def _only_we_reach(self, state: LoopState) -> bool:
-        """``_left_behind``, looking twice in a thorough pass if the first look says no.
+    def _only_we_reach(self, state: LoopState, *, collect_up_to: int) -> bool:
+        """``_left_behind``, looking again after collecting garbage if the first look says no.
 
-        Garbage not yet collected (an exception's traceback, a finished task) may still refer
-        to a loop's objects. Before the second look, a young collection, never a full one, at
-        most once per pass.
+        Garbage not yet collected (an exception's traceback, a finished task, a client's
+        transports) may still refer to a loop's objects. Before each further look, a
+        collection of generation 1, then 2, up to ``collect_up_to`` (0: none), each at most
+        once per pass.
         """
         if _left_behind(state):
             return True
-        if self._young_collected:
-            return False
-        self._young_collected = True
-        gc.collect(1)
-        return _left_behind(state)
+        for generation in range(self._collected + 1, collect_up_to + 1):
+            self._collected = generation
+            gc.collect(generation)
+            if _left_behind(state):
+                return True
+        return False
 
-    def _end_abandoned(self, state: LoopState) -> None:
-        """End an idle loop whose thread ended; closed too if nobody else can reach it."""
-        unreachable = self._only_we_reach(state)
+    def _end_abandoned(self, state: LoopState, thorough: bool) -> None:
+        """End an idle loop whose thread ended; closed too if nobody else can reach it.
+
+        Its end is due now, whatever the answer: the last look before it may collect garbage.
+        A young collection in any pass (the garbage of the thread's last task is young), and
+        in ``reap()`` a full one if that was not enough, so that a loop only garbage refers to
+        is closed here rather than collected unclosed later ("unclosed event loop"). A thread
+        ends once: this costs a collection per ended thread with a loop left open, not per pass.
+        """
+        unreachable = self._only_we_reach(state, collect_up_to=2 if thorough else 1)
         loop = state.loop()
         if loop is None:  # pragma: no cover - collected meanwhile
             return
@@ -252,7 +261,9 @@ class Reaper:
         """
         state.left_behind_checks += 1
         checks = state.left_behind_checks
-        if (not thorough and checks & (checks - 1)) or not self._only_we_reach(state):
+        if not thorough and checks & (checks - 1):
+            return
+        if not self._only_we_reach(state, collect_up_to=1 if thorough else 0):
             return
         loop = state.loop()
         if loop is None:  # pragma: no cover - collected meanwhile

@@ -274,6 +274,53 @@ def test_abandoned_loop_nobody_refers_to_is_released_and_closed(rec: Recorder) -
     assert stats().loops_tracked == 0
 
 
+class _Garbage:
+    """A reference cycle that refers to a loop, as a client's transports or a traceback do."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.cycle = self
+
+
+@exact_refcounts
+@pytest.mark.parametrize(
+    ("thorough", "old"),
+    [
+        pytest.param(False, False, id="reaper-pass-young-garbage"),
+        pytest.param(True, True, id="reap-old-garbage"),
+    ],
+)
+def test_abandoned_loop_only_garbage_refers_to_is_closed(
+    rec: Recorder, thorough: bool, old: bool
+) -> None:
+    """A dead thread's idle loop that only uncollected garbage refers to is released and
+    closed by the pass that ends it, not left for the collector to find unclosed ("unclosed
+    event loop", ResourceWarning). Seen with httpx on 3.10: the reaper's own pass came first
+    and looked without collecting, so the loop was released but stayed open.
+
+    The reaper thread's pass may collect the young generation; ``reap()`` the old one too.
+    """
+    t = rec.template("t")
+    probe = _abandon(t, asyncio.new_event_loop)[0]
+    gc.disable()  # until the pass: an automatic collection would remove the garbage first
+    try:
+        garbage = _Garbage(probe())
+        if old:
+            gc.collect(1)  # it survives a young collection: old garbage from here on
+        del garbage
+        if thorough:
+            reap()
+        else:
+            _runtime.reaper.reap_once(thorough=False)
+    finally:
+        gc.enable()
+    [(r, on_loop, closed_then)] = rec.graceful
+    assert (on_loop, closed_then) == (True, False)
+    assert r.loop is not None
+    assert r.loop.is_closed()
+    assert stats().loops_tracked == 0
+
+
 @exact_refcounts
 def test_abandoned_loop_reaped_from_a_running_loop(rec: Recorder) -> None:
     """purge() from a coroutine releases an abandoned loop gracefully, via a helper thread."""
