@@ -24,7 +24,17 @@ from typing import Any, Final, ParamSpec, TypeVar, final
 
 from ._compat import get_running_loop_or_none, iscoroutinefunction
 from ._errors import PortalCallError, PortalClosedError
-from ._portal_loop import Phase, PortalLoop, Startup, in_executor_of
+from ._portal_loop import (
+    CLOSED,
+    CLOSING,
+    FORKED,
+    NEW,
+    RUNNING,
+    STARTING,
+    PortalLoop,
+    Startup,
+    in_executor_of,
+)
 from ._portal_process import default_portal, install_process_hooks, release_process, remember
 
 __all__ = [
@@ -127,12 +137,12 @@ class Portal(PortalLoop):
     def closed(self) -> bool:
         """Whether :meth:`close` was called (it may still be releasing), or this is a fork
         child's copy of a parent's portal. Read-only; safe from any thread."""
-        return self._phase in (Phase.CLOSING, Phase.CLOSED, Phase.FORKED)
+        return self._phase in (CLOSING, CLOSED, FORKED)
 
     @property
     def running(self) -> bool:
         """Whether the portal's loop is running and accepting calls. Safe from any thread."""
-        return self._phase is Phase.RUNNING
+        return self._phase is RUNNING
 
     @property
     def name(self) -> str:
@@ -173,25 +183,25 @@ class Portal(PortalLoop):
         while True:
             with self._lock:
                 state = self._phase
-                if state is Phase.RUNNING:
+                if state is RUNNING:
                     return self
-                if state not in {Phase.NEW, Phase.STARTING}:
+                if state not in {NEW, STARTING}:
                     raise PortalClosedError(self._closed_message())
                 startup = self._startup
                 starter: threading.Thread | None = None
-                if state is Phase.NEW or startup is None:
+                if state is NEW or startup is None:
                     startup = self._startup = Startup()
                     starter = threading.Thread(
                         target=self._thread_main, args=(startup,), name=self._name, daemon=True
                     )
                     self._thread = starter
-                    self._phase = Phase.STARTING
+                    self._phase = STARTING
             if starter is not None:
                 starter.start()
             _wait_event(startup.event)
             if startup.error is not None:
                 raise startup.error
-            if self._phase is Phase.RUNNING:
+            if self._phase is RUNNING:
                 install_process_hooks(self)
                 return self
 
@@ -250,7 +260,7 @@ class Portal(PortalLoop):
         running = get_running_loop_or_none()
         if running is not None:
             raise PortalCallError(self._blocking_message(running, func))
-        if self._phase is not Phase.RUNNING:
+        if self._phase is not RUNNING:
             self.start()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         # No lock on this path (callers from many threads would queue on it): the future is
@@ -259,7 +269,7 @@ class Portal(PortalLoop):
         pending = self._pending
         pending.add(future)
         loop = self._loop
-        if self._phase is not Phase.RUNNING or loop is None:
+        if self._phase is not RUNNING or loop is None:
             pending.discard(future)
             raise PortalClosedError(self._closed_message())
         # One handler from the hand-off on: Ctrl-C may land while call_soon_threadsafe wakes the
@@ -331,10 +341,10 @@ class Portal(PortalLoop):
         while True:
             with self._lock:
                 state = self._phase
-                if state is Phase.NEW:
-                    self._phase = Phase.CLOSED
+                if state is NEW:
+                    self._phase = CLOSED
                     return
-                if state in (Phase.CLOSED, Phase.FORKED):
+                if state in (CLOSED, FORKED):
                     return
                 if threading.current_thread() is self._thread:
                     raise PortalCallError(
@@ -343,20 +353,20 @@ class Portal(PortalLoop):
                     )
                 startup, loop = self._startup, self._loop
                 closer = False
-                if state is Phase.RUNNING and loop is not None:
-                    self._phase = Phase.CLOSING
+                if state is RUNNING and loop is not None:
+                    self._phase = CLOSING
                     closer = True
                     try:
                         loop.call_soon_threadsafe(self._request_stop)
                     except RuntimeError:  # its loop is closing by itself
                         pass
-                elif state is Phase.STARTING and own_executor:
-                    self._phase = Phase.CLOSING  # _serve stops as soon as it has started
+                elif state is STARTING and own_executor:
+                    self._phase = CLOSING  # _serve stops as soon as it has started
             if own_executor:
                 return
             if startup is None:  # pragma: no cover - a started portal always has one
                 return
-            if state is Phase.STARTING:
+            if state is STARTING:
                 _wait_event(startup.event)  # then close what started (or nothing)
                 continue
             _wait_event(startup.done)
