@@ -730,6 +730,7 @@ def soak_servers() -> Iterator[tuple[Redis, Postgres]]:
 
 def case_celery_soak(settings: Settings, data: dict[str, Any]) -> list[Row]:
     tasks = 200 if settings.quick else 3000
+    env = environment()  # at the start: the code that ran, whatever is edited meanwhile
     results: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="resourceloop-bench-soak-") as tmp,
@@ -751,15 +752,14 @@ def case_celery_soak(settings: Settings, data: dict[str, Any]) -> list[Row]:
                 progress=lambda line: print(f"\n  {line}", end="", flush=True),
             )
             results.append(result)
-    table = markdown(results, tasks=tasks, quick=settings.quick)
+    table = markdown(results, tasks=tasks, quick=settings.quick, env=env)
     data["celery_soak"] = {"tasks": tasks, "results": results, "markdown": table}
     print()
     print(table)
     return []
 
 
-def markdown(results: list[dict[str, Any]], *, tasks: int, quick: bool) -> str:
-    env = environment()
+def markdown(results: list[dict[str, Any]], *, tasks: int, quick: bool, env: dict[str, Any]) -> str:
     lines = [
         "# Celery prefork soak: faults injected, counted by redis' and PostgreSQL's own books"
         + (" (quick run: small counts, not for quoting)" if quick else ""),

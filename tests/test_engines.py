@@ -404,8 +404,13 @@ def test_celery_prefork_soak_with_faults(mode: str, postgres_dsn: str) -> None:
     require("celery")
     require("billiard")
     require("sqlalchemy")
-    if shutil.which("redis-server") is None:
-        unavailable("redis-server is not installed (apt-get install redis-server)")
+    missing = [name for name in ("redis-server", "psql") if shutil.which(name) is None]
+    if missing and os.environ.get("RESOURCELOOP_TEST_REDIS_URL"):
+        # The 3.14/3.15 runs in the sid root: CI gives it its servers and no binaries, and
+        # restarting the broker needs a redis-server of our own.
+        pytest.skip(f"no {' or '.join(missing)} here; the suite's servers come from outside")
+    if missing:
+        unavailable(f"{' and '.join(missing)} not installed (apt-get install redis-server)")
     from benchmarks._case_celery_soak import CONCURRENCY, PER_CHILD, Redis, run_soak
 
     with (
