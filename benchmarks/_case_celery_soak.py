@@ -440,7 +440,7 @@ def run_soak(
     ``postgres`` is the restartable server behind ``pg_dsn`` (None: no PostgreSQL restart, and
     ``pg_dsn``'s database is the one counted, through its own server).
     """
-    import importlib
+    from celery import Celery
 
     queue = f"soak-{uuid.uuid4().hex[:8]}"
     log = where / f"log-{queue}"
@@ -458,10 +458,10 @@ def run_soak(
         "PYTHONWARNINGS": "ignore",
     }
     (where / "soak_celery_app.py").write_text(textwrap.dedent(APP))
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the driver (this process) imports the same app to publish
-    sys.path.insert(0, str(where))
-    sys.modules.pop("soak_celery_app", None)
+    # The driver publishes by name through an app of its own: importing the worker's app here
+    # would make its templates (and its Celery app, as the current one) live in this process.
+    driver = Celery("soak-driver", broker=redis.url, set_as_current=False)
+    name = f"soak_celery_app.{TASK[mode]}"
     soak = Soak(mode, tasks)
 
     sessions_before, abandoned_before = _stable_stats(pg_dsn)
@@ -469,8 +469,6 @@ def run_soak(
     started = time.time()
     worker = _Worker(where, env, queue)
     try:
-        app = importlib.import_module("soak_celery_app")
-        task = getattr(app, TASK[mode])
         pending = dict(faults)
         offset = 0
         next_index = 0
@@ -527,7 +525,7 @@ def run_soak(
             )
             while in_flight < IN_FLIGHT and next_index < tasks:
                 try:
-                    task.apply_async(args=(next_index,), retry=False)
+                    driver.send_task(name, args=(next_index,), queue=queue, retry=False)
                 except Exception:  # the broker is down: try again on the next pass
                     time.sleep(0.05)
                     break
@@ -587,13 +585,7 @@ def run_soak(
         raise
     finally:
         worker.close()
-        sys.path.remove(str(where))
-        sys.modules.pop("soak_celery_app", None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        driver.close()
 
 
 def _psql(dsn: str, sql: str) -> str:
