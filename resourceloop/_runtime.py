@@ -1,7 +1,9 @@
 """The runtime around the registry: tracking loops, settings, stats, fork and exit.
 
 Nothing starts at import. The first acquisition on any loop calls ``track()``, which registers
-the exit and fork handlers once and starts the reaper thread on demand.
+the exit and fork handlers once (and, in a ``multiprocessing`` or billiard child, the exit pass
+as a finalizer, since such a child ends with ``os._exit``) and starts the reaper thread on
+demand.
 """
 
 from __future__ import annotations
