@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, cg_keep=args.callgrind_dir.resolve())
     if args.cases is None:
         # The celery and django cases start servers and worker processes: only when named.
-        chosen = [c for c in CASES if c not in ("celery", "django")]
+        chosen = [c for c in CASES if c not in ("celery", "celery_soak", "django")]
         chosen += list(INSTRUCTION_CASES) if args.instructions else []
     else:
         chosen = [c.strip() for c in args.cases.split(",") if c.strip()]

@@ -20,6 +20,7 @@ from typing import Any
 import resourceloop
 
 from ._case_celery import case_celery
+from ._case_celery_soak import case_celery_soak
 from ._case_churn import case_churn
 from ._case_clients import case_clients
 from ._case_common import (
@@ -238,6 +239,7 @@ CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
     "6": case_scale,
     "portal": case_portal,  # issue #13; its own table: see _portal
     "celery": case_celery,  # issue #18; its own table: see _case_celery
+    "celery_soak": case_celery_soak,  # issue #18's "Done means": see _case_celery_soak
     "django": case_django,  # issue #18; its own table: see _case_django
     "clients": case_clients,  # issue #19; its own table: see _case_clients
 }

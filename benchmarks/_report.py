@@ -296,7 +296,7 @@ def write(
     portal = [f"wrote {out / 'portal.md'}"] if "portal" in data else []
     if portal:
         (out / "portal.md").write_text(data["portal"]["markdown"])
-    for own in ("celery", "django"):
+    for own in ("celery", "celery_soak", "django"):
         if own in data:
             (out / f"{own}.md").write_text(data[own]["markdown"])
             portal.append(f"wrote {out / f'{own}.md'}")

@@ -1,7 +1,9 @@
 """The runtime around the registry: tracking loops, settings, stats, fork and exit.
 
 Nothing starts at import. The first acquisition on any loop calls ``track()``, which registers
-the exit and fork handlers once and starts the reaper thread on demand.
+the exit and fork handlers once (and, in a ``multiprocessing`` or billiard child, the exit pass
+as a finalizer, since such a child ends with ``os._exit``) and starts the reaper thread on
+demand.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import atexit
 import difflib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping
-from typing import Literal
+from typing import Final, Literal
 
 import attrs
 
@@ -50,7 +53,11 @@ class _Process:
 
     def __init__(self, *, handlers_installed: bool = False) -> None:
         self.lock = new_lock()
+        #: ``atexit`` and ``os.register_at_fork`` handlers: registered once, inherited by forks.
         self.handlers_installed = handlers_installed
+        #: This process's first ``track`` has run ``_set_up_process``: False again in a fork
+        #: child, whose first tracked loop may be in a pool child that needs its finalizer.
+        self.set_up = False
         self.multithreaded_logged = False
 
 
@@ -75,8 +82,8 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
             state.hook = "close"
         elif install_asyncgen_hook(loop, state):
             state.hook = "asyncgen"
-    if not _process.handlers_installed:
-        _install_process_handlers()
+    if not _process.set_up:
+        _set_up_process()
     reaper.ensure_started()
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("tracking %s (hook: %s)", origin, state.hook)
@@ -318,15 +325,66 @@ def live_resources() -> list[LiveResource]:
 # -- process lifetime: fork and exit ------------------------------------------------------------
 
 
-def _install_process_handlers() -> None:
+#: The ``multiprocessing.util``-like modules whose ``Finalize`` a pool child runs before its
+#: ``os._exit``: the standard one, and billiard's (the same objects since billiard 4).
+_POOL_UTILS: Final = ("multiprocessing.util", "billiard.util")
+
+#: The exit priority of the runtime's pool-child finalizer: >= 0, so that it runs in the first
+#: round of ``_exit_function`` (before the child's own children are joined), and below the
+#: portals' (``_portal_process.register_process_end``, 10), so that portals close first while
+#: the exit pass still finds their loops, as ``atexit`` orders them in a process that exits.
+POOL_END_PRIORITY: Final = 5
+
+
+def _set_up_process() -> None:
+    """Once per process, at its first tracked loop: the exit and fork handlers, then, in a pool
+    child, the exit pass as a finalizer (``_register_pool_end``).
+    """
     process = _process
     with process.lock:
-        if process.handlers_installed:
+        if process.set_up:
             return
-        atexit.register(_at_exit)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-        process.handlers_installed = True
+        if not process.handlers_installed:
+            atexit.register(_at_exit)
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_after_fork_in_child)
+            process.handlers_installed = True
+        _register_pool_end()  # no lock of its own, no user code: only a dict insertion
+        process.set_up = True
+
+
+def _in_pool_child() -> bool:
+    """Whether ``multiprocessing`` or billiard started this process (a ``Process`` bootstrap).
+
+    Such a child runs its target and then ``os._exit``: ``atexit`` never runs there, only the
+    finalizers (fork and forkserver; spawn's children exit normally, and run both). Looked up
+    in ``sys.modules``: a process that never loaded either is no child of theirs.
+    """
+    mp = sys.modules.get("multiprocessing.process")
+    if mp is not None and mp.parent_process() is not None:
+        return True
+    billiard = sys.modules.get("billiard.process")  # its children leave multiprocessing's alone
+    return billiard is not None and billiard.current_process()._parent_pid is not None
+
+
+def _register_pool_end() -> None:
+    """In a pool child, register the exit pass as a ``Finalize`` of this process.
+
+    Registered at the child's first tracked loop, so after its bootstrap cleared the
+    finalizers that it inherited. Not in a process that ends with ``atexit``: there
+    ``multiprocessing``'s own exit handler could run it before a portal closes. billiard's pool
+    workers (Celery's prefork) run no finalizers at all: ``resourceloop.contrib.celery``, or
+    ``release_at_process_end`` as the pool's ``on_process_exit``, covers them.
+    """
+    if not _in_pool_child():
+        return
+    seen: list[object] = []
+    for name in _POOL_UTILS:
+        util = sys.modules.get(name)
+        if util is None or any(util.Finalize is each for each in seen):
+            continue
+        seen.append(util.Finalize)
+        util.Finalize(None, _at_exit, exitpriority=POOL_END_PRIORITY)
 
 
 def _after_fork_in_child() -> None:
