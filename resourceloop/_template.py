@@ -90,7 +90,7 @@ class ResourceTemplate(Generic[R]):
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("__weakref__", "_acquire_func", "_lazy", "_spec")
+    __slots__ = ("__weakref__", "_acquire_func", "_lazy", "_returns_resource", "_spec")
 
     # Two overloads, because mypy cannot solve ``R`` from ``Callable[[], R | Awaitable[R]]``
     # when given an ``async def`` factory (it infers ``Awaitable[Never]``).
@@ -146,6 +146,10 @@ class ResourceTemplate(Generic[R]):
         # Releasing needs only the spec, so stores key on it and never keep the template alive.
         self._spec = Spec(name, release_func, force_release_func)
         self._lazy = lazy
+        #: What ``acquire_func`` returns is the resource even when it is awaitable (set by
+        #: ``contrib`` for a client that is awaitable itself, redis-py's ``Redis``): stored as
+        #: returned, with no task to await it.
+        self._returns_resource = False
         registry.add_template(self)
 
     @property
@@ -265,7 +269,11 @@ class ResourceTemplate(Generic[R]):
             result: Any = _NOTHING
             try:
                 result = self._acquire_func()  # a synchronous factory finishes right here
-                if type(result) in PLAIN_TYPES or not _isawaitable(result):
+                if (
+                    type(result) in PLAIN_TYPES
+                    or self._returns_resource
+                    or not _isawaitable(result)
+                ):
                     if registry.store(state, spec, result):
                         return result  # type: ignore[no-any-return]
                     await self._release_late(state, result)

@@ -97,7 +97,11 @@ def redis_template(
             return redis.asyncio.Redis(**kwargs)
         return redis.asyncio.Redis.from_url(url, **kwargs)
 
-    return client_template(open_client, close_redis, close_redis_now, name=name, lazy=lazy)
+    # A ``Redis`` is awaitable (``await Redis(...)`` opens a single-connection client's
+    # connection, which its first command also does): the client is the resource as made.
+    return client_template(
+        open_client, close_redis, close_redis_now, name=name, lazy=lazy, awaitable_client=True
+    )
 
 
 async def close_redis(client: redis.asyncio.Redis) -> None:
