@@ -22,7 +22,7 @@ from ._force import force_batch
 from ._registry import registry
 from ._release import PLAIN_TYPES, release_batch
 from ._release import isawaitable_fast as _isawaitable
-from ._runtime import reap, track, unmanaged_acquisition
+from ._runtime import reap, track_new, unmanaged_acquisition
 from ._state import GONE, OPEN, LoopState, Spec
 
 __all__ = ["ResourceTemplate"]
@@ -247,7 +247,7 @@ class ResourceTemplate(Generic[R]):
         if state is None:
             state = registry.get(loop)
         if state is None or state.phase is GONE:
-            state = track(loop)
+            state = track_new(loop)
         if state.phase is not OPEN:
             raise LoopClosedError(f"cannot acquire {self.name!r}: the event loop is closing")
         store = state.store
