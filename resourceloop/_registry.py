@@ -206,15 +206,17 @@ class Registry:
         """
         if thread is None:
             thread = threading.current_thread()
+        # The new state's reference, made first: it finds the loop's state if it has one.
+        key = weakref.ref(loop, self._on_collected)
         with self._lock:
-            state = self._data.get(weakref.ref(loop))
+            state = self._data.get(key)
             if state is not None:
                 return state, False
             self._serial += 1
             store = _new_store(Store)  # no ``Store.__init__``: ``hot`` is set just below
             store.hot = hot = {}
             state = LoopState(
-                _dead_ref,
+                key,
                 origin,
                 thread,
                 self.pid,
@@ -223,7 +225,6 @@ class Registry:
                 store=store,
                 loop=loop,
             )
-            state.loop_ref = key = weakref.ref(loop, self._on_collected)
             # Update the thread's entry in place (its key, with the dict's removal callback,
             # stays); only a thread's first loop needs ``WeakKeyDictionary.__setitem__``.
             thread_key = weakref.ref(thread)
@@ -620,12 +621,5 @@ def _live_entries(
     ]
     return found
 
-
-class _Nothing:
-    pass
-
-
-#: A dead weak reference, replaced at once in ``Registry.add``.
-_dead_ref: Final[Any] = weakref.ref(_Nothing())
 
 registry: Final = Registry()

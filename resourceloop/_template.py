@@ -210,11 +210,14 @@ class ResourceTemplate(Generic[R]):
         # The hot path: the running loop's store (on the loop instance, see ``_registry``)
         # already holds the resource: one attribute and one dict lookup, no lock. The
         # attribute is spelled out (it is ``READY_ATTR``): a literal lookup is the fastest.
+        untracked = False
         if loop is None:
             try:
                 return _running_loop()._resourceloop_ready[self._spec]  # type: ignore[no-any-return]
-            except (KeyError, AttributeError):  # not held yet, or no running loop
+            except KeyError:  # the loop holds other resources, not this one yet
                 pass
+            except AttributeError:  # no running loop, or one that carries no store: untracked
+                untracked = True  # (or one whose store cannot be carried: ``add`` finds it)
         if _config._current is None:  # the first use: read the environment here, so that a
             error = _config.first_use_error()  # bad variable's traceback ends at this call
             if error is not None:
@@ -222,6 +225,8 @@ class ResourceTemplate(Generic[R]):
         if loop is None:
             running = _running_loop()
             if running is not None:  # a running loop is never closed: create it here
+                if untracked:
+                    return await self._acquire_here(running, track_new(running))
                 return await self._acquire_here(running)
         return await self._acquire(loop)
 
