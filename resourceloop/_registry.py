@@ -72,6 +72,7 @@ from ._state import (
     _get_attr,
     _set_attr,
     clear_hot,
+    new_state,
 )
 
 __all__ = ["Counters", "Registry", "registry"]
@@ -215,16 +216,9 @@ class Registry:
             self._serial += 1
             store = _new_store(Store)  # no ``Store.__init__``: ``hot`` is set just below
             store.hot = hot = {}
-            state = LoopState(
-                key,
-                origin,
-                thread,
-                self.pid,
-                serial=self._serial,
-                generation=self.generation,
-                store=store,
-                loop=loop,
-            )
+            state = new_state(key, thread, self.pid, self._serial, self.generation, store, loop)
+            if origin is not None:
+                state._origin = origin
             # Update the thread's entry in place (its key, with the dict's removal callback,
             # stays); only a thread's first loop needs ``WeakKeyDictionary.__setitem__``.
             thread_key = weakref.ref(thread)
