@@ -41,7 +41,7 @@ from . import _config
 from ._compat import get_running_loop_or_none
 from ._lifecycle import end_loop, end_on_loop, take_over, wait_for_guard
 from ._registry import registry
-from ._state import ENDING, GONE, LoopState, _get_attr, _set_attr
+from ._state import ENDING, GONE, LoopState
 
 __all__ = [
     "install_asyncgen_hook",
@@ -60,77 +60,89 @@ def install_close_hook(loop: asyncio.AbstractEventLoop) -> bool:
     callback would then run at every loop's death; see ``_registry``).
     """
     try:
-        ours, existing = _on_instance(loop, "close", _CLOSE_CODE)
+        chained = _on_instance(loop, "close", _close)
     except AttributeError:  # pragma: no cover - every loop has a close method
         return False
-    if ours:
+    if chained is _OURS:
         return True
-    close = _make_close(weakref.ref(loop), existing, type(loop).close)
+    close = _partial(_close, _weak(loop), chained)
     try:
         loop.close = close  # type: ignore[method-assign]
     except (AttributeError, TypeError):  # no instance __dict__
         return False
-    return _get_attr(loop, "close") is close
+    return loop.close is close
 
 
-def _on_instance(loop: object, name: str, ours: types.CodeType) -> tuple[bool, Any]:
-    """What ``loop.<name>`` is now: whether it is our wrapper, and the callable to chain to.
+#: What ``_on_instance`` returns when our wrapper is there already.
+_OURS: Final[Any] = object()
+#: The types of a method bound to the loop: a class's own, not set on the instance.
+_BOUND: Final = (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)
+_partial: Final = functools.partial
+_weak: Final = weakref.ref
+
+
+def _on_instance(loop: object, name: str, ours: Callable[..., Any]) -> Any:
+    """What a wrapper of ``loop.<name>`` must chain to; ``_OURS`` if it is wrapped already.
 
     The class's method comes bound to the loop: ``None``, a wrapper calls it unbound. Anything
     else was set on the instance (ours, or another library's wrapper, which stays in the
-    chain). Read without ``vars(loop)``, which would slow the loop down (see ``_state``).
+    chain). Our wrappers are partials of ``ours``: a few reads of C attributes tell them, and
+    none can raise. Read as any attribute (a loop class's ``__getattribute__`` may run: this
+    is outside the registry lock), never through ``vars(loop)``, which would slow the loop
+    down (see ``_state``).
     """
-    existing = _get_attr(loop, name)
-    if getattr(existing, "__self__", None) is loop:
-        return False, None
-    return getattr(existing, "__code__", None) is ours, existing
+    existing = getattr(loop, name)
+    kind = type(existing)
+    if kind in _BOUND and existing.__self__ is loop:
+        return None
+    if kind is _partial and existing.func is ours:
+        return _OURS
+    return existing
 
 
-def _make_close(
+def _close(
     loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop],
-    bound_close: Callable[[], None] | None,
-    class_close: Callable[[Any], None],
-) -> Callable[[], None]:
-    def close() -> None:
-        """Release this loop's resourceloop resources, then close it."""
-        loop = loop_ref()
-        if loop is None:
-            # ``BaseEventLoop.__del__`` calls ``self.close()`` on a collected, unclosed loop.
-            # Up to 3.14 the cyclic collector clears weak references before it runs
-            # finalizers, so ours is dead by then; find the loop as that caller's ``self``
-            # (checked by identity) so that it is still closed. From 3.15 it clears
-            # references without a callback only afterwards: ours is alive and ``loop`` is
-            # set already; either way ``registry.get`` finds nothing (the registry's weak key,
-            # which has a callback, is cleared first), so nothing is released from inside a
-            # finalizer: the reaper forces what such a loop held. tests/test_pythons.py
-            # checks both.
-            try:
-                caller = sys._getframe(1).f_locals.get("self")
-            except ValueError:  # pragma: no cover - called with no Python frame above
-                caller = None
-            if getattr(caller, "__dict__", {}).get("close") is close:
-                loop = caller
+    chained: Callable[[], None] | None,
+) -> None:
+    """Release this loop's resourceloop resources, then close it.
+
+    ``loop.close`` is a ``functools.partial`` of this function with the loop's weak reference
+    and the wrapper it replaced (``None`` for the class's method, called unbound): no closure
+    per loop.
+    """
+    loop = loop_ref()
+    if loop is None:
+        # ``BaseEventLoop.__del__`` calls ``self.close()`` on a collected, unclosed loop.
+        # Up to 3.14 the cyclic collector clears weak references before it runs
+        # finalizers, so ours is dead by then; find the loop as that caller's ``self``
+        # (checked by identity: its ``close`` is our partial of this very reference) so that
+        # it is still closed. From 3.15 it clears references without a callback only
+        # afterwards: ours is alive and ``loop`` is set already; either way ``registry.get``
+        # finds nothing (the registry's weak key, which has a callback, is cleared first), so
+        # nothing is released from inside a finalizer: the reaper forces what such a loop
+        # held. tests/test_pythons.py checks both. (The partial is C: the frame above this
+        # one is its caller's.)
         try:
-            if loop is not None:
-                _before_close(loop)
-        finally:
-            # The real close, even when a BaseException is on its way out.
-            if bound_close is not None:
-                bound_close()  # someone else's wrapper, installed before ours: keep the chain
-            elif loop is not None:
-                class_close(loop)
-
-    return close
-
-
-#: Our close wrapper is known by its code: no attribute to set on each wrapper, and none to
-#: ask of a bound method (where a missing one raises inside ``getattr``, which costs).
-_CLOSE_CODE: Final = _make_close(weakref.ref(_make_close), None, print).__code__  # type: ignore[arg-type]
+            caller = sys._getframe(1).f_locals.get("self")
+        except ValueError:  # pragma: no cover - called with no Python frame above
+            caller = None
+        wrapper = getattr(caller, "__dict__", {}).get("close")
+        if type(wrapper) is _partial and wrapper.func is _close and wrapper.args[0] is loop_ref:
+            loop = caller
+    try:
+        if loop is not None:
+            _before_close(loop)
+    finally:
+        # The real close, even when a BaseException is on its way out.
+        if chained is not None:
+            chained()  # someone else's wrapper, installed before ours: keep the chain
+        elif loop is not None:
+            type(loop).close(loop)
 
 
 def is_close_hook(func: object) -> bool:
     """True if ``func`` is a close wrapper of ours."""
-    return getattr(func, "__code__", None) is _CLOSE_CODE
+    return type(func) is _partial and func.func is _close
 
 
 def install_shutdown_hook(loop: asyncio.AbstractEventLoop) -> None:
@@ -151,14 +163,15 @@ def install_shutdown_hook(loop: asyncio.AbstractEventLoop) -> None:
     if not _SHUTDOWN_FITS:
         return
     try:
-        ours, existing = _on_instance(loop, _SHUTDOWN, _SHUTDOWN_CODE)
+        chained = _on_instance(loop, _SHUTDOWN, _shutdown)
     except AttributeError:  # not an asyncio loop after all: the close hook does it all
         return
-    if ours:
+    if chained is _OURS:
         return
     try:
-        class_method = type(loop).shutdown_default_executor
-        _set_attr(loop, _SHUTDOWN, _make_shutdown(weakref.ref(loop), existing, class_method))
+        loop.shutdown_default_executor = _partial(  # type: ignore[method-assign,assignment]
+            _shutdown, _weak(loop), chained
+        )
     except (AttributeError, TypeError):  # pragma: no cover - its close could be wrapped
         pass
 
@@ -184,32 +197,35 @@ _ASYNCIO_NAMES: Final = (
 _SHUTDOWN_FITS: Final = _ASYNCIO_NAMES + 3 < _INLINE_NAMES
 
 
-def _make_shutdown(
+def _shutdown(
     loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop],
     chained: Callable[..., Awaitable[None]] | None,
-    class_method: Callable[..., Awaitable[None]],
-) -> Callable[..., Awaitable[None]]:
-    def shutdown_default_executor(*args: Any, **kwargs: Any) -> Awaitable[None]:
-        """Release this loop's resourceloop resources if it is ending, then shut down."""
-        loop = loop_ref()
-        state = registry.get(loop) if loop is not None else None
-        if chained is not None:
-            shut_down = functools.partial(chained, *args, **kwargs)
-        else:
-            shut_down = functools.partial(class_method, loop, *args, **kwargs)
-        if (
-            state is not None
-            and state.store
-            and not loop.is_running()  # type: ignore[union-attr]
-            and (_config._current or _config.current()).close_hook
-        ):
-            return _release_then_shut_down(state, shut_down)
-        return shut_down()
+    *args: Any,
+    **kwargs: Any,
+) -> Awaitable[None]:
+    """Release this loop's resourceloop resources if it is ending, then shut down.
 
-    return shutdown_default_executor
-
-
-_SHUTDOWN_CODE: Final = _make_shutdown(weakref.ref(_make_shutdown), None, print).__code__  # type: ignore[arg-type]
+    ``loop.shutdown_default_executor`` is a ``functools.partial`` of this function with the
+    loop's weak reference and the wrapper it replaced (``None`` for the class's method).
+    """
+    loop = loop_ref()
+    shut_down: Callable[[], Awaitable[None]]
+    if chained is not None:
+        shut_down = functools.partial(chained, *args, **kwargs)
+    elif loop is not None:
+        class_method = type(loop).shutdown_default_executor
+        shut_down = functools.partial(class_method, loop, *args, **kwargs)
+    else:  # pragma: no cover - called as the loop's method, so the loop is alive
+        raise RuntimeError("shutdown_default_executor() of a collected event loop")
+    state = registry.get(loop) if loop is not None else None
+    if (
+        state is not None
+        and state.store
+        and not loop.is_running()  # type: ignore[union-attr]
+        and (_config._current or _config.current()).close_hook
+    ):
+        return _release_then_shut_down(state, shut_down)
+    return shut_down()
 
 
 async def _release_then_shut_down(

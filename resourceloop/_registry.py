@@ -2,7 +2,8 @@
 
 What it owns
     One ``Registry`` object owns every piece of state that threads share: the map from event
-    loop to ``LoopState`` (a ``WeakKeyDictionary``), the live templates, the batches in
+    loop to ``LoopState`` (keyed by each state's weak reference to its loop), the live
+    templates, the batches in
     custody, the states of collected loops awaiting the reaper, the counters behind
     ``resourceloop.stats()``, the reaper's wake-up call, and the lock that guards them. It
     stores and hands back; it never creates, releases or closes anything. What a state, a
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import os
 import threading
 import weakref
@@ -70,12 +72,13 @@ from ._state import (
     _get_attr,
     _set_attr,
     clear_hot,
-    collected_callback,
+    new_state,
 )
 
 __all__ = ["Counters", "Registry", "registry"]
 
 _dict_set: Final = dict.__setitem__
+_new_store: Final = dict.__new__
 _dict_clear: Final = dict.clear
 
 
@@ -110,19 +113,22 @@ class Registry:
     def _start_empty(self) -> None:
         """Every per-process field, new (templates are process-wide and stay)."""
         self.generation += 1
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
-            weakref.WeakKeyDictionary()
-        )
-        #: The weak-keyed dict's own ``{weakref(loop): state}``, for lock-free reads.
-        self._data: dict[Any, LoopState] = self._states.data  # type: ignore[attr-defined]
+        #: Loop -> state, keyed by the state's own weak reference to its loop (``loop_ref``):
+        #: a lookup's plain reference to a live loop equals it. The reference's callback
+        #: (``_collected``, one per generation) removes the entry when the loop is collected,
+        #: and hands the state to ``collected`` if it held resources: one weak reference and
+        #: no closure per loop, where a ``WeakKeyDictionary`` added a reference of its own.
+        #: Callbacks may change it at any allocation: copy it before iterating in Python.
+        self._data: dict[weakref.ReferenceType[asyncio.AbstractEventLoop], LoopState] = {}
         self._batches: set[Batch] = set()
         self._counts = dict.fromkeys(attrs.fields_dict(Counters), 0)
-        #: States of collected loops (``_state.collected_callback``): the fast way there.
+        #: States of collected loops (``_collected``): the fast way there.
         self.collected: collections.deque[LoopState] = collections.deque()
         #: Every state not GONE, strongly: a collected loop's state stays here even if an
         #: interrupt (Ctrl-C) lost its weak reference's callback, for ``drain_collected``.
         self._tracked: set[LoopState] = set()
         self.wakeup = Wakeup()
+        self._on_collected = functools.partial(_collected, self._data, self.collected, self.wakeup)
         self._last_thread: threading.Thread | None = None
         self._serial = 0
         #: Per thread, the serial of the newest loop it tracked (see ``superseded``).
@@ -144,7 +150,7 @@ class Registry:
         them could send data on the parent's sockets.
         """
         self._lock = new_lock()
-        inherited = list(self._data.items())
+        inherited = list(self._data.copy().items())
         self.forgotten.append(
             (inherited, list(self._batches), list(self.collected), list(self._tracked))
         )
@@ -185,39 +191,34 @@ class Registry:
         _ref: Callable[[Any], Any] = weakref.ref,
     ) -> LoopState | None:
         """The loop's state, or ``None``. Lock-free; see "Races it accepts"."""
-        # What ``WeakKeyDictionary.get`` does, one Python call shorter (the hot paths call it).
+        # A plain reference to a live loop equals the state's own (see ``_data``).
         return self._data.get(_ref(loop))
 
     def add(
         self,
         loop: asyncio.AbstractEventLoop,
-        origin: str,
+        origin: str | None = None,
         thread: threading.Thread | None = None,
     ) -> tuple[LoopState, bool]:
         """Return the loop's state, creating it (and its store) if needed; flag: created.
 
-        ``thread`` is the calling thread, when the caller has it at hand already.
+        ``origin`` names the loop in messages (``None``: its class, address and thread, made
+        when first needed); ``thread`` is the calling thread, when the caller has it at hand.
         """
         if thread is None:
             thread = threading.current_thread()
+        # The new state's reference, made first: it finds the loop's state if it has one.
+        key = weakref.ref(loop, self._on_collected)
         with self._lock:
-            state = self._data.get(weakref.ref(loop))
+            state = self._data.get(key)
             if state is not None:
                 return state, False
             self._serial += 1
-            store = Store()
-            state = LoopState(
-                loop_ref=_dead_ref,
-                origin=origin,
-                thread=thread,
-                pid=self.pid,
-                serial=self._serial,
-                generation=self.generation,
-                store=store,
-            )
-            state.loop_ref = weakref.ref(
-                loop, collected_callback(state, self.collected, self.wakeup)
-            )
+            store = _new_store(Store)  # no ``Store.__init__``: ``hot`` is set just below
+            store.hot = hot = {}
+            state = new_state(key, thread, self.pid, self._serial, self.generation, store, loop)
+            if origin is not None:
+                state._origin = origin
             # Update the thread's entry in place (its key, with the dict's removal callback,
             # stays); only a thread's first loop needs ``WeakKeyDictionary.__setitem__``.
             thread_key = weakref.ref(thread)
@@ -225,16 +226,16 @@ class Registry:
                 self._newest_data[thread_key] = self._serial
             else:
                 self._newest[thread] = self._serial
-            store.hot[STORE_KEY] = store
+            hot[STORE_KEY] = store
             try:
-                _set_attr(loop, READY_ATTR, store.hot)
+                _set_attr(loop, READY_ATTR, hot)
             except (AttributeError, TypeError):  # no instance __dict__: no hot path
-                del store.hot[STORE_KEY]
-            self._states[loop] = state
+                del hot[STORE_KEY]
+            self._data[key] = state
             self._tracked.add(state)
             if thread is not self._last_thread and not self.multithreaded:
                 self._last_thread = thread
-                self.multithreaded = _any_other_thread(self._states.values(), thread)
+                self.multithreaded = _any_other_thread(list(self._data.values()), thread)
             wakeup = self.wakeup
         wakeup.ring()
         return state, True
@@ -283,13 +284,11 @@ class Registry:
             state.ender = None
             self._tracked.discard(state)
             loop = state.loop_ref()
-            if loop is not None:
-                # The weak-keyed dict's own entry, by an equal reference (``del
-                # self._states[loop]`` does the same through two more Python calls).
-                data = self._data
-                key = state.loop_ref
-                if data.get(key) is state:
-                    del data[key]
+            # Its entry, found by the key itself even once the loop is gone (its hash is kept).
+            data = self._data
+            key = state.loop_ref
+            if data.get(key) is state:
+                del data[key]
             store, state.store = state.store, None
         if store is not None:
             # Break the loop -> hot dict -> store references: refcounting frees them.
@@ -325,7 +324,7 @@ class Registry:
     def snapshot(self) -> list[tuple[asyncio.AbstractEventLoop, LoopState]]:
         """Every tracked loop and its state, copied under the lock."""
         with self._lock:
-            return list(self._states.items())
+            return _live_items(self._data.copy())
 
     def drain_collected(self) -> list[tuple[LoopState, Batch]]:
         """Loops collected with resources, each ENDING with what it held taken into a batch.
@@ -355,7 +354,7 @@ class Registry:
             return not (self._tracked or self._batches or self.collected)
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self._data)
 
     def set_managed(self, state: LoopState, managed: bool) -> bool:
         """Mark or unmark a managed loop; False if it was already in the requested state."""
@@ -367,7 +366,7 @@ class Registry:
 
     def managed_loops(self) -> list[asyncio.AbstractEventLoop]:
         with self._lock:
-            return _managed(self._states)
+            return _managed(self._data.copy())
 
     # -- custody ----------------------------------------------------------------------------
 
@@ -507,7 +506,7 @@ class Registry:
 
     def __repr__(self) -> str:
         with self._lock:
-            loops = len(self._states)
+            loops = len(self._data)
             custody = _unsettled_count(self._batches)
             collected = len(self.collected)
         live = len(self.live_entries())
@@ -556,8 +555,35 @@ def _untrack_lost(tracked: set[LoopState]) -> list[LoopState]:
     return lost
 
 
-def _managed(states: Mapping[asyncio.AbstractEventLoop, LoopState]) -> list[Any]:
-    return [loop for loop, state in states.items() if state.managed]
+def _managed(data: Mapping[weakref.ReferenceType[Any], LoopState]) -> list[Any]:
+    return [loop for ref, state in data.items() if state.managed and (loop := ref()) is not None]
+
+
+def _live_items(
+    data: Mapping[weakref.ReferenceType[asyncio.AbstractEventLoop], LoopState],
+) -> list[tuple[asyncio.AbstractEventLoop, LoopState]]:
+    return [(loop, state) for ref, state in data.items() if (loop := ref()) is not None]
+
+
+def _collected(
+    data: dict[Any, LoopState],
+    collected: collections.deque[LoopState],
+    wakeup: Wakeup,
+    ref: weakref.ReferenceType[Any],
+) -> None:
+    """A tracked loop was collected: forget it, and hand its state to the reaper if it held
+    resources.
+
+    Its weak reference's callback: it runs on any thread at any allocation, possibly one that
+    holds the registry lock, so it only removes an entry and appends (both atomic) and rings
+    the wake-up (see ``_state``). One cut short by an interrupt (Ctrl-C) loses nothing: the
+    reaper also finds tracked states whose loop is gone (``drain_collected``), and
+    ``discard`` removes the entry.
+    """
+    state = data.pop(ref, None)
+    if state is not None and state.store:  # it held resources, and nothing released them
+        collected.append(state)
+        wakeup.ring()
 
 
 def _in_custody(state: LoopState, resource: Any) -> bool:
@@ -589,12 +615,5 @@ def _live_entries(
     ]
     return found
 
-
-class _Nothing:
-    pass
-
-
-#: A dead weak reference, replaced at once in ``Registry.add``.
-_dead_ref: Final[Any] = weakref.ref(_Nothing())
 
 registry: Final = Registry()

@@ -39,6 +39,7 @@ __all__ = [
     "reap",
     "stats",
     "track",
+    "track_new",
     "unmanaged_acquisition",
 ]
 
@@ -70,10 +71,13 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
     state = registry.get(loop)
     if state is not None and state.phase is not GONE:
         return state
+    return track_new(loop)
+
+
+def track_new(loop: asyncio.AbstractEventLoop) -> LoopState:
+    """``track``, for a caller that has just found the loop untracked (or GONE)."""
     config = _config._current or _config.current()  # no call once loaded
-    thread = threading.current_thread()
-    origin = f"{type(loop).__name__} {id(loop):#x} (thread {thread.name!r})"
-    state, created = registry.add(loop, origin, thread)
+    state, created = registry.add(loop, None, threading.current_thread())
     if not created:
         return state
     if config.close_hook:
@@ -86,7 +90,7 @@ def track(loop: asyncio.AbstractEventLoop) -> LoopState:
         _set_up_process()
     reaper.ensure_started()
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("tracking %s (hook: %s)", origin, state.hook)
+        logger.debug("tracking %s (hook: %s)", state.origin, state.hook)
     if registry.multithreaded and not _process.multithreaded_logged:
         _log_multithreaded()
     return state

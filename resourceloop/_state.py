@@ -28,16 +28,15 @@ Who may reference whom (the anyio#1203 trap, and how it is avoided)
 
 Garbage-collector callbacks
     The loop's weak reference callback runs on any thread at any allocation, possibly one
-    that holds the registry lock: it only appends to a deque (``append`` is atomic) and
-    releases a raw wake-up lock (no allocation, no other lock); the next reaper pass does the
-    work.
+    that holds the registry lock: it only removes the loop's entry from the registry's map and
+    appends to a deque (both atomic) and releases a raw wake-up lock (no other lock); the next
+    reaper pass does the work.
 """
 
 from __future__ import annotations
 
 import _thread
 import asyncio
-import collections
 import enum
 import threading
 import weakref
@@ -221,49 +220,154 @@ class RemoteWaiter(Protocol):
     def fail(self, exc: BaseException) -> None: ...
 
 
-@attrs.define(eq=False)
 class LoopState:
     """Everything resourceloop knows about one event loop.
 
     ``pending`` holds creations in flight; it is touched only on the loop's own thread, so it
     needs no lock. ``phase``, ``store`` and ``batches`` change under the registry lock.
+
+    A plain class with its own ``__init__`` (not ``attrs``): one is made on every loop's first
+    acquisition, and the generated one's keyword handling and factories were most of that
+    cost. Fields not given keep the defaults written here.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_loop_class",
+        "_loop_id",
+        "_origin",
+        "asyncgen_hook",
+        "batches",
+        "ender",
+        "generation",
+        "guard",
+        "hook",
+        "left_behind_checks",
+        "loop_ref",
+        "managed",
+        "pending",
+        "phase",
+        "pid",
+        "remote",
+        "serial",
+        "shutdown_hooked",
+        "store",
+        "taking",
+        "thread",
+        "warned_ungraceful",
+    )
+
     loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop]
-    origin: str
     thread: threading.Thread
     pid: int
     #: Order of tracking; a thread's newest loop has its thread's highest serial.
-    serial: int = 0
+    serial: int
     #: The registry's generation when tracked: a state of an earlier one was forgotten.
-    generation: int = 0
-    phase: Phase = OPEN
+    generation: int
+    phase: Phase
     #: The loop's resources, held strongly until the loop is ``GONE`` (see above).
-    store: Store | None = None
-    pending: dict[Spec, asyncio.Future[Any]] = attrs.field(factory=dict)
+    store: Store | None
+    pending: dict[Spec, asyncio.Future[Any]]
     #: Cross-thread acquisitions waiting for this loop; failed if it ends without running them.
-    remote: set[RemoteWaiter] = attrs.field(factory=set)
-    batches: set[Batch] = attrs.field(factory=set)
+    remote: set[RemoteWaiter]
+    batches: set[Batch]
     #: The batch being taken out of the store, until the store no longer shows it.
-    taking: Batch | None = None
+    taking: Batch | None
     #: Who owns an ``ENDING``: the task that runs it on the loop (``end_on_loop``), or a
     #: token of ``end_loop``'s; a future-like with ``get_loop()`` and ``done()``.
-    ender: Any = None
-    managed: bool = False
+    ender: Any
+    managed: bool
     #: Reaper passes that found the loop left behind by its thread (see ``_reaper``).
-    left_behind_checks: int = 0
-    hook: str = "none"  # "close", "asyncgen" or "none"
-    warned_ungraceful: bool = False
+    left_behind_checks: int
+    hook: str  # "close", "asyncgen" or "none"
+    warned_ungraceful: bool
     #: ``shutdown_default_executor`` is wrapped (``_closehook.install_shutdown_hook``).
-    shutdown_hooked: bool = False
-    asyncgen_hook: AsyncGenerator[None, None] | None = None
+    shutdown_hooked: bool
+    asyncgen_hook: AsyncGenerator[None, None] | None
     #: Held by a thread other than the owner while it runs this loop to release it (the
     #: reaper, the exit handler); the close hook waits on it rather than fail.
-    guard: threading.Lock = attrs.field(factory=threading.Lock)
+    guard: _thread.LockType
+
+    def __init__(  # noqa: PLR0917 - positional, for ``new_state``'s call (see there)
+        self,
+        loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop],
+        origin: str | None,
+        thread: threading.Thread,
+        pid: int,
+        serial: int = 0,
+        generation: int = 0,
+        store: Store | None = None,
+        loop: object = None,
+    ) -> None:
+        """``origin`` as shown, or ``None`` to describe ``loop`` when first asked (``origin``)."""
+        self.loop_ref = loop_ref
+        self._origin = origin
+        self._loop_class = type(loop)
+        self._loop_id = id(loop)
+        self.thread = thread
+        self.pid = pid
+        self.serial = serial
+        self.generation = generation
+        self.phase = OPEN
+        self.store = store
+        self.pending = {}
+        self.remote = set()
+        self.batches = set()
+        self.taking = None
+        self.ender = None
+        self.managed = False
+        self.left_behind_checks = 0
+        self.hook = "none"
+        self.warned_ungraceful = False
+        self.shutdown_hooked = False
+        self.asyncgen_hook = None
+        self.guard = _new_guard()
+
+    @property
+    def origin(self) -> str:
+        """The loop as warnings, log lines and ``live_resources()`` name it.
+
+        Its class, address and the thread that first acquired on it; made when first asked
+        (most loops never are), with the thread's name then.
+        """
+        origin = self._origin
+        if origin is None:
+            origin = self._origin = (
+                f"{self._loop_class.__name__} {self._loop_id:#x} (thread {self.thread.name!r})"
+            )
+        return origin
 
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop, or ``None`` once it has been collected."""
         return self.loop_ref()
+
+    def __repr__(self) -> str:
+        return f"<LoopState {self.origin} {self.phase.name} serial={self.serial}>"
+
+
+_new_guard: Final = _thread.allocate_lock
+_object_new: Final = object.__new__
+_init_state: Final = LoopState.__init__
+
+
+def new_state(  # noqa: PLR0917 - positional: the cheapest call (see below)
+    loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop],
+    thread: threading.Thread,
+    pid: int,
+    serial: int,
+    generation: int,
+    store: Store,
+    loop: object,
+) -> LoopState:
+    """``LoopState(loop_ref, None, thread, ...)``, about 2,000 instructions cheaper.
+
+    Calling the class goes through ``type.__call__`` and ``__init__``'s slot wrapper, which
+    packs the arguments into a tuple (and keywords into a dict) to call it; a plain call of
+    ``__init__`` with positional arguments does not. ``Registry.add`` makes one per loop.
+    """
+    state: LoopState = _object_new(LoopState)
+    _init_state(state, loop_ref, None, thread, pid, serial, generation, store, loop)
+    return state
 
 
 class Wakeup:
@@ -290,18 +394,3 @@ class Wakeup:
     def wait(self, timeout: float = -1) -> bool:
         """Block until rung (or ``timeout`` seconds); True if rung."""
         return self._lock.acquire(True, timeout)
-
-
-def collected_callback(
-    state: LoopState, collected: collections.deque[LoopState], wakeup: Wakeup
-) -> Callable[[Any], None]:
-    """The loop's weak reference callback: hand a collected loop's state to the reaper."""
-
-    def on_collected(_: Any, _append: Callable[[LoopState], None] = collected.append) -> None:
-        # A callback an interrupt (Ctrl-C) cuts short loses nothing: the reaper also finds
-        # tracked states whose loop is gone (``Registry.drain_collected``).
-        if state.store:  # it held resources, and nothing released them
-            _append(state)
-            wakeup.ring()
-
-    return on_collected

@@ -22,7 +22,7 @@ from ._force import force_batch
 from ._registry import registry
 from ._release import PLAIN_TYPES, release_batch
 from ._release import isawaitable_fast as _isawaitable
-from ._runtime import reap, track, unmanaged_acquisition
+from ._runtime import reap, track_new, unmanaged_acquisition
 from ._state import GONE, OPEN, LoopState, Spec
 
 __all__ = ["ResourceTemplate"]
@@ -90,7 +90,7 @@ class ResourceTemplate(Generic[R]):
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("__weakref__", "_acquire_func", "_lazy", "_spec")
+    __slots__ = ("__weakref__", "_acquire_func", "_lazy", "_returns_resource", "_spec")
 
     # Two overloads, because mypy cannot solve ``R`` from ``Callable[[], R | Awaitable[R]]``
     # when given an ``async def`` factory (it infers ``Awaitable[Never]``).
@@ -146,6 +146,10 @@ class ResourceTemplate(Generic[R]):
         # Releasing needs only the spec, so stores key on it and never keep the template alive.
         self._spec = Spec(name, release_func, force_release_func)
         self._lazy = lazy
+        #: What ``acquire_func`` returns is the resource even when it is awaitable (set by
+        #: ``contrib`` for a client that is awaitable itself, redis-py's ``Redis``): stored as
+        #: returned, with no task to await it.
+        self._returns_resource = False
         registry.add_template(self)
 
     @property
@@ -206,11 +210,14 @@ class ResourceTemplate(Generic[R]):
         # The hot path: the running loop's store (on the loop instance, see ``_registry``)
         # already holds the resource: one attribute and one dict lookup, no lock. The
         # attribute is spelled out (it is ``READY_ATTR``): a literal lookup is the fastest.
+        untracked = False
         if loop is None:
             try:
                 return _running_loop()._resourceloop_ready[self._spec]  # type: ignore[no-any-return]
-            except (KeyError, AttributeError):  # not held yet, or no running loop
+            except KeyError:  # the loop holds other resources, not this one yet
                 pass
+            except AttributeError:  # no running loop, or one that carries no store: untracked
+                untracked = True  # (or one whose store cannot be carried: ``add`` finds it)
         if _config._current is None:  # the first use: read the environment here, so that a
             error = _config.first_use_error()  # bad variable's traceback ends at this call
             if error is not None:
@@ -218,6 +225,8 @@ class ResourceTemplate(Generic[R]):
         if loop is None:
             running = _running_loop()
             if running is not None:  # a running loop is never closed: create it here
+                if untracked:
+                    return await self._acquire_here(running, track_new(running))
                 return await self._acquire_here(running)
         return await self._acquire(loop)
 
@@ -243,7 +252,7 @@ class ResourceTemplate(Generic[R]):
         if state is None:
             state = registry.get(loop)
         if state is None or state.phase is GONE:
-            state = track(loop)
+            state = track_new(loop)
         if state.phase is not OPEN:
             raise LoopClosedError(f"cannot acquire {self.name!r}: the event loop is closing")
         store = state.store
@@ -265,7 +274,11 @@ class ResourceTemplate(Generic[R]):
             result: Any = _NOTHING
             try:
                 result = self._acquire_func()  # a synchronous factory finishes right here
-                if type(result) in PLAIN_TYPES or not _isawaitable(result):
+                if (
+                    type(result) in PLAIN_TYPES
+                    or self._returns_resource
+                    or not _isawaitable(result)
+                ):
                     if registry.store(state, spec, result):
                         return result  # type: ignore[no-any-return]
                     await self._release_late(state, result)

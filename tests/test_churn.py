@@ -113,7 +113,7 @@ def test_churned_loops_leave_nothing_behind(traced: None) -> None:
     """10,000 asyncio.run loops via the close hook: no entry, no loop, bounded memory."""
     before = _live_loops()
     at_mark, at_end, probes = _churn(10_000, mark=1_000, probe_every=100)
-    assert len(registry._states) == 0
+    assert len(registry) == 0
     assert len(registry) == 0
     assert [p for p in probes if p() is not None] == []
     assert _live_loops() == before
@@ -131,7 +131,7 @@ def test_churned_loops_without_close_hook(traced: None, monkeypatch: pytest.Monk
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceLoopWarning)
         at_mark, at_end, probes = _churn(2_000, mark=200, probe_every=100, reap_every=100)
-    assert len(registry._states) == 0
+    assert len(registry) == 0
     assert [p for p in probes if p() is not None] == []
     assert _live_loops() == before
     snap = stats()

@@ -597,6 +597,53 @@ def test_templates_have_the_documented_shape() -> None:
         assert constant.startswith(">="), constant
 
 
+@pytest.mark.parametrize(
+    ("url", "kwargs"),
+    [
+        ("redis://127.0.0.1:6390/2", {"client_name": "x", "max_connections": 7}),
+        ("rediss://u:p@127.0.0.1:6390/0?socket_timeout=2.5", {"decode_responses": True}),
+        ("unix:///tmp/redis.sock?db=3", {"single_connection_client": True}),
+    ],
+)
+def test_redis_template_makes_the_client_from_url_makes(url: str, kwargs: dict[str, Any]) -> None:
+    """The URL parsed once, each loop's client is configured as ``Redis.from_url``'s, and it
+    is the resource as made (a ``Redis`` is awaitable: the template does not await it)."""
+    require("redis")
+    import redis.asyncio
+
+    from resourceloop.contrib.redis import redis_template
+
+    template = redis_template(url, name="redis-config", **kwargs)
+
+    def config(client: Any) -> tuple[Any, ...]:
+        pool = client.connection_pool
+        simple = (str, int, float, bool, type(None), type)
+        options = {k: v for k, v in pool.connection_kwargs.items() if isinstance(v, simple)}
+        return (
+            type(pool),
+            pool.connection_class,
+            pool.max_connections,
+            options,
+            sorted(pool.connection_kwargs),
+            client.single_connection_client,
+            client.auto_close_connection_pool,
+        )
+
+    async def main() -> None:
+        client = await template.acquire()
+        assert type(client) is redis.asyncio.Redis
+        assert client.connection is None  # not awaited: nothing connected yet
+        expected = redis.asyncio.Redis.from_url(url, **kwargs)
+        try:
+            assert config(client) == config(expected)
+        finally:
+            await expected.aclose()
+
+    asyncio.run(main())
+    with pytest.raises(ValueError, match="scheme"):
+        redis_template("http://127.0.0.1:6379/0")
+
+
 def test_templates_refuse_arguments_bound_to_one_loop() -> None:
     """A transport, pool or loop given once would be shared by every loop: refused at once."""
     from resourceloop.contrib.asyncpg import pool_template

@@ -20,6 +20,7 @@ def client_template(
     *,
     name: str,
     lazy: bool,
+    awaitable_client: bool = False,
 ) -> ResourceTemplate[R]:
     """``ResourceTemplate(open_client, release, ...)``, with ``open_client`` named after it.
 
@@ -27,13 +28,19 @@ def client_template(
     then calls it right in ``acquire()``, on the loop, where an ``async def`` would cost a task
     and a trip through the loop on every first acquisition.
 
+    ``awaitable_client``: the client ``open_client`` returns is awaitable itself (redis-py's
+    ``Redis``), and is the resource as it is: not awaited, so that it costs no task either.
+
     A failing creation's traceback and log records show the factory's name; with the
     template's name in it (``open_session[riot-http]``) they say which template failed.
     """
     open_client.__qualname__ = open_client.__name__ = f"{open_client.__name__}[{name}]"
-    return ResourceTemplate(
+    template = ResourceTemplate(
         open_client, release, name=name, lazy=lazy, force_release_func=force_release
     )
+    if awaitable_client:
+        template._returns_resource = True
+    return template
 
 
 class BuiltOnce(Generic[T]):
