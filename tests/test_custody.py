@@ -34,7 +34,8 @@ from resourceloop import (
 )
 from resourceloop._force import force_batch
 from resourceloop._registry import registry
-from resourceloop._state import SETTLED
+from resourceloop._release import release_batch
+from resourceloop._state import HELD, SETTLED
 from resourceloop.warnings import (
     BlockingReleaseWarning,
     ForcedReleaseWarning,
@@ -379,6 +380,36 @@ def test_ctrl_c_during_close_hook_closes_the_loop_and_settles_all() -> None:
     assert len(started) == 1  # the newest was interrupted, the other forced without starting
     s = stats()
     assert (s.forced_releases, s.loops_tracked, s.resources_live) == (2, 0, {})
+    _books_balance()
+
+
+def test_ctrl_c_as_the_close_hook_creates_its_task_leaves_nothing_pending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """KeyboardInterrupt just as the close hook's task is created, before the hook holds it (a
+    task factory raises it, as a Ctrl-C landing there would): the task never runs, nothing is
+    left never awaited, asyncio has no pending task to report, and everything is forced."""
+    forced: list[Any] = []
+    template = ResourceTemplate(object, name="held", force_release_func=forced.append)
+    created: list[str] = []
+
+    def interrupted_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        asyncio.Task(coro, loop=loop, **kwargs)  # made, and scheduled on the loop
+        created.append(type(coro).__name__)
+        raise KeyboardInterrupt
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(template.acquire())
+    loop.set_task_factory(interrupted_factory)
+    with pytest.raises(KeyboardInterrupt):
+        loop.close()
+    assert loop.is_closed()
+    gc.collect()  # the task, if anything still held it
+    assert created == ["Abandonable"]
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert len(forced) == 1
+    s = stats()
+    assert (s.forced_releases, s.graceful_releases, s.loops_tracked) == (1, 0, 0)
     _books_balance()
 
 
@@ -954,3 +985,58 @@ def test_owner_run_until_complete_waits_for_the_reaper_instead_of_failing() -> N
         assert released == ["graceful"]
     finally:
         loop.close()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "uncancel"), reason="Task.uncancel is 3.11+")
+def test_a_cancellation_from_outside_as_a_relayed_release_is_given_up_on_goes_on() -> None:
+    """At a loop's end in a task not ours (``relay``), a release is given up on at its bound;
+    someone else cancelling the task at that very moment is not undone with the deadline's own
+    cancellation: it propagates at once, and the release not begun stays in custody."""
+    resourceloop.configure(release_timeout=0.05)
+    tasks: list[asyncio.Task[Any]] = []
+    released: list[str] = []
+
+    async def stubborn(res: str) -> None:
+        tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # ignores the deadline's cancellation; closing it ends it
+
+    def force(res: str) -> None:
+        released.append(f"forced {res}")
+        tasks[0].cancel()  # from outside, while the release is being given up on
+
+    older = ResourceTemplate(lambda: "older", released.append, name="older")
+    stuck = ResourceTemplate(lambda: "stuck", stubborn, name="stuck", force_release_func=force)
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def hold() -> None:
+            await older.acquire()
+            await stuck.acquire()
+
+        loop.run_until_complete(hold())
+        state = registry.get(loop)
+        assert state is not None
+        batch = registry.take_all(state)
+        task = loop.create_task(release_batch(batch, relay=True))
+        with (
+            pytest.warns(ReleaseTimeoutWarning, match="'stuck'"),
+            pytest.raises(asyncio.CancelledError),
+        ):
+            loop.run_until_complete(task)
+        assert task.cancelled()
+        assert released == ["forced stuck"]  # the older one was not begun
+        assert [(i.spec.name, i.status) for i in batch.items] == [
+            ("stuck", SETTLED),
+            ("older", HELD),
+        ]
+        with pytest.warns(ForcedReleaseWarning, match="'older'"):
+            force_batch(batch, why="a test forces what the cancelled task left")
+    finally:
+        loop.close()
+    s = stats()
+    assert (s.forced_releases, s.release_timeouts, s.graceful_releases) == (2, 1, 0)
+    _books_balance()
