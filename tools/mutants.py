@@ -482,8 +482,12 @@ def _pytest(sandbox: Path, tests: list[str], timeout: float) -> tuple[str, str]:
         return "timeout", f"no result after {timeout:.0f}s"
     if done.returncode == 0:
         return "survived", ""
-    failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    return "killed", (failed[0] if failed else done.stdout.strip().splitlines()[-1:] or [""])[0]
+    # pytest's summary lines (a captured log record may start with "ERROR" too).
+    lines = done.stdout.splitlines()
+    failed = [line for line in lines if line.startswith(("FAILED ", "ERROR tests/"))]
+    if failed:
+        return "killed", failed[0]
+    return "killed", lines[-1] if lines else ""
 
 
 _CONTEXT_PLUGIN = """
