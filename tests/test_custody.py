@@ -1040,3 +1040,52 @@ def test_a_cancellation_from_outside_as_a_relayed_release_is_given_up_on_goes_on
     s = stats()
     assert (s.forced_releases, s.release_timeouts, s.graceful_releases) == (2, 1, 0)
     _books_balance()
+
+
+def test_release_on_loop_settles_everything_even_with_nothing_left_to_release() -> None:
+    """``release_on_loop`` forces whatever it does not release before it returns, even when
+    nothing is left to release gracefully: here only the batch of a manager exit cut short
+    mid-release (the loop stopped under it), whose release it stops, then forces."""
+    from resourceloop._force import abandon_task
+    from resourceloop._loop_run import release_on_loop
+
+    forced: list[str] = []
+    ended: list[str] = []
+
+    async def stops_the_loop(res: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.stop()
+            await loop.create_future()  # never completed
+        finally:
+            ended.append(res)
+
+    template = ResourceTemplate(
+        lambda: "cut", stops_the_loop, name="cut", force_release_func=forced.append
+    )
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(main())
+    try:
+        with pytest.raises(RuntimeError, match="stopped before Future completed"):
+            loop.run_until_complete(task)
+        state = registry.get(loop)
+        assert state is not None
+        [exiting] = registry.batches_of(state)  # the manager's, its one item releasing
+        taken = registry.take_all(state)  # the store holds nothing more
+        assert taken.items == []
+        with pytest.warns(ForcedReleaseWarning, match="'cut'"):
+            release_on_loop(loop, state, taken, why="a test ends it")
+        assert (ended, forced) == (["cut"], ["cut"])  # stopped, then forced
+        assert [item.status for item in exiting.items] == [SETTLED]
+        assert registry.batches_of(state) == []
+    finally:
+        abandon_task(task)  # the manager's exit, still waiting on its release: never resumed
+        loop.close()
+    s = stats()
+    assert (s.forced_releases, s.graceful_releases, s.resources_live) == (1, 0, {})
+    _books_balance()
