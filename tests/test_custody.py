@@ -1089,3 +1089,46 @@ def test_release_on_loop_settles_everything_even_with_nothing_left_to_release() 
     s = stats()
     assert (s.forced_releases, s.graceful_releases, s.resources_live) == (1, 0, {})
     _books_balance()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "uncancel"), reason="Task.uncancel is 3.11+")
+def test_a_cancellation_from_outside_as_a_manager_exit_s_release_is_given_up_on_goes_on() -> None:
+    """In a manager's exit (the user's task), a release is given up on at its bound; the user
+    cancelling the task at that very moment (an ``asyncio.timeout`` that expires then) is not
+    undone with the deadline's own cancellation: it reaches the user at once, and the release
+    not begun stays in custody, released at the loop's end."""
+    resourceloop.configure(release_timeout=0.05)
+    tasks: list[asyncio.Task[Any]] = []
+    events: list[str] = []
+
+    async def stubborn(res: str) -> None:
+        tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # ignores the deadline's cancellation; closing it ends it
+
+    def force(res: str) -> None:
+        events.append(f"forced {res}")
+        tasks[0].cancel()  # from outside, while the release is being given up on
+
+    older = ResourceTemplate(
+        lambda: "older", lambda r: events.append(f"released {r}"), name="older"
+    )
+    stuck = ResourceTemplate(lambda: "stuck", stubborn, name="stuck", force_release_func=force)
+
+    async def main() -> None:
+        try:
+            async with resource_manager():
+                await older.acquire()
+                await stuck.acquire()
+        except asyncio.CancelledError:
+            events.append("exit cancelled")
+
+    with pytest.warns(ReleaseTimeoutWarning, match="'stuck'"):
+        asyncio.run(main())
+    assert events == ["forced stuck", "exit cancelled", "released older"]
+    s = stats()
+    assert (s.forced_releases, s.release_timeouts, s.graceful_releases) == (1, 1, 1)
+    _books_balance()
