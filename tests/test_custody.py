@@ -1045,7 +1045,8 @@ def test_a_cancellation_from_outside_as_a_relayed_release_is_given_up_on_goes_on
 def test_release_on_loop_settles_everything_even_with_nothing_left_to_release() -> None:
     """``release_on_loop`` forces whatever it does not release before it returns, even when
     nothing is left to release gracefully: here only the batch of a manager exit cut short
-    mid-release (the loop stopped under it), whose release it stops, then forces."""
+    mid-release (the loop stopped under it), whose release it stops, then forces. The exit,
+    cancelled afterwards, ends cancelled: a release stopped by another owner is no failure."""
     from resourceloop._force import abandon_task
     from resourceloop._loop_run import release_on_loop
 
@@ -1083,8 +1084,13 @@ def test_release_on_loop_settles_everything_even_with_nothing_left_to_release() 
         assert (ended, forced) == (["cut"], ["cut"])  # stopped, then forced
         assert [item.status for item in exiting.items] == [SETTLED]
         assert registry.batches_of(state) == []
+        # The manager's exit, still waiting on the release another owner stopped, cancelled:
+        # it ends cancelled, with no failure of that release ("cannot reuse ... coroutine").
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(task)
     finally:
-        abandon_task(task)  # the manager's exit, still waiting on its release: never resumed
+        abandon_task(task)  # if the test failed before it ended
         loop.close()
     s = stats()
     assert (s.forced_releases, s.graceful_releases, s.resources_live) == (1, 0, {})
