@@ -414,8 +414,10 @@ def test_ctrl_c_as_the_close_hook_creates_its_task_leaves_nothing_pending(
 
 
 def test_keyboard_interrupt_in_manager_exit_forces_the_rest() -> None:
-    """A sync release raising KeyboardInterrupt: later resources are forced, none vanish."""
+    """A sync release raising KeyboardInterrupt: later resources are forced, none vanish, and
+    before the interrupt leaves the manager's exit (not at the loop's end)."""
     forced: list[Any] = []
+    when_it_left: list[tuple[int, int]] = []
 
     def interrupt(res: Any) -> None:
         raise KeyboardInterrupt
@@ -424,15 +426,22 @@ def test_keyboard_interrupt_in_manager_exit_forces_the_rest() -> None:
     newer = ResourceTemplate(object, interrupt, name="newer", force_release_func=forced.append)
 
     async def main() -> None:
-        async with resource_manager():
-            pass
+        try:
+            async with resource_manager():
+                pass
+        except KeyboardInterrupt:
+            s = stats()
+            when_it_left.append((s.forced_releases, s.graceful_releases))
+            raise
 
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(main())
+    assert when_it_left == [(2, 0)]
     s = stats()
     assert s.resources_live == {}
     assert s.acquisitions == 2
     assert len(forced) == 2  # the interrupted one and the one after it
+    assert (s.forced_releases, s.graceful_releases) == (2, 0)
     del older, newer
     _books_balance()
 
