@@ -165,6 +165,11 @@ EQUIVALENT: dict[str, str] = {
         "closing it again (stop_release, on the path that re-raises) does nothing, and on the "
         "failure path the settled item's is never read again (memory)"
     ),
+    **dict.fromkeys(
+        ["_release:216:Sub -> Add", "_release:220:Sub -> Add"],
+        "warn_if_blocking() is then called after every release function, and makes the same "
+        "test itself (time since started > release_timeout) before it warns: one more call",
+    ),
     "_release:405:delete statement": (
         "_Deadline without __slots__: memory only (every attribute is set in __init__)"
     ),
