@@ -32,6 +32,7 @@ from resourceloop import (
     resource_manager,
     stats,
 )
+from resourceloop._compat import ExceptionGroup
 from resourceloop._force import force_batch
 from resourceloop._registry import registry
 from resourceloop._release import release_batch
@@ -653,6 +654,63 @@ def test_blocking_sync_release_is_reported() -> None:
 
     with pytest.warns(BlockingReleaseWarning, match=r"'blocker'.*blocked its thread for 0\.1"):
         asyncio.run(main())
+
+
+def test_blocking_sync_release_that_then_fails_is_reported_and_counted() -> None:
+    """A sync release that blocks past release_timeout and then raises: both are told (the
+    warning names how long it blocked; the failure reaches the manager's exit)."""
+    resourceloop.configure(release_timeout=0.05)
+
+    def block_then_fail(resource: object) -> None:
+        time.sleep(0.1)
+        raise Fault("failed after blocking")
+
+    template = ResourceTemplate(object, block_then_fail, name="blocker")
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+
+    with (
+        pytest.warns(BlockingReleaseWarning, match=r"'blocker'.*blocked its thread for 0\.1"),
+        pytest.raises(ExceptionGroup) as raised,
+    ):
+        asyncio.run(main())
+    assert [type(e) for e in raised.value.exceptions] == [Fault]
+    assert stats().release_failures == 1
+    _books_balance()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "cancelling"), reason="3.10 cannot tell (3.11+)")
+@pytest.mark.parametrize("suspended", [False, True], ids=["at-once", "after-suspending"])
+def test_a_release_that_ends_cancelled_on_its_own_is_a_failure_caused_by_it(
+    suspended: bool,
+) -> None:
+    """A release whose own await ends cancelled (nobody cancelled the task) is a failure, and
+    the error the manager's exit raises has that CancelledError as its cause."""
+
+    async def ends_cancelled(resource: object) -> None:
+        if suspended:
+            await asyncio.sleep(0)
+        cancelled = asyncio.get_running_loop().create_future()
+        cancelled.cancel()
+        await cancelled
+
+    template = ResourceTemplate(object, ends_cancelled, name="ends-cancelled")
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+
+    with pytest.raises(ExceptionGroup) as raised:
+        asyncio.run(main())
+    [error] = raised.value.exceptions
+    assert isinstance(error, RuntimeError)
+    assert str(error) == "the release of 'ends-cancelled' was cancelled"
+    assert isinstance(error.__cause__, asyncio.CancelledError)
+    s = stats()
+    assert (s.release_failures, s.forced_releases, s.resources_live) == (1, 0, {})
+    _books_balance()
 
 
 def test_blocking_force_release_is_reported(
