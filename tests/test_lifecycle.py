@@ -131,6 +131,40 @@ def test_ctrl_c_in_asyncio_run_s_release_pass_forces_the_rest_at_once(
     assert snap.loops_tracked == 0
 
 
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("owner_set", [True, False], ids=["after-taking", "before-taking"])
+def test_ctrl_c_as_the_loop_s_end_begins_still_settles_everything(
+    monkeypatch: pytest.MonkeyPatch, owner_set: bool
+) -> None:
+    """A Ctrl-C landing just as the close hook's end of the loop begins, as ``begin_end``
+    returns (the resources taken, the end ours) or just before it: the loop still closes,
+    what was taken is forced, the loop is untracked, and the interrupt is what propagates."""
+    from resourceloop._registry import registry
+
+    begin_end = registry.begin_end
+
+    def interrupted(state: Any, *, ender: Any) -> Any:
+        if owner_set:
+            begin_end(state, ender=ender)
+        raise KeyboardInterrupt
+
+    forced: list[object] = []
+    template = ResourceTemplate(object, name="held", force_release_func=forced.append)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(template.acquire())
+    monkeypatch.setattr(registry, "begin_end", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        loop.close()
+    monkeypatch.undo()
+    assert loop.is_closed()
+    if not owner_set:  # nothing was taken: the resource is still the loop's, for the reaper
+        resourceloop.reap()
+    assert len(forced) == 1
+    snap = resourceloop.stats()
+    assert (snap.forced_releases, snap.graceful_releases, snap.loops_tracked) == (1, 0, 0)
+    assert _books_balance()
+
+
 # -- case 3: fork while other threads hold the registry's lock ---------------------------------
 
 
