@@ -182,6 +182,12 @@ EQUIVALENT: dict[str, str] = {
         "setting -1 again changes nothing (no fd to write to; the next set_wakeup_fd() sets "
         "warn_on_full_buffer anew)"
     ),
+    # -- _state --
+    "_state:193:False -> True": (
+        "Items are only iterated, never compared, hashed or put in a set: eq=True (and the "
+        "__hash__ = None it brings) changes nothing"
+    ),
+    "_state:193:True -> False": "slots=False on Item: memory only",
     # -- _closehook and _reaper (reviewed at ca6802b, checked again at f05b541) --
     "_closehook:53:delete statement": "_closehook never uses its logger",
     "_reaper:291:or -> and": (
