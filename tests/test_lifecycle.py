@@ -165,6 +165,51 @@ def test_ctrl_c_as_the_loop_s_end_begins_still_settles_everything(
     assert _books_balance()
 
 
+def test_a_thread_that_waited_for_the_guard_leaves_it_free() -> None:
+    """``wait_for_guard``: a thread that waits while another runs the loop to end it (the owner
+    calling ``close()`` while the reaper runs it) takes the guard only to know the run is over,
+    and leaves it free, for the next run (a later reaper pass, the exit handler)."""
+    from resourceloop._lifecycle import wait_for_guard
+    from resourceloop._registry import registry
+
+    resourceloop.configure(release_timeout=0.1)  # bounds the wait, should the guard stay taken
+    template = ResourceTemplate(object, name="guarded")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(template.acquire())
+    state = registry.get(loop)
+    assert state is not None
+    real = state.guard
+    waiting = threading.Event()
+
+    class Guard:
+        """The real lock, which says when a waiter starts to wait for it."""
+
+        def locked(self) -> bool:
+            return real.locked()
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            waiting.set()
+            return real.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            real.release()
+
+    state.guard = Guard()  # type: ignore[assignment]
+    try:
+        real.acquire()  # another thread's run of the loop, under way
+        waiter = threading.Thread(target=wait_for_guard, args=(state,))
+        waiter.start()
+        assert waiting.wait(30)
+        real.release()  # that run is over
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert not real.locked()
+    finally:
+        state.guard = real
+        loop.close()
+    assert resourceloop.stats().loops_tracked == 0
+
+
 # -- case 3: fork while other threads hold the registry's lock ---------------------------------
 
 
