@@ -188,6 +188,12 @@ EQUIVALENT: dict[str, str] = {
         "__hash__ = None it brings) changes nothing"
     ),
     "_state:193:True -> False": "slots=False on Item: memory only",
+    # -- _lifecycle --
+    **dict.fromkeys(
+        ["_lifecycle:159:True -> False", "_lifecycle:159:return None"],
+        "_Token.done() is never called: take_over() returns first for a token, whose "
+        "get_loop() is None, never the loop being closed",
+    ),
     # -- _closehook and _reaper (reviewed at ca6802b, checked again at f05b541) --
     "_closehook:53:delete statement": "_closehook never uses its logger",
     "_reaper:291:or -> and": (
