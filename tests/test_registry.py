@@ -632,6 +632,18 @@ def test_templates_in_creation_order_and_weakly(reg: Registry) -> None:
     assert reg.templates() == [first, third]
 
 
+def test_dropped_templates_are_forgotten_not_kept_as_dead_references(reg: Registry) -> None:
+    """A program that makes and drops templates (one per request, say) does not grow the
+    registry: the dead references go once templates() sees them."""
+    kept = Template()
+    reg.add_template(kept)
+    for _ in range(100):
+        reg.add_template(Template())  # dropped at once
+    gc.collect()
+    assert reg.templates() == [kept]
+    assert len(reg._templates) == 1
+
+
 def test_forget_after_fork_keeps_templates_and_forgets_the_rest(
     reg: Registry, loops: list[asyncio.AbstractEventLoop]
 ) -> None:
