@@ -146,6 +146,9 @@ EQUIVALENT: dict[str, str] = {
         "alive"
     ),
     "_registry:383:return None": ("None is falsy too; both callers use the answer as a condition"),
+    "_registry:364:return None": (
+        "None is falsy too; the one caller that reads set_managed()'s answer negates it"
+    ),
     # -- _release --
     "_release:83:return None": "None is falsy too; both callers use the answer as a condition",
     "_release:165:delete statement": "_Suspended without __slots__: memory only",
