@@ -191,6 +191,12 @@ EQUIVALENT: dict[str, str] = {
         "__hash__ = None it brings) changes nothing"
     ),
     "_state:193:True -> False": "slots=False on Item: memory only",
+    # -- _force --
+    **dict.fromkeys(
+        ["_force:238:and -> or", "_force:238:or -> and"],
+        "chooses the wording of the forced-release warning (whether it advises "
+        "force_release_func=)",
+    ),
     # -- _lifecycle --
     **dict.fromkeys(
         ["_lifecycle:159:True -> False", "_lifecycle:159:return None"],
