@@ -62,19 +62,19 @@ Followed up after (3), on the same sampled mutants: ``_lifecycle`` 68 and 217 an
 364 and ``_force`` 238 were reviewed equivalent (below). Counted that way: ``_state`` 11/11,
 ``_lifecycle`` 10/11, ``_registry`` 9/10, ``_force`` 2/2 of 3; not one sampled run.
 
-Survivors, left as they are: ``_release`` 359 (the cancellation that reaches the relayed
-wait's proxy in the very iteration its future completes, kept to be thrown once the future is
-done, as ``Task`` does: no test makes both land in one iteration yet), ``_loop_run`` 123
-(``1 -> 2`` in the ``fd == -1`` guard of ``wake_on_signals``: a loop without a self-pipe then calls ``set_wakeup_fd(-1)`` and puts the
-program's own fd back at once; off the main thread that raises ValueError, caught; uvloop,
-the usual such loop, sets the program's fd back itself around its run. What is left is the
-instant between the two calls, and ``warn_on_full_buffer`` of a program's own fd reset to
-True, which the self-pipe path already does: no deterministic test), ``_lifecycle`` 73
-(``take_over`` from a loop-less ``end_loop``, the async-generator watcher finalized off its
-loop, racing an end in progress on another thread: not made deterministic),
-``_registry`` 339 (``drain_collected`` then skips the states whose loop is gone while still
-tracked, which only an interrupt cutting the weak-reference callback short leaves: no
-deterministic test written).
+Survivors, left as they are: ``_release`` 359 (the cancellation that reaches the relayed wait's
+proxy in the very iteration its future completes, kept to be thrown once the future is done, as
+``Task`` does: no test makes both land in one iteration yet), ``_loop_run`` 123 (``1 -> 2`` in
+the ``fd == -1`` guard of ``wake_on_signals``: a loop without a self-pipe then calls
+``set_wakeup_fd(-1)`` and puts the program's own fd back at once; off the main thread that
+raises ValueError, caught; uvloop, the usual such loop, sets the program's fd back itself
+around its run. What is left is the instant between the two calls, and ``warn_on_full_buffer``
+of a program's own fd reset to True, which the self-pipe path already does: no deterministic
+test), ``_lifecycle`` 73 (``take_over`` from a loop-less ``end_loop``, the async-generator
+watcher finalized off its loop, racing an end in progress on another thread: not made
+deterministic), ``_registry`` 339 (``drain_collected`` then skips the states whose loop is gone
+while still tracked, which only an interrupt cutting the weak-reference callback short leaves:
+no deterministic test written).
 """
 
 from __future__ import annotations
