@@ -272,18 +272,18 @@ def _finish_release(
                     stop_release(item)
                 raise
             except BaseException as thrown:
-                if relay and item.release is None:  # given up on: never resumed again
+                if item.release is None:  # given up on (or stopped): never resumed again
                     raise _GivenUp from None
                 signal = it.throw(thrown)
             else:
-                if relay and item.release is None:
+                if item.release is None:
                     raise _GivenUp
                 signal = it.send(sent)
     except StopIteration:
         pass
     except _GivenUp:
-        # Left for good (``relay``): settled by whoever gave up on it. A cancellation of the
-        # task by others, if any, goes on.
+        # Left for good: settled by whoever gave up on it (the deadline, or another owner that
+        # stopped it). A cancellation of the task by others, if any, goes on.
         if timer.external_cancel():
             raise asyncio.CancelledError from None
         return None
@@ -314,7 +314,7 @@ def _finish_release(
 
 
 class _GivenUp(Exception):
-    """A release given up on while the task waited for it (``relay``): it is left as it is.
+    """A release given up on while the task waited for it: it is left as it is.
 
     ``_relayed`` returns the class itself to say so.
     """

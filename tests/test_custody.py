@@ -32,9 +32,11 @@ from resourceloop import (
     resource_manager,
     stats,
 )
+from resourceloop._compat import ExceptionGroup
 from resourceloop._force import force_batch
 from resourceloop._registry import registry
-from resourceloop._state import SETTLED
+from resourceloop._release import release_batch
+from resourceloop._state import HELD, SETTLED
 from resourceloop.warnings import (
     BlockingReleaseWarning,
     ForcedReleaseWarning,
@@ -382,9 +384,41 @@ def test_ctrl_c_during_close_hook_closes_the_loop_and_settles_all() -> None:
     _books_balance()
 
 
-def test_keyboard_interrupt_in_manager_exit_forces_the_rest() -> None:
-    """A sync release raising KeyboardInterrupt: later resources are forced, none vanish."""
+def test_ctrl_c_as_the_close_hook_creates_its_task_leaves_nothing_pending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """KeyboardInterrupt just as the close hook's task is created, before the hook holds it (a
+    task factory raises it, as a Ctrl-C landing there would): the task never runs, nothing is
+    left never awaited, asyncio has no pending task to report, and everything is forced."""
     forced: list[Any] = []
+    template = ResourceTemplate(object, name="held", force_release_func=forced.append)
+    created: list[str] = []
+
+    def interrupted_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        asyncio.Task(coro, loop=loop, **kwargs)  # made, and scheduled on the loop
+        created.append(type(coro).__name__)
+        raise KeyboardInterrupt
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(template.acquire())
+    loop.set_task_factory(interrupted_factory)
+    with pytest.raises(KeyboardInterrupt):
+        loop.close()
+    assert loop.is_closed()
+    gc.collect()  # the task, if anything still held it
+    assert created == ["Abandonable"]
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert len(forced) == 1
+    s = stats()
+    assert (s.forced_releases, s.graceful_releases, s.loops_tracked) == (1, 0, 0)
+    _books_balance()
+
+
+def test_keyboard_interrupt_in_manager_exit_forces_the_rest() -> None:
+    """A sync release raising KeyboardInterrupt: later resources are forced, none vanish, and
+    before the interrupt leaves the manager's exit (not at the loop's end)."""
+    forced: list[Any] = []
+    when_it_left: list[tuple[int, int]] = []
 
     def interrupt(res: Any) -> None:
         raise KeyboardInterrupt
@@ -393,15 +427,22 @@ def test_keyboard_interrupt_in_manager_exit_forces_the_rest() -> None:
     newer = ResourceTemplate(object, interrupt, name="newer", force_release_func=forced.append)
 
     async def main() -> None:
-        async with resource_manager():
-            pass
+        try:
+            async with resource_manager():
+                pass
+        except KeyboardInterrupt:
+            s = stats()
+            when_it_left.append((s.forced_releases, s.graceful_releases))
+            raise
 
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(main())
+    assert when_it_left == [(2, 0)]
     s = stats()
     assert s.resources_live == {}
     assert s.acquisitions == 2
     assert len(forced) == 2  # the interrupted one and the one after it
+    assert (s.forced_releases, s.graceful_releases) == (2, 0)
     del older, newer
     _books_balance()
 
@@ -613,6 +654,63 @@ def test_blocking_sync_release_is_reported() -> None:
 
     with pytest.warns(BlockingReleaseWarning, match=r"'blocker'.*blocked its thread for 0\.1"):
         asyncio.run(main())
+
+
+def test_blocking_sync_release_that_then_fails_is_reported_and_counted() -> None:
+    """A sync release that blocks past release_timeout and then raises: both are told (the
+    warning names how long it blocked; the failure reaches the manager's exit)."""
+    resourceloop.configure(release_timeout=0.05)
+
+    def block_then_fail(resource: object) -> None:
+        time.sleep(0.1)
+        raise Fault("failed after blocking")
+
+    template = ResourceTemplate(object, block_then_fail, name="blocker")
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+
+    with (
+        pytest.warns(BlockingReleaseWarning, match=r"'blocker'.*blocked its thread for 0\.1"),
+        pytest.raises(ExceptionGroup) as raised,
+    ):
+        asyncio.run(main())
+    assert [type(e) for e in raised.value.exceptions] == [Fault]
+    assert stats().release_failures == 1
+    _books_balance()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "cancelling"), reason="3.10 cannot tell (3.11+)")
+@pytest.mark.parametrize("suspended", [False, True], ids=["at-once", "after-suspending"])
+def test_a_release_that_ends_cancelled_on_its_own_is_a_failure_caused_by_it(
+    suspended: bool,
+) -> None:
+    """A release whose own await ends cancelled (nobody cancelled the task) is a failure, and
+    the error the manager's exit raises has that CancelledError as its cause."""
+
+    async def ends_cancelled(resource: object) -> None:
+        if suspended:
+            await asyncio.sleep(0)
+        cancelled = asyncio.get_running_loop().create_future()
+        cancelled.cancel()
+        await cancelled
+
+    template = ResourceTemplate(object, ends_cancelled, name="ends-cancelled")
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+
+    with pytest.raises(ExceptionGroup) as raised:
+        asyncio.run(main())
+    [error] = raised.value.exceptions
+    assert isinstance(error, RuntimeError)
+    assert str(error) == "the release of 'ends-cancelled' was cancelled"
+    assert isinstance(error.__cause__, asyncio.CancelledError)
+    s = stats()
+    assert (s.release_failures, s.forced_releases, s.resources_live) == (1, 0, {})
+    _books_balance()
 
 
 def test_blocking_force_release_is_reported(
@@ -954,3 +1052,156 @@ def test_owner_run_until_complete_waits_for_the_reaper_instead_of_failing() -> N
         assert released == ["graceful"]
     finally:
         loop.close()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "uncancel"), reason="Task.uncancel is 3.11+")
+def test_a_cancellation_from_outside_as_a_relayed_release_is_given_up_on_goes_on() -> None:
+    """At a loop's end in a task not ours (``relay``), a release is given up on at its bound;
+    someone else cancelling the task at that very moment is not undone with the deadline's own
+    cancellation: it propagates at once, and the release not begun stays in custody."""
+    resourceloop.configure(release_timeout=0.05)
+    tasks: list[asyncio.Task[Any]] = []
+    released: list[str] = []
+
+    async def stubborn(res: str) -> None:
+        tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # ignores the deadline's cancellation; closing it ends it
+
+    def force(res: str) -> None:
+        released.append(f"forced {res}")
+        tasks[0].cancel()  # from outside, while the release is being given up on
+
+    older = ResourceTemplate(lambda: "older", released.append, name="older")
+    stuck = ResourceTemplate(lambda: "stuck", stubborn, name="stuck", force_release_func=force)
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def hold() -> None:
+            await older.acquire()
+            await stuck.acquire()
+
+        loop.run_until_complete(hold())
+        state = registry.get(loop)
+        assert state is not None
+        batch = registry.take_all(state)
+        task = loop.create_task(release_batch(batch, relay=True))
+        with (
+            pytest.warns(ReleaseTimeoutWarning, match="'stuck'"),
+            pytest.raises(asyncio.CancelledError),
+        ):
+            loop.run_until_complete(task)
+        assert task.cancelled()
+        assert released == ["forced stuck"]  # the older one was not begun
+        assert [(i.spec.name, i.status) for i in batch.items] == [
+            ("stuck", SETTLED),
+            ("older", HELD),
+        ]
+        with pytest.warns(ForcedReleaseWarning, match="'older'"):
+            force_batch(batch, why="a test forces what the cancelled task left")
+    finally:
+        loop.close()
+    s = stats()
+    assert (s.forced_releases, s.release_timeouts, s.graceful_releases) == (2, 1, 0)
+    _books_balance()
+
+
+def test_release_on_loop_settles_everything_even_with_nothing_left_to_release() -> None:
+    """``release_on_loop`` forces whatever it does not release before it returns, even when
+    nothing is left to release gracefully: here only the batch of a manager exit cut short
+    mid-release (the loop stopped under it), whose release it stops, then forces. The exit,
+    cancelled afterwards, ends cancelled: a release stopped by another owner is no failure."""
+    from resourceloop._force import abandon_task
+    from resourceloop._loop_run import release_on_loop
+
+    forced: list[str] = []
+    ended: list[str] = []
+
+    async def stops_the_loop(res: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.stop()
+            await loop.create_future()  # never completed
+        finally:
+            ended.append(res)
+
+    template = ResourceTemplate(
+        lambda: "cut", stops_the_loop, name="cut", force_release_func=forced.append
+    )
+
+    async def main() -> None:
+        async with resource_manager():
+            await template.acquire()
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(main())
+    try:
+        with pytest.raises(RuntimeError, match="stopped before Future completed"):
+            loop.run_until_complete(task)
+        state = registry.get(loop)
+        assert state is not None
+        [exiting] = registry.batches_of(state)  # the manager's, its one item releasing
+        taken = registry.take_all(state)  # the store holds nothing more
+        assert taken.items == []
+        with pytest.warns(ForcedReleaseWarning, match="'cut'"):
+            release_on_loop(loop, state, taken, why="a test ends it")
+        assert (ended, forced) == (["cut"], ["cut"])  # stopped, then forced
+        assert [item.status for item in exiting.items] == [SETTLED]
+        assert registry.batches_of(state) == []
+        # The manager's exit, still waiting on the release another owner stopped, cancelled:
+        # it ends cancelled, with no failure of that release ("cannot reuse ... coroutine").
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(task)
+    finally:
+        abandon_task(task)  # if the test failed before it ended
+        loop.close()
+    s = stats()
+    assert (s.forced_releases, s.graceful_releases, s.resources_live) == (1, 0, {})
+    _books_balance()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "uncancel"), reason="Task.uncancel is 3.11+")
+def test_a_cancellation_from_outside_as_a_manager_exit_s_release_is_given_up_on_goes_on() -> None:
+    """In a manager's exit (the user's task), a release is given up on at its bound; the user
+    cancelling the task at that very moment (an ``asyncio.timeout`` that expires then) is not
+    undone with the deadline's own cancellation: it reaches the user at once, and the release
+    not begun stays in custody, released at the loop's end."""
+    resourceloop.configure(release_timeout=0.05)
+    tasks: list[asyncio.Task[Any]] = []
+    events: list[str] = []
+
+    async def stubborn(res: str) -> None:
+        tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # ignores the deadline's cancellation; closing it ends it
+
+    def force(res: str) -> None:
+        events.append(f"forced {res}")
+        tasks[0].cancel()  # from outside, while the release is being given up on
+
+    older = ResourceTemplate(
+        lambda: "older", lambda r: events.append(f"released {r}"), name="older"
+    )
+    stuck = ResourceTemplate(lambda: "stuck", stubborn, name="stuck", force_release_func=force)
+
+    async def main() -> None:
+        try:
+            async with resource_manager():
+                await older.acquire()
+                await stuck.acquire()
+        except asyncio.CancelledError:
+            events.append("exit cancelled")
+
+    with pytest.warns(ReleaseTimeoutWarning, match="'stuck'"):
+        asyncio.run(main())
+    assert events == ["forced stuck", "exit cancelled", "released older"]
+    s = stats()
+    assert (s.forced_releases, s.release_timeouts, s.graceful_releases) == (1, 1, 1)
+    _books_balance()

@@ -90,6 +90,7 @@ def test_ctrl_c_in_asyncio_run_s_release_pass_forces_the_rest_at_once(
             await asyncio.sleep(3600)
         finally:
             running.remove(name)
+            events.append(("end", name))
 
     def force(name: str) -> None:
         events.append(("force", name))
@@ -116,12 +117,97 @@ def test_ctrl_c_in_asyncio_run_s_release_pass_forces_the_rest_at_once(
             asyncio.run(main())
     finally:
         kicker.join()
-    # The newest is released first; it is cut short, and neither is released a second time.
-    assert events == [("start", "second"), ("force", "second"), ("force", "first")]
+    # The newest is released first; it is cut short (stopped, so its own cleanup runs before
+    # it is forced), and neither is released a second time.
+    assert events == [
+        ("start", "second"),
+        ("end", "second"),
+        ("force", "second"),
+        ("force", "first"),
+    ]
     snap = resourceloop.stats()
     assert (snap.acquisitions, snap.graceful_releases, snap.forced_releases) == (2, 0, 2)
     assert snap.resources_live == {}
     assert snap.loops_tracked == 0
+
+
+@pytest.mark.usefixtures("quiet")
+@pytest.mark.parametrize("owner_set", [True, False], ids=["after-taking", "before-taking"])
+def test_ctrl_c_as_the_loop_s_end_begins_still_settles_everything(
+    monkeypatch: pytest.MonkeyPatch, owner_set: bool
+) -> None:
+    """A Ctrl-C landing just as the close hook's end of the loop begins, as ``begin_end``
+    returns (the resources taken, the end ours) or just before it: the loop still closes,
+    what was taken is forced, the loop is untracked, and the interrupt is what propagates."""
+    from resourceloop._registry import registry
+
+    begin_end = registry.begin_end
+
+    def interrupted(state: Any, *, ender: Any) -> Any:
+        if owner_set:
+            begin_end(state, ender=ender)
+        raise KeyboardInterrupt
+
+    forced: list[object] = []
+    template = ResourceTemplate(object, name="held", force_release_func=forced.append)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(template.acquire())
+    monkeypatch.setattr(registry, "begin_end", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        loop.close()
+    monkeypatch.undo()
+    assert loop.is_closed()
+    if not owner_set:  # nothing was taken: the resource is still the loop's, for the reaper
+        resourceloop.reap()
+    assert len(forced) == 1
+    snap = resourceloop.stats()
+    assert (snap.forced_releases, snap.graceful_releases, snap.loops_tracked) == (1, 0, 0)
+    assert _books_balance()
+
+
+def test_a_thread_that_waited_for_the_guard_leaves_it_free() -> None:
+    """``wait_for_guard``: a thread that waits while another runs the loop to end it (the owner
+    calling ``close()`` while the reaper runs it) takes the guard only to know the run is over,
+    and leaves it free, for the next run (a later reaper pass, the exit handler)."""
+    from resourceloop._lifecycle import wait_for_guard
+    from resourceloop._registry import registry
+
+    resourceloop.configure(release_timeout=0.1)  # bounds the wait, should the guard stay taken
+    template = ResourceTemplate(object, name="guarded")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(template.acquire())
+    state = registry.get(loop)
+    assert state is not None
+    real = state.guard
+    waiting = threading.Event()
+
+    class Guard:
+        """The real lock, which says when a waiter starts to wait for it."""
+
+        def locked(self) -> bool:
+            return real.locked()
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            waiting.set()
+            return real.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            real.release()
+
+    state.guard = Guard()  # type: ignore[assignment]
+    try:
+        real.acquire()  # another thread's run of the loop, under way
+        waiter = threading.Thread(target=wait_for_guard, args=(state,))
+        waiter.start()
+        assert waiting.wait(30)
+        real.release()  # that run is over
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert not real.locked()
+    finally:
+        state.guard = real
+        loop.close()
+    assert resourceloop.stats().loops_tracked == 0
 
 
 # -- case 3: fork while other threads hold the registry's lock ---------------------------------
@@ -379,8 +465,10 @@ def test_a_release_that_never_lets_go_cannot_hold_a_loop_s_end(
 
 
 @pytest.mark.usefixtures("quiet")
-def test_one_stuck_release_does_not_cost_the_others_their_graceful_release() -> None:
-    """At a loop's end, a stuck release is given up on; the releases after it still run."""
+@pytest.mark.parametrize("how", sorted(_closing_ways()))
+def test_one_stuck_release_does_not_cost_the_others_their_graceful_release(how: str) -> None:
+    """At a loop's end, a stuck release is given up on; the releases after it still run (in
+    the same task at asyncio.run's last pass, in a new one where the close hook runs the loop)."""
     resourceloop.configure(release_timeout=0.2)
     released: list[str] = []
 
@@ -398,10 +486,103 @@ def test_one_stuck_release_does_not_cost_the_others_their_graceful_release() -> 
         for template in (first, stuck, last):
             await template.acquire()
 
-    asyncio.run(main())  # released newest first: last, stuck, first
+    _closing_ways()[how](main)  # released newest first: last, stuck, first
     assert released == ["last", "first"]
     snap = resourceloop.stats()
     assert (snap.graceful_releases, snap.forced_releases, snap.release_timeouts) == (2, 1, 1)
+
+
+@pytest.mark.usefixtures("quiet")
+def test_past_its_bound_the_close_hook_starts_nothing_more_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The close hook runs the loop for ``release_bound`` at most: a stuck release given up on
+    just as that bound passes leaves the others to be forced, with no task started for them."""
+    from resourceloop import _loop_run
+
+    resourceloop.configure(release_timeout=0.2)
+    late = [0.0]
+
+    class Clock:
+        """Time as ``_loop_run`` sees it: the stuck release's forcing moves it past the bound."""
+
+        @staticmethod
+        def monotonic() -> float:
+            return time.monotonic() + late[0]
+
+    monkeypatch.setattr(_loop_run, "time", Clock)
+    forced: list[str] = []
+
+    def force(name: str) -> None:
+        forced.append(name)
+        if name == "stuck":
+            late[0] = 3600.0
+
+    first = ResourceTemplate(lambda: "first", None, name="first", force_release_func=force)
+    stuck = ResourceTemplate(
+        lambda: "stuck", _gather_of_stubborn_children, name="stuck", force_release_func=force
+    )
+    started_late: list[object] = []
+
+    def counting_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        if late[0]:
+            started_late.append(coro)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def main() -> None:
+        for template in (first, stuck):
+            await template.acquire()
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(main())
+    loop.set_task_factory(counting_factory)
+    loop.close()
+    assert forced == ["stuck", "first"]
+    assert started_late == []
+    snap = resourceloop.stats()
+    assert (snap.graceful_releases, snap.forced_releases, snap.release_timeouts) == (0, 2, 1)
+    assert snap.loops_tracked == 0
+
+
+@pytest.mark.usefixtures("quiet")
+def test_a_release_that_cancels_its_own_task_ends_the_close_hook_s_run_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The close hook runs the releases in a task of its own; a release that cancels that task
+    ends it cancelled, and the run ends there and then, with nothing for asyncio to report:
+    the release cut short and the one not begun are forced."""
+    resourceloop.configure(release_timeout=0.2)  # the run's bound: 0.75 s (the watchdog's 10 s)
+    forced: list[str] = []
+
+    async def cancels_its_task(name: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+
+    first = ResourceTemplate(lambda: "first", None, name="first", force_release_func=forced.append)
+    cancels = ResourceTemplate(
+        lambda: "cancels", cancels_its_task, name="cancels", force_release_func=forced.append
+    )
+
+    async def main() -> None:
+        for template in (first, cancels):
+            await template.acquire()
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(main())
+    # Only if the run never ended (the end of the task went unnoticed) does this stop it.
+    watchdog = threading.Timer(10.0, loop.call_soon_threadsafe, args=(loop.stop,))
+    watchdog.start()
+    try:
+        loop.close()
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+    assert forced == ["cancels", "first"]
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    snap = resourceloop.stats()
+    assert (snap.graceful_releases, snap.forced_releases, snap.loops_tracked) == (0, 2, 0)
 
 
 # -- case 6: the await protocol, exactly ----------------------------------------------------------

@@ -499,6 +499,26 @@ def test_discard_if_idle_only_an_open_empty_loop(
     assert other.phase is ENDING
 
 
+def test_discard_if_idle_owns_the_end_before_it_discards(
+    reg: Registry, loops: list[asyncio.AbstractEventLoop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between deciding that a loop is idle and untracking it, the end is already owned
+    (ENDING): a second trigger arriving then (another thread's close, the reaper) is refused,
+    rather than taking the loop's end too."""
+    state, _ = reg.add(_new(loops), "x")
+    second_trigger: list[object] = []
+    discard = reg.discard
+
+    def trigger_then_discard(state: LoopState) -> Any:
+        second_trigger.append(reg.begin_end(state, ender="another trigger"))
+        return discard(state)
+
+    monkeypatch.setattr(reg, "discard", trigger_then_discard)
+    assert reg.discard_if_idle(state)
+    assert second_trigger == [None]
+    assert state.phase is GONE
+
+
 def test_recover_creation_books_once(reg: Registry, loops: list[asyncio.AbstractEventLoop]) -> None:
     """An interrupted creation is stored (OPEN) or taken (ENDING), counted once either way."""
     state, _ = reg.add(_new(loops), "x")
@@ -630,6 +650,18 @@ def test_templates_in_creation_order_and_weakly(reg: Registry) -> None:
     del second
     gc.collect()
     assert reg.templates() == [first, third]
+
+
+def test_dropped_templates_are_forgotten_not_kept_as_dead_references(reg: Registry) -> None:
+    """A program that makes and drops templates (one per request, say) does not grow the
+    registry: the dead references go once templates() sees them."""
+    kept = Template()
+    reg.add_template(kept)
+    for _ in range(100):
+        reg.add_template(Template())  # dropped at once
+    gc.collect()
+    assert reg.templates() == [kept]
+    assert len(reg._templates) == 1
 
 
 def test_forget_after_fork_keeps_templates_and_forgets_the_rest(

@@ -428,3 +428,131 @@ def test_releases_run_in_the_pass_s_own_task_and_see_its_cancellations(
     assert (s.graceful_releases, s.forced_releases, s.release_timeouts) == (2, 0, 0)
     assert (s.loops_tracked, s.resources_live) == (0, {})
     assert _balanced()
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_a_release_given_up_on_is_never_resumed_even_if_it_cannot_be_stopped(
+    run: Callable[[Callable[[], Coroutine[Any, Any, None]]], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A release that never blocks (it spins on ``sleep(0)``) and resists everything, even its
+    closing: at its bound it is forced and left suspended where it is, referenced; the pass's
+    task goes on without ever stepping it again."""
+    from resourceloop._registry import registry
+    from resourceloop.warnings import ReleaseTimeoutWarning
+
+    resourceloop.configure(release_timeout=0.05)
+    forced: list[object] = []
+    resumed_after_forced: list[int] = []
+    let_go: list[bool] = []
+
+    async def resists(resource: object) -> None:
+        while True:
+            try:
+                await asyncio.sleep(0)  # a bare yield: the task is not blocked on a future
+            except BaseException:  # the deadline's cancellation, even its closing
+                if let_go:
+                    raise
+            if forced:
+                resumed_after_forced.append(1)
+                if len(resumed_after_forced) == 3:
+                    return  # (what a broken bound would do: keep running it; not for ever)
+
+    stuck = ResourceTemplate(object, resists, name="resists", force_release_func=forced.append)
+    calm_released: list[object] = []
+    calm = ResourceTemplate(object, calm_released.append, name="calm")
+
+    async def main() -> None:
+        await calm.acquire()  # released after the stuck one (newest first)
+        await stuck.acquire()
+
+    unstoppable = len(registry.unstoppable)
+    with pytest.warns(ReleaseTimeoutWarning, match="'resists'"):
+        run(main)
+    try:
+        assert len(forced) == 1
+        assert resumed_after_forced == []
+        assert len(calm_released) == 1
+        assert "'resists' ignored GeneratorExit" in caplog.text
+        s = stats()
+        assert (s.forced_releases, s.graceful_releases, s.release_timeouts) == (1, 1, 1)
+        assert (s.loops_tracked, s.resources_live) == (0, {})
+        assert _balanced()
+    finally:
+        let_go.append(True)
+        for coro in registry.unstoppable[unstoppable:]:
+            coro.close()  # type: ignore[attr-defined]
+        del registry.unstoppable[unstoppable:]
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_a_release_that_never_blocks_still_sees_the_deadline_and_may_answer_it(
+    run: Callable[[Callable[[], Coroutine[Any, Any, None]]], None],
+) -> None:
+    """A release that only ever yields bare (``sleep(0)``, never blocked on a future) gets the
+    deadline's cancellation thrown in where it is; cleaning up then, within its grace, it is
+    a graceful release, and the pass goes on (no warning, nothing forced)."""
+    resourceloop.configure(release_timeout=0.05)
+    cleaned: list[str] = []
+
+    async def polls(resource: object) -> None:
+        try:
+            while True:
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            cleaned.append("cancelled")  # and returns: the cancellation is answered
+
+    template = ResourceTemplate(object, polls, name="polls", force_release_func=id)
+
+    async def main() -> None:
+        await template.acquire()
+
+    run(main)
+    assert cleaned == ["cancelled"]
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.release_timeouts) == (1, 0, 0)
+    assert (s.loops_tracked, s.resources_live) == (0, {})
+    assert _balanced()
+
+
+def test_a_creation_in_flight_at_the_shutdown_pass_ends_within_it(seen: Seen) -> None:
+    """A creation still running when the shutdown pass starts (a loop ended by hand, its tasks
+    not cancelled first) is cancelled and waited for in the pass; finishing all the same, its
+    resource is released there too, on the loop, before the executor shuts down."""
+    from resourceloop import LoopClosedError
+
+    held = seen.template("held")
+    gate: list[asyncio.Future[None]] = []
+
+    async def create() -> str:
+        gate.append(asyncio.get_running_loop().create_future())
+        try:
+            await gate[-1]
+        except asyncio.CancelledError:
+            pass  # finishes all the same: the resource must still be released
+        return "late"
+
+    late_released: list[bool] = []
+
+    async def release_late(resource: str) -> None:
+        loop = asyncio.get_running_loop()
+        late_released.append(bool(getattr(loop, "_executor_shutdown_called", False)))
+
+    late = ResourceTemplate(create, release_late, name="late")
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(held.acquire())
+        acquiring = loop.create_task(late.acquire())
+        loop.run_until_complete(asyncio.sleep(0))
+        assert gate  # the creation is in flight
+        loop.run_until_complete(loop.shutdown_default_executor())
+        assert gate[0].cancelled()
+        assert acquiring.done()
+        assert isinstance(acquiring.exception(), LoopClosedError)
+        assert late_released == [False]  # in the pass, before the executor shut down
+        assert [shut for _, shut, _ in seen.released] == [False]
+    finally:
+        loop.close()
+    s = stats()
+    assert (s.graceful_releases, s.forced_releases, s.loops_tracked) == (2, 0, 0)
+    assert _balanced()
