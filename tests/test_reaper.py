@@ -19,7 +19,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -322,6 +322,71 @@ def test_abandoned_loop_only_garbage_refers_to_is_closed(
 
 
 @exact_refcounts
+def test_a_pass_collects_each_generation_at_most_once(rec: Recorder) -> None:
+    """Two ended threads' loops that the program still refers to: ``reap()`` collects the
+    young generation once and the old one once for both, not once per loop."""
+    t = rec.template("t")
+    kept = [abandon(t)[0], abandon(t)[0]]  # still referred to: each look says "reachable"
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.disable()  # only the pass's own collections are counted
+    gc.callbacks.append(count)
+    try:
+        reap()
+    finally:
+        gc.callbacks.remove(count)
+        gc.enable()
+    assert sorted(collections) == [1, 2]
+    assert len(rec.graceful) == 2
+    assert not any(loop.is_closed() for loop in kept)  # the program's: left open
+    for loop in kept:
+        loop.close()
+
+
+@exact_refcounts
+def test_a_loop_left_behind_is_closed_with_its_async_generators_finalized(
+    rec: Recorder,
+) -> None:
+    """A loop left behind with an async generator suspended in it (an SDK's stream left half
+    read) is closed by the pass with that generator finalized: its ``finally`` runs on it."""
+    t = rec.template("t")
+    finalized: list[bool] = []
+
+    async def stream() -> AsyncGenerator[int, None]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            finalized.append(asyncio.get_running_loop().is_running())
+
+    async def half_read() -> None:
+        client = await t.acquire()
+        it = stream()
+        await it.__anext__()
+        # The client keeps the stream, as an SDK client keeps an open response: the stream
+        # (whose finalizer hook refers to the loop) is then only the loop's own business.
+        vars(client)["stream"] = it
+
+    left = asyncio.new_event_loop()
+    left.run_until_complete(half_read())
+    del left
+    newest = asyncio.new_event_loop()  # the thread moves on: the left loop is left behind
+    newest.run_until_complete(t.acquire())
+    with pytest.warns(UnclosedLoopWarning):
+        reap()
+    assert finalized == [True]
+    [(r, on_loop, _)] = rec.graceful
+    assert on_loop
+    assert r.loop is not None
+    assert r.loop.is_closed()
+    newest.close()
+
+
+@exact_refcounts
 def test_abandoned_loop_reaped_from_a_running_loop(rec: Recorder) -> None:
     """purge() from a coroutine releases an abandoned loop gracefully, via a helper thread."""
     t = rec.template("t")
@@ -441,6 +506,24 @@ def test_collected_loop_in_an_abandoned_thread(rec: Recorder) -> None:
         reap()
     assert rec.forced_resources == [r]
     assert rec.graceful == []
+
+
+def test_a_collected_loop_whose_callback_was_cut_short_is_still_released(rec: Recorder) -> None:
+    """A loop collected while its weak reference's callback was cut short (an interrupt in the
+    collector) is still found by the next pass, through its state, and released once."""
+    t = rec.template("t", hold_loop=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        probe, r = _abandon(t, asyncio.new_event_loop)
+        _collect()
+    assert probe() is None
+    registry.collected.clear()  # what the callback handed over is lost, as if cut short
+    with pytest.warns(ForcedReleaseWarning):
+        reap()
+    assert rec.forced_resources == [r]
+    assert stats().resources_live == {}
+    reap()
+    assert rec.forced_resources == [r]
 
 
 # -- robustness --------------------------------------------------------------------------------
