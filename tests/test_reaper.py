@@ -494,33 +494,23 @@ def test_collected_loop_is_released_forcefully_by_the_next_pass(rec: Recorder) -
     assert rec.forced_resources == [r]
 
 
-def test_collected_loop_in_an_abandoned_thread(rec: Recorder) -> None:
-    """An abandoned loop collected before any pass is released once, forcefully."""
+@pytest.mark.parametrize("callback_cut_short", [False, True], ids=["callback-ran", "cut-short"])
+def test_collected_loop_in_an_abandoned_thread(rec: Recorder, callback_cut_short: bool) -> None:
+    """An abandoned loop collected before any pass is released once, forcefully; also when its
+    weak reference's callback was cut short (an interrupt in the collector): the next pass
+    then finds it through its state."""
     t = rec.template("t", hold_loop=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         probe, r = _abandon(t, asyncio.new_event_loop)
         _collect()
     assert probe() is None
+    if callback_cut_short:
+        registry.collected.clear()  # what the callback handed over is lost
     with pytest.warns(ForcedReleaseWarning):
         reap()
     assert rec.forced_resources == [r]
     assert rec.graceful == []
-
-
-def test_a_collected_loop_whose_callback_was_cut_short_is_still_released(rec: Recorder) -> None:
-    """A loop collected while its weak reference's callback was cut short (an interrupt in the
-    collector) is still found by the next pass, through its state, and released once."""
-    t = rec.template("t", hold_loop=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        probe, r = _abandon(t, asyncio.new_event_loop)
-        _collect()
-    assert probe() is None
-    registry.collected.clear()  # what the callback handed over is lost, as if cut short
-    with pytest.warns(ForcedReleaseWarning):
-        reap()
-    assert rec.forced_resources == [r]
     assert stats().resources_live == {}
     reap()
     assert rec.forced_resources == [r]
