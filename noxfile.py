@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import nox
@@ -34,6 +35,10 @@ NEWEST = next((v for v in reversed(PYTHONS) if shutil.which(f"python{v}")), None
 PARALLEL = ["-n", "auto", "--dist", "loadgroup"]
 if CI:  # the slowest tests of each session, in its log: where a session's time went
     PARALLEL.append("--durations=15")
+#: Where ``nox -t pythons`` runs the tests marked ``engine`` (real Celery and Dramatiq workers,
+#: about 45 s of each session): their books are Celery's, redis' and PostgreSQL's, the same on
+#: every Python, so the two ends of the range stand for the rest and CI keeps within its time.
+ENGINE_PYTHONS = (PYTHONS[0], PYTHONS[-1])
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 #: uv where it is installed (CI installs it next to nox): it makes a session's environment in
@@ -57,13 +62,14 @@ class _NoUvNoise(logging.Filter):
 logging.getLogger("nox").addFilter(_NoUvNoise())
 
 
-def tests_impl(session: nox.Session, *extra: str) -> None:
+def run_suite(session: nox.Session, *extra: str, pytest_args: Sequence[str] = ()) -> None:
     """Install ``.[test]`` and run pytest in parallel; options after ``--`` go to pytest.
 
-    ``-- -n 0`` runs in one process; later options win over ``PARALLEL``.
+    ``-- -n 0`` runs in one process; later options win over ``PARALLEL`` and ``pytest_args``
+    (``-- -m ""`` runs the ``engine`` tests on any Python).
     """
     session.install("-e", ".[test]", *extra)
-    session.run("python", "-m", "pytest", *PARALLEL, *session.posargs)
+    session.run("python", "-m", "pytest", *PARALLEL, *pytest_args, *session.posargs)
 
 
 # "python3.13", not "3.13": the signature of a session is its name and Python, and ``tests``
@@ -74,7 +80,7 @@ def tests(session: nox.Session) -> None:
 
     ``nox -t pythons`` runs it on every Python from 3.10 to 3.15 instead, as CI does.
     """
-    tests_impl(session)
+    run_suite(session)
 
 
 def _how_to_get(version: str) -> str:
@@ -117,8 +123,10 @@ def _tests_session(version: str) -> None:
     """Register ``tests-<version>``: on the host's interpreter, in the sid root, or a message."""
     on_host = shutil.which(f"python{version}") is not None
 
+    engines = [] if version in ENGINE_PYTHONS else ["-m", "not engine"]
+
     def tests_here(session: nox.Session) -> None:
-        tests_impl(session)
+        run_suite(session, pytest_args=engines)
 
     def tests_elsewhere(session: nox.Session) -> None:
         if version not in SID_PYTHONS:
@@ -137,7 +145,7 @@ def _tests_session(version: str) -> None:
                 "RESOURCELOOP_SID_ROOT to use another"
             )
         script = ["bash", ".ci/newer-pythons.sh", "--python", version]
-        session.run(*script, "--", *PARALLEL, *session.posargs, external=True)
+        session.run(*script, "--", *PARALLEL, *engines, *session.posargs, external=True)
 
     if on_host:
         tests_here.__doc__ = f"Run the test suite on Python {version}."

@@ -398,7 +398,7 @@ def _run_loops(
     return 0.0
 
 
-def _measure(spec: Spec, loops: int, rounds: int) -> None:
+def _measure(spec: Spec, loops: int, rounds: int, warmups: int) -> None:
     template = spec.template()
     spec.samples = {name: {"acquire": [], "first_request": []} for name in (TEMPLATE, *spec.make)}
 
@@ -423,7 +423,7 @@ def _measure(spec: Spec, loops: int, rounds: int) -> None:
         TEMPLATE: lambda: _run_loops(1, template.acquire, spec.first, None, spec.samples[TEMPLATE]),
         **{name: hand(name) for name in spec.make},
     }
-    for _ in range(3):  # warm-up: imports, caches, the first TLS session
+    for _ in range(warmups):  # imports, caches, the first TLS session
         for runner in runners.values():
             runner()
     for values in spec.samples.values():
@@ -465,8 +465,10 @@ def _database_servers() -> Iterator[dict[str, str | None]]:
 
 def case_clients(settings: Settings, data: dict[str, Any]) -> list[Row]:
     """Every contrib client, template against hand-kept; write ``clients.md``."""
-    loops = 5 if settings.quick else 15
-    rounds = 2 if settings.quick else 5
+    # Quick (CI): each client still runs every way, twice; its ratios are not for quoting.
+    loops = 2 if settings.quick else 15
+    rounds = 1 if settings.quick else 5
+    warmups = 1 if settings.quick else 3
     specs: list[Spec] = []
     env = environment()
     with tempfile.TemporaryDirectory(prefix="resourceloop-bench-clients-") as tmp:
@@ -488,9 +490,17 @@ def case_clients(settings: Settings, data: dict[str, Any]) -> list[Row]:
                 specs += _postgres_specs(databases["postgres"])
             for spec in specs:
                 print(f"\n  {spec.client} {spec.transport} ...", end=" ", flush=True)
-                _measure(spec, loops, rounds)
+                _measure(spec, loops, rounds, warmups)
     results = _results(specs)
-    table = markdown(results, env=env, loops=loops, rounds=rounds, quick=settings.quick, cert=maker)
+    table = markdown(
+        results,
+        env=env,
+        loops=loops,
+        rounds=rounds,
+        warmups=warmups,
+        quick=settings.quick,
+        cert=maker,
+    )
     data["clients"] = {"loops": loops, "rounds": rounds, "results": results, "markdown": table}
     print()
     print(table)
@@ -545,6 +555,7 @@ def markdown(
     env: dict[str, Any],
     loops: int,
     rounds: int,
+    warmups: int,
     quick: bool,
     cert: str,
 ) -> str:
@@ -558,8 +569,8 @@ def markdown(
         "- command: `python -m benchmarks --cases clients" + (" --quick`" if quick else "`"),
         "",
         f"Fresh event loops, {loops * rounds} per implementation, one implementation at a time "
-        "in a rotating order (after 3 warm-up loops each and a `gc.collect()` before every "
-        "loop, both untimed); times are medians over all loops, ratios the median of the "
+        f"in a rotating order (after {warmups} warm-up loops each and a `gc.collect()` before "
+        "every loop, both untimed); times are medians over all loops, ratios the median of the "
         "ratios of adjacent loops (the template's loop against the other's next to it). "
         "*acquire*: the first "
         "`await template.acquire()`, or a per-loop dict's get-or-create of the library's client "

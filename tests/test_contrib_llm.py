@@ -486,6 +486,7 @@ def test_force_release_on_a_closed_loop(case: Case, caplog: pytest.LogCaptureFix
 CELERY_TASKS = 12
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("kind", sorted(SDKS))
 def test_celery_tasks_each_running_asyncio_run(
     kind: str, servers: dict[str, tuple[Any, Any]], caplog: pytest.LogCaptureFixture

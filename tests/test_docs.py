@@ -495,6 +495,7 @@ def test_flask_recipe_releases_each_request(api: str, monkeypatch: pytest.Monkey
 # -- Celery and Dramatiq: real in-process workers ------------------------------------------------
 
 
+@pytest.mark.engine
 def test_celery_recipe_in_a_worker(api: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An in-process Celery worker (solo pool, memory broker): four tasks, one session."""
     require("celery")
@@ -531,6 +532,7 @@ def test_celery_recipe_in_a_worker(api: str, monkeypatch: pytest.MonkeyPatch) ->
     assert resourceloop.stats().acquisitions == 1  # one session for the four tasks
 
 
+@pytest.mark.engine
 def test_dramatiq_recipe_in_a_worker(
     api: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

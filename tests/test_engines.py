@@ -48,6 +48,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("mode", ["on_portal", "per_call"])
 def test_celery_prefork_releases_every_session(
     mode: str, redis_url: str, postgres_dsn: str, tmp_path: Path
@@ -261,6 +262,7 @@ def test_uvicorn_django_sync_view_reuses_the_servers_loop(tmp_path: Path) -> Non
 # -- Dramatiq: worker processes on a redis broker -------------------------------------------------
 
 
+@pytest.mark.engine
 def test_dramatiq_worker_processes_release_on_sigterm(redis_url: str, tmp_path: Path) -> None:
     """dramatiq -p 2 -t 2, an actor on the portal: one session per process, released on SIGTERM.
 
@@ -312,6 +314,7 @@ def test_dramatiq_worker_processes_release_on_sigterm(redis_url: str, tmp_path: 
     print(f"\ndramatiq: {TASKS} messages, {len(acquired)} processes, {accepted} connections")
 
 
+@pytest.mark.engine
 def test_celery_prefork_kill_9_of_a_child_abandons_only_its_own(
     redis_url: str, postgres_dsn: str, tmp_path: Path
 ) -> None:

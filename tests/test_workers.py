@@ -240,6 +240,7 @@ def test_a_loop_the_program_keeps_is_left_alone(server: Server) -> None:
         worker.stop()
 
 
+@pytest.mark.engine
 @exact_refcounts
 def test_celery_solo_worker(server: Server) -> None:
     """An in-process Celery worker (solo pool, memory broker), collector on: nothing left open."""
@@ -283,6 +284,7 @@ def test_celery_solo_worker(server: Server) -> None:
     assert _foreign(caught) == []
 
 
+@pytest.mark.engine
 @exact_refcounts
 def test_dramatiq_worker_thread(server: Server) -> None:
     """A Dramatiq worker thread (StubBroker), collector on: nothing left open while it lives."""
