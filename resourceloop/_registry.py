@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -72,13 +71,14 @@ from ._state import (
     _get_attr,
     _set_attr,
     clear_hot,
-    new_state,
 )
 
 __all__ = ["Counters", "Registry", "registry"]
 
 _dict_set: Final = dict.__setitem__
 _new_store: Final = dict.__new__
+_new_state: Final = object.__new__
+_init_state: Final = LoopState.__init__
 _dict_clear: Final = dict.clear
 
 
@@ -135,7 +135,6 @@ class Registry:
         self._newest: weakref.WeakKeyDictionary[threading.Thread, int] = weakref.WeakKeyDictionary()
         self._newest_data: dict[Any, int] = self._newest.data  # type: ignore[attr-defined]
         self.multithreaded = False
-        self.pid = os.getpid()
 
     # -- fork and tests -------------------------------------------------------------------------
 
@@ -216,7 +215,10 @@ class Registry:
             self._serial += 1
             store = _new_store(Store)  # no ``Store.__init__``: ``hot`` is set just below
             store.hot = hot = {}
-            state = new_state(key, thread, self.pid, self._serial, self.generation, store, loop)
+            # ``LoopState(...)`` without ``type.__call__`` and the slot wrapper of ``__init__``,
+            # which pack the arguments into a tuple to call it: about 2,000 instructions.
+            state = _new_state(LoopState)
+            _init_state(state, key, None, thread, self._serial, self.generation, store, loop)
             if origin is not None:
                 state._origin = origin
             # Update the thread's entry in place (its key, with the dict's removal callback,

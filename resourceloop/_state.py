@@ -247,7 +247,6 @@ class LoopState:
         "managed",
         "pending",
         "phase",
-        "pid",
         "remote",
         "serial",
         "shutdown_hooked",
@@ -259,7 +258,6 @@ class LoopState:
 
     loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop]
     thread: threading.Thread
-    pid: int
     #: Order of tracking; a thread's newest loop has its thread's highest serial.
     serial: int
     #: The registry's generation when tracked: a state of an earlier one was forgotten.
@@ -288,12 +286,11 @@ class LoopState:
     #: reaper, the exit handler); the close hook waits on it rather than fail.
     guard: _thread.LockType
 
-    def __init__(  # noqa: PLR0917 - positional, for ``new_state``'s call (see there)
+    def __init__(  # noqa: PLR0917 - positional, for ``Registry.add``'s call (see there)
         self,
         loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop],
         origin: str | None,
         thread: threading.Thread,
-        pid: int,
         serial: int = 0,
         generation: int = 0,
         store: Store | None = None,
@@ -305,7 +302,6 @@ class LoopState:
         self._loop_class = type(loop)
         self._loop_id = id(loop)
         self.thread = thread
-        self.pid = pid
         self.serial = serial
         self.generation = generation
         self.phase = OPEN
@@ -346,28 +342,6 @@ class LoopState:
 
 
 _new_guard: Final = _thread.allocate_lock
-_object_new: Final = object.__new__
-_init_state: Final = LoopState.__init__
-
-
-def new_state(  # noqa: PLR0917 - positional: the cheapest call (see below)
-    loop_ref: weakref.ReferenceType[asyncio.AbstractEventLoop],
-    thread: threading.Thread,
-    pid: int,
-    serial: int,
-    generation: int,
-    store: Store,
-    loop: object,
-) -> LoopState:
-    """``LoopState(loop_ref, None, thread, ...)``, about 2,000 instructions cheaper.
-
-    Calling the class goes through ``type.__call__`` and ``__init__``'s slot wrapper, which
-    packs the arguments into a tuple (and keywords into a dict) to call it; a plain call of
-    ``__init__`` with positional arguments does not. ``Registry.add`` makes one per loop.
-    """
-    state: LoopState = _object_new(LoopState)
-    _init_state(state, loop_ref, None, thread, pid, serial, generation, store, loop)
-    return state
 
 
 class Wakeup:

@@ -94,7 +94,6 @@ def _orphan(reg: Registry, loop: asyncio.AbstractEventLoop, resource: Any) -> Lo
         loop_ref=weakref.ref(loop),
         origin="orphan",
         thread=threading.current_thread(),
-        pid=reg.pid,
         generation=reg.generation,
         store=Store(),
     )
