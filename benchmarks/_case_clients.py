@@ -569,17 +569,17 @@ def markdown(
         "- command: `python -m benchmarks --cases clients" + (" --quick`" if quick else "`"),
         "",
         f"Fresh event loops, {loops * rounds} per implementation, one implementation at a time "
-        f"in a rotating order (after {warmups} warm-up loops each and a `gc.collect()` before "
-        "every loop, both untimed); times are medians over all loops, ratios the median of the "
-        "ratios of adjacent loops (the template's loop against the other's next to it). "
-        "*acquire*: the first "
-        "`await template.acquire()`, or a per-loop dict's get-or-create of the library's client "
-        "with the same arguments (*hand-kept*), or with one SSL context made beforehand and "
-        "passed in (*hand-kept, one context*). *+ request*: the acquisition plus the first "
-        "request (it opens the connection; over HTTPS, the TLS handshake). HTTP clients against "
-        "a local aiohttp server on 127.0.0.1, HTTPS with a self-signed certificate (made with "
-        f"{cert}) that the client is given as `verify=`/`ssl=`; redis-server and PostgreSQL "
-        "plain, on 127.0.0.1. Ratios: the template's time over the other's (lower is better).",
+        f"in a rotating order (after {warmups} warm-up loop{'s' * (warmups != 1)} each and a "
+        "`gc.collect()` before every loop, both untimed); times are medians over all loops, "
+        "ratios the median of the ratios of adjacent loops (the template's loop against the "
+        "other's next to it). *acquire*: the first `await template.acquire()`, or a per-loop "
+        "dict's get-or-create of the library's client with the same arguments (*hand-kept*), "
+        "or with one SSL context made beforehand and passed in (*hand-kept, one context*). *+ "
+        "request*: the acquisition plus the first request (it opens the connection; over "
+        "HTTPS, the TLS handshake). HTTP clients against a local aiohttp server on 127.0.0.1, "
+        f"HTTPS with a self-signed certificate (made with {cert}) that the client is given as "
+        "`verify=`/`ssl=`; redis-server and PostgreSQL plain, on 127.0.0.1. Ratios: the "
+        "template's time over the other's (lower is better).",
         "",
         "| client | transport | template acquire ms | hand-kept acquire ms | one-context acquire "
         "ms | acquire vs hand-kept | acquire vs one context | template + request ms | "
