@@ -86,13 +86,21 @@ def _is_open(state: LoopState) -> bool:
     return state.phase is OPEN
 
 
-def _closed_of(states: list[LoopState]) -> list[LoopState]:
-    """The OPEN states among ``states`` whose loop is closed; no loop outlives the call."""
-    return [
-        state
-        for state in states
-        if state.phase is OPEN and (loop := state.loop_ref()) is not None and loop.is_closed()
-    ]
+def _look(states: list[LoopState]) -> tuple[list[LoopState], list[LoopState]]:
+    """The OPEN states among ``states`` whose loop is closed, and those whose loop is gone.
+
+    One look at each, in one loop over them; no loop outlives the call.
+    """
+    closed: list[LoopState] = []
+    gone: list[LoopState] = []
+    for state in states:
+        if state.phase is OPEN:
+            loop = state.loop_ref()
+            if loop is None:
+                gone.append(state)
+            elif loop.is_closed():
+                closed.append(state)
+    return closed, gone
 
 
 def _close_ours(loop: asyncio.AbstractEventLoop) -> None:
@@ -261,10 +269,13 @@ class Reaper:
         self._moved_on(moved)
         if ended:
             self._ended(ended)
-        if full or not (_config._current or _config.current()).close_hook:
-            self._closed_scan(registry.states(), full=full)
+        gone = None
+        if full:
+            gone = self._full_scan(registry.tracked())
+        elif not (_config._current or _config.current()).close_hook:
+            self._unhooked_scan(registry.states())
         elif self._unhooked:
-            self._closed_scan(list(self._unhooked), full=False)
+            self._unhooked_scan(list(self._unhooked))
         if self._orphans:
             for state in list(self._orphans):
                 self._orphan(state, thorough)
@@ -273,7 +284,7 @@ class Reaper:
             for state in due:
                 if state in self._behind and state not in self._orphans:
                     self._left(state, thorough)
-        for state, batch in registry.drain_collected(lost=full):
+        for state, batch in registry.drain_collected(lost=full, among=gone):
             end_collected(state, batch)
 
     # -- what changed -------------------------------------------------------------------------
@@ -288,7 +299,7 @@ class Reaper:
             self._seen = state.serial
             if state.phase is not OPEN:
                 continue
-            if state.hook != "close":  # maybe not yet installed: ``_closed_scan`` looks again
+            if state.hook != "close":  # maybe not yet installed: ``_unhooked_scan`` looks again
                 self._unhooked.add(state)
             previous = self._newest.get(state.thread)
             self._newest[state.thread] = weakref.ref(state)
@@ -328,21 +339,21 @@ class Reaper:
 
     # -- the cases ----------------------------------------------------------------------------
 
-    def _closed_scan(self, states: list[LoopState], *, full: bool) -> None:
-        """End the loops closed without their hook; prune the books of loops ended meanwhile.
+    def _full_scan(self, states: list[LoopState]) -> list[LoopState]:
+        """End the loops closed without their hook, whatever their hook; prune the books.
 
-        ``full`` looks at every loop in ``states`` whatever its hook; otherwise a loop whose
-        close hook is installed (and enabled) leaves ``_unhooked``.
+        Returns the states whose loop is gone, for ``drain_collected`` to look among (a
+        collected loop whose callback an interrupt cut short).
         """
-        if full:
-            closed = _closed_of(states)
-            self._prune()
-        else:
-            closed = self._closed_unhooked(states)
+        closed, gone = _look(states)
+        self._prune()
         for state in closed:
             self._closed(state)
+        return gone
 
-    def _closed_unhooked(self, states: list[LoopState]) -> list[LoopState]:
+    def _unhooked_scan(self, states: list[LoopState]) -> None:
+        """End the loops among ``states`` closed without their hook; keep ``_unhooked`` to
+        the loops that still need a look (a close hook installed, and enabled, leaves it)."""
         unhooked = self._unhooked
         close_hook = (_config._current or _config.current()).close_hook
         for state in states:
@@ -350,7 +361,8 @@ class Reaper:
                 unhooked.discard(state)  # ended, or collected (its callback hands it over)
             elif close_hook and state.hook == "close":
                 unhooked.discard(state)  # installed after ``_learn`` saw it
-        return _closed_of(states)
+        for state in _look(states)[0]:
+            self._closed(state)
 
     def _closed(self, state: LoopState) -> None:
         loop = state.loop()

@@ -369,6 +369,11 @@ class Registry:
         with self._lock:
             return _newer_than(self._data, serial)
 
+    def tracked(self) -> list[LoopState]:
+        """Every state not GONE, collected loops' included, copied under the lock."""
+        with self._lock:
+            return list(self._tracked)
+
     def states(self) -> list[LoopState]:
         """Every tracked loop's state, copied under the lock (no reference to the loops)."""
         with self._lock:
@@ -379,17 +384,20 @@ class Registry:
         with self._lock:
             return _live_items(self._data.copy())
 
-    def drain_collected(self, *, lost: bool = True) -> list[tuple[LoopState, Batch]]:
+    def drain_collected(
+        self, *, lost: bool = True, among: list[LoopState] | None = None
+    ) -> list[tuple[LoopState, Batch]]:
         """Loops collected with resources, each ENDING with what it held taken into a batch.
 
-        Those their weak reference's callback handed over, and, if ``lost`` (a scan of every
-        tracked state), any whose callback an interrupt cut short (their loop is gone, their
-        state still tracked).
+        Those their weak reference's callback handed over, and, if ``lost``, any whose
+        callback an interrupt cut short (their loop is gone, their state still tracked): found
+        by a scan of every tracked state, or only ``among`` the given ones (a caller that has
+        scanned them already).
         """
         drained = []
         if lost:
             with self._lock:
-                found = _untrack_lost(self._tracked)
+                found = _untrack_lost(self._tracked, among)
             self.collected.extend(s for s in found if s.store and s not in self.collected)
         while True:
             try:
@@ -686,9 +694,10 @@ def _not_in_custody(state: LoopState, store: Store) -> list[Item]:
     return [Item(k, v) for k, v in store.items() if id(v) not in taken]
 
 
-def _untrack_lost(tracked: set[LoopState]) -> list[LoopState]:
+def _untrack_lost(tracked: set[LoopState], among: list[LoopState] | None) -> list[LoopState]:
     """Open states whose loop is gone; those that held nothing are no longer tracked."""
-    lost = [s for s in tracked if s.phase is OPEN and s.loop_ref() is None]
+    states = tracked if among is None else among
+    lost = [s for s in states if s.phase is OPEN and s.loop_ref() is None and s in tracked]
     for state in lost:
         if not state.store:  # it held nothing: nothing to release
             tracked.discard(state)
