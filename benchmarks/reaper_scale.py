@@ -11,7 +11,8 @@ Scenarios, each with N tracked loops holding one resource:
   idle     N living threads, each parked after run_until_complete: its newest loop, idle
   behind   one living thread left N idle loops behind (superseded), the program keeps them
 For each: the thread's pass (reap_once(thorough=False)), median of 16, per tracked loop;
-reap(), median of 9. Then tracemalloc: bytes per tracked loop under resourceloop's frames
+reap(), median of 9; in CPU time of the calling thread (``time.thread_time``), so that other
+processes' load does not count. Then tracemalloc: bytes per tracked loop under resourceloop's frames
 while tracked, and after close + one reap().
 """
 
@@ -38,11 +39,12 @@ T = resourceloop.ResourceTemplate(_make, name="bench")
 
 
 def _timed(fn: Callable[[], None], repeat: int) -> list[float]:
+    """CPU seconds of this thread per call: the 2 shared cores' load does not count."""
     out = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = time.thread_time()
         fn()
-        out.append(time.perf_counter() - start)
+        out.append(time.thread_time() - start)
     return out
 
 
