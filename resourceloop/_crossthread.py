@@ -130,7 +130,7 @@ async def on_loop(
     call = RemoteCall(what, work, here, here.create_future())
     state = registry.get(loop)
     if state is not None:
-        state.remote.add(call)  # the close hook fails it if the loop closes first
+        registry.add_remote(state, call)  # the close hook fails it if the loop closes first
     try:
         try:
             loop.call_soon_threadsafe(call.start)
@@ -147,4 +147,4 @@ async def on_loop(
     finally:
         call.abandon()
         if state is not None:
-            state.remote.discard(call)
+            registry.discard_remote(state, call)

@@ -186,8 +186,7 @@ def _finish(state: LoopState, batch: Batch | None, *, why: str) -> None:
 
 def _fail_remote_waiters(state: LoopState) -> None:
     """Fail cross-thread acquisitions that the loop will never run now."""
-    while state.remote:
-        call = state.remote.pop()
+    while (call := registry.pop_remote(state)) is not None:
         call.fail(LoopClosedError(f"{call.what}: {state.origin} closed before the call finished"))
 
 

@@ -64,6 +64,7 @@ from ._state import (
     Batch,
     Item,
     LoopState,
+    RemoteWaiter,
     Spec,
     Store,
     Wakeup,
@@ -134,6 +135,14 @@ class Registry:
         #: Per thread, the serial of the newest loop it tracked (see ``superseded``).
         self._newest: weakref.WeakKeyDictionary[threading.Thread, int] = weakref.WeakKeyDictionary()
         self._newest_data: dict[Any, int] = self._newest.data  # type: ignore[attr-defined]
+        #: Threads that tracked a newer loop since the reaper last looked (``thread_events``).
+        self._moved_on: set[threading.Thread] = set()
+        #: Threads that ended (``_thread_ended``); appended by a callback, drained by the reaper.
+        self.ended: collections.deque[threading.Thread] = collections.deque()
+        #: Per thread, the object whose death says the thread ended (``_watch_thread_end``),
+        #: and the weak references that watch them, until they fire.
+        self._thread_local = threading.local()
+        self._thread_ends: set[weakref.ReferenceType[Any]] = set()
         self.multithreaded = False
 
     # -- fork and tests -------------------------------------------------------------------------
@@ -226,7 +235,9 @@ class Registry:
             thread_key = weakref.ref(thread)
             if thread_key in self._newest_data:
                 self._newest_data[thread_key] = self._serial
+                self._moved_on.add(thread)  # its older loops may be left behind: the reaper
             else:
+                self._watch_thread_end(thread)  # first: interrupted, it leaves nothing half-made
                 self._newest[thread] = self._serial
             hot[STORE_KEY] = store
             try:
@@ -280,17 +291,22 @@ class Registry:
                 items = _not_in_custody(state, store)
                 if items:
                     leftover = Batch(state, items)
-                    state.batches.add(leftover)
+                    _batches_of(state).add(leftover)
                     self._batches.add(leftover)
             state.phase = GONE
             state.ender = None
-            self._tracked.discard(state)
+            tracked = self._tracked
+            tracked.discard(state)
             loop = state.loop_ref()
             # Its entry, found by the key itself even once the loop is gone (its hash is kept).
             data = self._data
             key = state.loop_ref
             if data.get(key) is state:
                 del data[key]
+            if not data:  # the last loop: give back the tables, which deleting never shrinks
+                data.clear()
+            if not tracked:
+                tracked.clear()
             store, state.store = state.store, None
         if store is not None:
             # Break the loop -> hot dict -> store references: refcounting frees them.
@@ -318,6 +334,48 @@ class Registry:
         with self._lock:
             return self._newest.get(state.thread, 0) > state.serial
 
+    def _watch_thread_end(self, thread: threading.Thread) -> None:
+        """Have ``ended`` receive ``thread`` when it ends (its first loop; lock held).
+
+        A sentinel in a ``threading.local``: CPython drops a thread's local values when it
+        clears the thread's state, after its last Python code and before ``join()`` returns,
+        and the sentinel's weak reference callback then hands the thread to the reaper (as
+        the garbage-collector callbacks do: an append and a raw wake-up, no lock). The
+        callback runs while ``is_alive()`` may still say True: the reaper checks that again.
+        Only for the calling thread, whose local it sets.
+        """
+        if thread is not threading.current_thread():  # pragma: no cover - add's contract
+            return
+        sentinel = _ThreadEnd()
+        ends = self._thread_ends
+        ends.add(
+            weakref.ref(
+                sentinel, functools.partial(_thread_ended, ends, self.ended, self.wakeup, thread)
+            )
+        )
+        self._thread_local.sentinel = sentinel
+
+    def thread_events(self) -> tuple[list[threading.Thread], list[threading.Thread]]:
+        """Threads that ended, and threads that tracked a newer loop, since the last call."""
+        ended = _drain(self.ended)
+        with self._lock:
+            moved, self._moved_on = self._moved_on, set()
+        return ended, list(moved)
+
+    def tracked_since(self, serial: int) -> list[LoopState]:
+        """The states still tracked whose serial is above ``serial``, oldest first.
+
+        O(those states): the map keeps insertion order, which is serial order, and is read
+        from its newest end.
+        """
+        with self._lock:
+            return _newer_than(self._data, serial)
+
+    def tracked(self) -> list[LoopState]:
+        """Every state not GONE, collected loops' included, copied under the lock."""
+        with self._lock:
+            return list(self._tracked)
+
     def states(self) -> list[LoopState]:
         """Every tracked loop's state, copied under the lock (no reference to the loops)."""
         with self._lock:
@@ -328,16 +386,21 @@ class Registry:
         with self._lock:
             return _live_items(self._data.copy())
 
-    def drain_collected(self) -> list[tuple[LoopState, Batch]]:
+    def drain_collected(
+        self, *, lost: bool = True, among: list[LoopState] | None = None
+    ) -> list[tuple[LoopState, Batch]]:
         """Loops collected with resources, each ENDING with what it held taken into a batch.
 
-        Those their weak reference's callback handed over, and any whose callback an interrupt
-        cut short (their loop is gone, their state still tracked).
+        Those their weak reference's callback handed over, and, if ``lost``, any whose
+        callback an interrupt cut short (their loop is gone, their state still tracked): found
+        by a scan of every tracked state, or only ``among`` the given ones (a caller that has
+        scanned them already).
         """
         drained = []
-        with self._lock:
-            lost = _untrack_lost(self._tracked)
-        self.collected.extend(s for s in lost if s.store and s not in self.collected)
+        if lost:
+            with self._lock:
+                found = _untrack_lost(self._tracked, among)
+            self.collected.extend(s for s in found if s.store and s not in self.collected)
         while True:
             try:
                 state = self.collected.popleft()
@@ -406,7 +469,7 @@ class Registry:
                 _dict_set(store, spec, resource)
                 return None
             batch = Batch(state, [Item(spec, resource)])
-            state.batches.add(batch)
+            _batches_of(state).add(batch)
             self._batches.add(batch)
             return batch
 
@@ -415,7 +478,7 @@ class Registry:
         with self._lock:
             self._counts["acquisitions"] += 1
             batch = Batch(state, [Item(spec, resource)])
-            state.batches.add(batch)
+            _batches_of(state).add(batch)
             self._batches.add(batch)
             return batch
 
@@ -433,8 +496,9 @@ class Registry:
             items = [Item(only, store[only])]
         batch = Batch(state, items)
         if items:
+            batches = _batches_of(state)  # a call, so before any change
             state.taking = batch  # no call before this: it says what the store still shows
-            state.batches.add(batch)
+            batches.add(batch)
             self._batches.add(batch)
             if only is None:
                 _dict_clear(store)  # ``store.clear()``, without the Python-level call
@@ -462,7 +526,7 @@ class Registry:
             item.status = SETTLED
             self._counts[outcome] += 1
             if _all_settled(batch):
-                batch.state.batches.discard(batch)
+                _discard_batch(batch.state, batch)
                 self._batches.discard(batch)
             return True
 
@@ -477,9 +541,29 @@ class Registry:
                 return False
             item.status = SETTLED
             if _all_settled(batch):
-                batch.state.batches.discard(batch)
+                _discard_batch(batch.state, batch)
                 self._batches.discard(batch)
             return True
+
+    def add_remote(self, state: LoopState, call: RemoteWaiter) -> None:
+        """Record a cross-thread call waiting for the loop (``_lifecycle`` fails it at the end)."""
+        with self._lock:
+            remote = state.remote
+            if not isinstance(remote, set):
+                remote = state.remote = set()
+            remote.add(call)
+
+    def discard_remote(self, state: LoopState, call: RemoteWaiter) -> None:
+        with self._lock:
+            remote = state.remote
+            if isinstance(remote, set):
+                remote.discard(call)
+
+    def pop_remote(self, state: LoopState) -> RemoteWaiter | None:
+        """One cross-thread call still waiting for the loop, no longer recorded; or ``None``."""
+        with self._lock:
+            remote = state.remote
+            return remote.pop() if isinstance(remote, set) and remote else None
 
     def batches_of(self, state: LoopState) -> list[Batch]:
         with self._lock:
@@ -536,6 +620,70 @@ def _live_templates(refs: dict[int, weakref.ref[Any]]) -> list[Any]:
     return live
 
 
+def _batches_of(state: LoopState) -> set[Batch]:
+    """``state.batches``, made a set on first use (lock held).
+
+    Called before the change it serves, never between two: an interrupt landing on the call
+    leaves at most an empty set where ``NO_ITEMS`` was, which means the same.
+    """
+    batches = state.batches
+    if not isinstance(batches, set):
+        batches = state.batches = set()
+    return batches
+
+
+def _discard_batch(state: LoopState, batch: Batch) -> None:
+    batches = state.batches
+    if isinstance(batches, set):
+        batches.discard(batch)
+
+
+def _newer_than(data: dict[Any, LoopState], serial: int) -> list[LoopState]:
+    found: list[LoopState] = []
+    try:
+        for state in reversed(data.values()):
+            if state.serial <= serial:
+                break
+            found.append(state)
+    except RuntimeError:  # a collected loop's callback changed the map meanwhile: copy it
+        return [state for state in list(data.values()) if state.serial > serial]
+    found.reverse()
+    return found
+
+
+def _drain(queue: collections.deque[Any]) -> list[Any]:
+    drained = []
+    while queue:
+        try:
+            drained.append(queue.popleft())
+        except IndexError:  # pragma: no cover - emptied by another drainer
+            break
+    return drained
+
+
+class _ThreadEnd:
+    """A thread's end sentinel (``Registry._watch_thread_end``): weakly referable, no more."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _thread_ended(
+    ends: set[weakref.ReferenceType[Any]],
+    ended: collections.deque[threading.Thread],
+    wakeup: Wakeup,
+    thread: threading.Thread,
+    ref: weakref.ReferenceType[Any],
+) -> None:
+    """A thread that tracked loops ended: hand it to the reaper.
+
+    Runs in the ending thread as its state is cleared (or in a fork child, for the threads
+    it did not inherit): only atomic operations and a raw wake-up, as in ``_collected``.
+    """
+    ends.discard(ref)  # its hash was taken when it was added, while the sentinel lived
+    ended.append(thread)
+    wakeup.ring()
+
+
 def _any_other_thread(states: Iterable[LoopState], thread: threading.Thread) -> bool:
     return any(state.thread is not thread for state in states)
 
@@ -548,9 +696,10 @@ def _not_in_custody(state: LoopState, store: Store) -> list[Item]:
     return [Item(k, v) for k, v in store.items() if id(v) not in taken]
 
 
-def _untrack_lost(tracked: set[LoopState]) -> list[LoopState]:
+def _untrack_lost(tracked: set[LoopState], among: list[LoopState] | None) -> list[LoopState]:
     """Open states whose loop is gone; those that held nothing are no longer tracked."""
-    lost = [s for s in tracked if s.phase is OPEN and s.loop_ref() is None]
+    states = tracked if among is None else among
+    lost = [s for s in states if s.phase is OPEN and s.loop_ref() is None and s in tracked]
     for state in lost:
         if not state.store:  # it held nothing: nothing to release
             tracked.discard(state)

@@ -202,10 +202,11 @@ def reap() -> None:
     Releases the resources of loops that were closed without the close hook (forcefully), of
     loops whose thread ended without closing them (gracefully where the loop can still run), of
     loops that a thread which lives on left unclosed and that nobody else refers to any more
-    (gracefully, on the loop, which is then closed), and of loops that were garbage-collected
-    (forcefully). Where a loop left behind, or one whose thread ended, still looks referenced,
-    it may collect garbage first: the young generation, and the old one for a loop whose thread
-    ended, at most once each per call. If the reaper thread is mid-pass, this
+    (gracefully, on the loop, which is then closed; one still referred to is checked again at
+    the 2nd, 4th, 8th... pass after the first), and of loops that were garbage-collected
+    (forcefully). Where a loop due for that check, or one whose thread has just ended, still
+    looks referenced, it may collect garbage first: the young generation, and the old one for
+    a loop whose thread ended, at most once each per call. If the reaper thread is mid-pass, this
     waits for it first. Meant for tests and for programs that want the work done at a point of
     their choosing; from async code prefer ``await ResourceTemplate.purge()``, which does not
     block the loop.

@@ -581,7 +581,7 @@ def test_fail_remote_waiters_leaves_finished_ones_alone() -> None:
     finished = RemoteCall("finished", work, caller, caller.create_future())
     finished.answer.set_result("done")
     waiting = RemoteCall("cannot acquire 't'", work, caller, caller.create_future())
-    state.remote.update({finished, waiting})
+    state.remote = {finished, waiting}
     loop.close()
     caller.run_until_complete(asyncio.sleep(0))  # the answers arrive by call_soon_threadsafe
     assert finished.answer.result() == "done"

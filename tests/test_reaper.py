@@ -1299,3 +1299,172 @@ def test_a_left_behind_loop_is_really_closed_after_its_release(rec: Recorder, gc
             gc.enable()
     finally:
         newest.close()
+
+
+# -- what a pass looks at ----------------------------------------------------------------------
+
+
+class LookedAt(asyncio.SelectorEventLoop):
+    """A loop that counts how often something asks whether it is closed or running."""
+
+    looks = 0
+
+    def is_closed(self) -> bool:
+        self.looks += 1
+        return super().is_closed()
+
+    def is_running(self) -> bool:
+        self.looks += 1
+        return super().is_running()
+
+
+class Parked:
+    """A thread that tracks a ``LookedAt`` loop, leaves it idle and waits; ``end()`` ends it."""
+
+    def __init__(self, t: ResourceTemplate[Res], name: str) -> None:
+        self.loop = LookedAt()
+        self._go = threading.Event()
+        ready = threading.Event()
+
+        def run() -> None:
+            self.loop.run_until_complete(t.acquire())
+            ready.set()
+            self._go.wait(30)
+
+        self.thread = threading.Thread(target=run, name=name)
+        self.thread.start()
+        assert ready.wait(30)
+
+    def end(self) -> None:
+        self._go.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def _thread_pass() -> None:
+    _runtime.reaper.reap_once(thorough=False)
+
+
+def test_a_pass_looks_only_at_loops_that_changed(rec: Recorder) -> None:
+    """Idle loops of living threads, and one left behind that the program keeps: once a
+    pass has seen them, the reaper thread's passes ask none of them anything, but the one left
+    behind when its next check is due (the 1st, 2nd, 4th... pass since)."""
+    t = rec.template("t")
+    parked = [Parked(t, f"parked-{i}") for i in range(3)]
+    kept = LookedAt()  # left behind by this thread once `newest` is tracked, and kept
+    newest = LookedAt()
+    try:
+        kept.run_until_complete(t.acquire())
+        newest.run_until_complete(t.acquire())
+        loops = [p.loop for p in parked] + [kept, newest]
+        _thread_pass()  # 1st: sees them all; `kept` is left behind (its first check)
+        _thread_pass()  # 2nd: `kept`'s second check
+        for loop in loops:
+            loop.looks = 0
+        _thread_pass()  # 3rd: nothing changed, nothing due
+        assert [loop.looks for loop in loops] == [0] * 5
+        _thread_pass()  # 4th: `kept` is due again, and only it
+        assert [loop.looks for loop in loops[:3]] == [0] * 3
+        assert kept.looks > 0
+        assert newest.looks == 0
+        assert rec.graceful == []
+        assert stats().resources_live == {"t": 5}
+    finally:
+        for p in parked:
+            p.end()
+            p.loop.close()
+        kept.close()
+        newest.close()
+    assert len(rec.graceful) == 5
+
+
+def test_a_thread_that_ends_hands_its_loops_to_the_next_pass(rec: Recorder) -> None:
+    """A thread's end is an event: the next pass of the reaper thread ends that thread's idle
+    loop on it, and asks nothing of the loop of a thread that lives on."""
+    t = rec.template("t")
+    ending, living = Parked(t, "ending"), Parked(t, "living")
+    try:
+        _thread_pass()  # both seen
+        living.loop.looks = 0
+        ending.end()
+        assert list(registry.ended) == [ending.thread]  # handed over as the thread ended
+        _thread_pass()
+        assert [(r.loop, on_loop) for r, on_loop, _ in rec.graceful] == [(ending.loop, True)]
+        assert living.loop.looks == 0
+        assert stats().resources_live == {"t": 1}
+    finally:
+        living.end()
+        ending.loop.close()
+        living.loop.close()
+
+
+def test_a_thread_reported_ended_while_still_alive_is_waited_for(rec: Recorder) -> None:
+    """The end callback runs while ``is_alive()`` may still say True (its state is cleared
+    before the thread is marked done): a pass then leaves the loop alone, and a later pass
+    ends it once the thread is gone."""
+    t = rec.template("t")
+    owner = Parked(t, "owner")
+    try:
+        _thread_pass()
+        registry.ended.append(owner.thread)  # as the callback would, a moment early
+        _thread_pass()
+        assert rec.graceful == []
+        owner.end()
+        _thread_pass()
+        assert [(r.loop, on_loop) for r, on_loop, _ in rec.graceful] == [(owner.loop, True)]
+    finally:
+        owner.end()
+        owner.loop.close()
+
+
+@exact_refcounts
+def test_reap_does_not_collect_for_a_kept_loop_each_time(rec: Recorder) -> None:
+    """A loop left behind that the program keeps is checked on the same schedule by
+    ``reap()``: a call when its check is not due collects no garbage and asks it nothing."""
+    t = rec.template("t")
+    kept, newest = LookedAt(), LookedAt()
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    try:
+        kept.run_until_complete(t.acquire())
+        newest.run_until_complete(t.acquire())
+        reap()
+        reap()  # its 1st and 2nd checks, each after a young collection
+        kept.looks = 0
+        gc.disable()
+        gc.callbacks.append(count)
+        try:
+            reap()
+        finally:
+            gc.callbacks.remove(count)
+            gc.enable()
+        assert collections == []
+        assert kept.looks == 1  # reap() looks whether each loop was closed, once
+        assert stats().resources_live == {"t": 2}
+    finally:
+        kept.close()
+        newest.close()
+
+
+def test_a_loop_closed_behind_its_hook_is_found_by_a_full_pass(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop whose close hook was bypassed (``type(loop).close(loop)``) is found by
+    ``reap()`` or by every ``FULL_SCAN_EVERY``-th pass of the reaper thread, not every pass."""
+    monkeypatch.setattr(_reaper, "FULL_SCAN_EVERY", 4)
+    t = rec.template("t")
+    loop = asyncio.new_event_loop()
+    r = loop.run_until_complete(t.acquire())
+    _thread_pass()  # 1st
+    type(loop).close(loop)
+    _thread_pass()
+    _thread_pass()
+    assert rec.forced_resources == []
+    with pytest.warns(ForcedReleaseWarning, match="closed without running the close hook"):
+        _thread_pass()  # 4th: a full pass
+    assert rec.forced_resources == [r]
+    assert stats().loops_tracked == 0

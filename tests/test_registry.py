@@ -172,6 +172,31 @@ def test_serials_and_superseded(reg: Registry, loops: list[asyncio.AbstractEvent
     assert not reg.superseded(second)
 
 
+def test_what_changed_since_the_reaper_last_looked(
+    reg: Registry, loops: list[asyncio.AbstractEventLoop]
+) -> None:
+    """The reaper's events: states tracked since a serial (oldest first, those discarded
+    meanwhile left out), threads that moved on to a newer loop, and threads that ended."""
+    first, _ = reg.add(_new(loops), "first")
+    others: list[Any] = []
+    ended: list[threading.Thread] = []
+
+    def elsewhere() -> None:
+        others.append(reg.add(_new(loops), "elsewhere")[0])
+        ended.append(threading.current_thread())
+
+    _on_thread(elsewhere)
+    assert reg.thread_events() == (ended, [])  # its end came as the thread's state was cleared
+    second, _ = reg.add(_new(loops), "second")
+    third, _ = reg.add(_new(loops), "third")
+    reg.discard(second)
+    assert reg.tracked_since(0) == [first, others[0], third]
+    assert reg.tracked_since(others[0].serial) == [third]
+    assert reg.tracked_since(third.serial) == []
+    assert reg.thread_events() == ([], [threading.current_thread()])
+    assert reg.thread_events() == ([], [])
+
+
 def test_discard_untracks_and_breaks_the_cycle(
     reg: Registry, loops: list[asyncio.AbstractEventLoop]
 ) -> None:
