@@ -21,10 +21,12 @@ Guarantees
       a newer loop (``Registry.thread_events``; the newly tracked states themselves come from
       ``Registry.tracked_since``, newest end first), a loop collected (its weak reference's
       callback). A loop left behind that is still referenced is due again at its 2nd, 4th,
-      8th... pass (``_due``). Only a loop closed behind our back is found by looking: every
-      pass looks at the loops without a working close hook (``_unhooked``), and every
-      ``FULL_SCAN_EVERY``-th pass and every ``reap()`` at all of them, one ``is_closed()``
-      each. The loops of living threads that nothing happened to cost a pass nothing.
+      8th... pass (``_due``), or at once in a ``reap()`` that finds its reference counts
+      changed (``_look_again_where_references_changed``). Only a loop closed behind our
+      back is found by looking: every pass looks at the loops without a working close hook
+      (``_unhooked``), and every ``FULL_SCAN_EVERY``-th pass and every ``reap()`` at all of
+      them, one ``is_closed()`` each. The loops of living threads that nothing happened to
+      cost a pass nothing.
     * No regular pass runs a full collection. ``reap()`` collects the old generation only to
       end a loop whose thread ended and that still looks referenced after a young collection:
       once per such ``reap()``, never per loop, and not at all when no thread ended.
@@ -48,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -79,6 +82,20 @@ def _left_behind(state: LoopState) -> bool:
     if not counts_are_exact():
         return False
     return only_we_reach(state.loop_ref, [(state.store, 1)] if state.store is not None else [])
+
+
+def _references(state: LoopState) -> int:
+    """The references the loop and its resources have now, summed (-1: the loop is gone).
+
+    Only compared with itself (``Reaper._look_again_where_references_changed``): the
+    references this function's own frame holds are the same at every call.
+    """
+    loop = state.loop_ref()
+    if loop is None:
+        return -1
+    store = state.store
+    resources = list(store.values()) if store else []
+    return sys.getrefcount(loop) + sum(map(sys.getrefcount, resources))
 
 
 def _is_open(state: LoopState) -> bool:
@@ -237,6 +254,10 @@ class Reaper:
         #: again at its 1st, 2nd, 4th, 8th... pass (``_due``, by pass number).
         self._behind: dict[LoopState, int] = {}
         self._due: dict[int, list[LoopState]] = {}
+        #: Loops left behind -> how many references they and their resources had at their
+        #: last look (``_references``): ``reap()`` looks again, out of turn, at each whose
+        #: count changed since, so a loop the program has just dropped is ended by that call.
+        self._references_seen: dict[LoopState, int] = {}
 
     @property
     def alive(self) -> bool:
@@ -284,6 +305,8 @@ class Reaper:
             for state in due:
                 if state in self._behind and state not in self._orphans:
                     self._left(state, thorough)
+        if thorough and self._references_seen:
+            self._look_again_where_references_changed()
         for state, batch in registry.drain_collected(lost=full, among=gone):
             end_collected(state, batch)
 
@@ -333,7 +356,7 @@ class Reaper:
                 self._orphans.add(state)
         if self._behind:
             for state in [s for s in self._behind if s.thread in gone]:
-                del self._behind[state]
+                self._forget_behind(state)
                 if state.phase is OPEN:
                     self._orphans.add(state)
 
@@ -379,6 +402,8 @@ class Reaper:
         self._unhooked = {s for s in self._unhooked if s.phase is OPEN}
         if any(s.phase is not OPEN for s in self._behind):
             self._behind = {s: n for s, n in self._behind.items() if s.phase is OPEN}
+            seen = self._references_seen
+            self._references_seen = {s: n for s, n in seen.items() if s in self._behind}
             self._due = {
                 n: kept
                 for n, due in self._due.items()
@@ -404,26 +429,54 @@ class Reaper:
                 if not _is_open(state):  # ended (or ending), even if interrupted
                     self._orphans.discard(state)
 
-    def _left(self, state: LoopState, thorough: bool) -> None:
-        """A loop left behind, due for a look: ended if idle and nobody else refers to it."""
-        checks = self._behind[state] + 1
+    def _left(self, state: LoopState, thorough: bool, *, in_turn: bool = True) -> None:
+        """A loop left behind, due for a look: ended if idle and nobody else refers to it.
+
+        ``in_turn``: this is its scheduled look, which schedules the next one; a look out of
+        turn (``_look_again_where_references_changed``) leaves the schedule as it is.
+        """
+        checks = self._behind[state] + (1 if in_turn else 0)
         self._behind[state] = checks
         loop = state.loop()
         if state.phase is not OPEN or loop is None:
-            del self._behind[state]
+            self._forget_behind(state)
             return
         if loop.is_closed():
-            del loop, self._behind[state]
+            del loop
+            self._forget_behind(state)
             self._closed(state)
             return
         running = loop.is_running()
         del loop
         if running or not self._end_left_behind(state, thorough):
-            # Due again at its 2nd, 4th, 8th... pass from the first: a loop its owner keeps
-            # (to run again) stays reachable, and need not cost every pass.
-            self._due.setdefault(self._passes + (1 << (checks - 1)), []).append(state)
+            self._references_seen[state] = _references(state)
+            if in_turn:
+                # Due again at its 2nd, 4th, 8th... pass from the first: a loop its owner
+                # keeps (to run again) stays reachable, and need not cost every pass.
+                self._due.setdefault(self._passes + (1 << (checks - 1)), []).append(state)
         else:
-            self._behind.pop(state, None)
+            self._forget_behind(state)
+
+    def _forget_behind(self, state: LoopState) -> None:
+        self._behind.pop(state, None)
+        self._references_seen.pop(state, None)
+
+    def _look_again_where_references_changed(self) -> None:
+        """``reap()``: look now at each loop left behind whose references changed since its
+        last look, whatever its schedule.
+
+        The schedule spaces the looks at a loop the program keeps further and further apart
+        (each costs a reachability check, tens of microseconds); but dropping the last
+        reference to the loop or to one of its resources changes a count, and this notices
+        that for the price of a ``sys.getrefcount`` per loop and resource. (A reference lost
+        only when the collector frees a cycle changes no count until then: such a loop waits
+        for its turn.)
+        """
+        for state, seen in list(self._references_seen.items()):
+            if state not in self._behind or state in self._orphans:
+                self._references_seen.pop(state, None)
+            elif _references(state) != seen:
+                self._left(state, thorough=True, in_turn=False)
 
     def _only_we_reach(self, state: LoopState, *, collect_up_to: int) -> bool:
         """``_left_behind``, looking again after collecting garbage if the first look says no.

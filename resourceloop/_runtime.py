@@ -203,7 +203,8 @@ def reap() -> None:
     loops whose thread ended without closing them (gracefully where the loop can still run), of
     loops that a thread which lives on left unclosed and that nobody else refers to any more
     (gracefully, on the loop, which is then closed; one still referred to is checked again at
-    the 2nd, 4th, 8th... pass after the first), and of loops that were garbage-collected
+    the 2nd, 4th, 8th... pass after the first, or at once by a ``reap()`` that finds its
+    reference counts changed since its last check), and of loops that were garbage-collected
     (forcefully). Where a loop due for that check, or one whose thread has just ended, still
     looks referenced, it may collect garbage first: the young generation, and the old one for
     a loop whose thread ended, at most once each per call. If the reaper thread is mid-pass, this

@@ -1468,3 +1468,30 @@ def test_a_loop_closed_behind_its_hook_is_found_by_a_full_pass(
         _thread_pass()  # 4th: a full pass
     assert rec.forced_resources == [r]
     assert stats().loops_tracked == 0
+
+
+@exact_refcounts
+def test_a_left_behind_loop_dropped_after_many_looks_is_ended_by_the_next_reap(
+    rec: Recorder,
+) -> None:
+    """However often ``reap()`` found a left-behind loop still referenced (its scheduled
+    looks then come further and further apart), the first ``reap()`` after the program drops
+    it ends it: ``reap()`` looks again, out of turn, at each one whose references changed."""
+    t = rec.template("t")
+    kept = [asyncio.new_event_loop()]
+    kept[0].run_until_complete(t.acquire())
+    newest = asyncio.new_event_loop()
+    newest.run_until_complete(t.acquire())
+    try:
+        for _ in range(10):  # looks at passes 1, 2, 4 and 8; the next is due at 16
+            reap()
+        assert rec.graceful == []
+        reap()  # nothing changed: no look out of turn
+        assert rec.graceful == []
+        kept.clear()
+        with pytest.warns(UnclosedLoopWarning, match="left unclosed"):
+            reap()
+        assert [(on_loop, closed) for _, on_loop, closed in rec.graceful] == [(True, False)]
+        assert stats().resources_live == {"t": 1}  # the newest loop's
+    finally:
+        newest.close()
