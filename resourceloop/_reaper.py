@@ -94,8 +94,8 @@ def _references(state: LoopState) -> int:
     if loop is None:
         return -1
     store = state.store
-    resources = list(store.values()) if store else []
-    return sys.getrefcount(loop) + sum(map(sys.getrefcount, resources))
+    # One C call over the values: no Python code runs, so no other thread changes the dict.
+    return sys.getrefcount(loop) + (sum(map(sys.getrefcount, store.values())) if store else 0)
 
 
 def _is_open(state: LoopState) -> bool:
@@ -472,10 +472,10 @@ class Reaper:
         only when the collector frees a cycle changes no count until then: such a loop waits
         for its turn.)
         """
+        # Its keys are among ``_behind``'s (``_forget_behind``), none of them an orphan; a
+        # release run by an earlier look may have called ``reap()``, which forgets some.
         for state, seen in list(self._references_seen.items()):
-            if state not in self._behind or state in self._orphans:
-                self._references_seen.pop(state, None)
-            elif _references(state) != seen:
+            if state in self._behind and _references(state) != seen:
                 self._left(state, thorough=True, in_turn=False)
 
     def _only_we_reach(self, state: LoopState, *, collect_up_to: int) -> bool:
