@@ -316,6 +316,10 @@ def environment() -> dict[str, Any]:
         "dirty": changed,
         "pyot": _version("pyot") if pyot_module() is not None else pyot_missing(),
         "matplotlib": _version("matplotlib"),
+        # Issue #21's peers (``_instructions.case_peers``).
+        "asyncio_atexit": _version("asyncio-atexit"),
+        "asyncio_loop_local": _version("asyncio-loop-local"),
+        "anyio": _version("anyio"),
         "argv": " ".join(sys.argv[1:]),
     }
 
