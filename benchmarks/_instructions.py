@@ -558,15 +558,17 @@ def case_peers(settings: Settings, data: Data) -> list[Row]:
     installs a handler of its own only in the first state, which changes every ratio.
     """
     rows: list[Row] = []
-    # A fifth of I3's hits: a count per hit does not depend on how many there are, and
-    # asyncio-loop-local's and RunVar's hits cost nine times resourceloop's.
-    hits = settings.cg_hits // 5
+    # I4's lifetimes and a tenth of I3's hits: a count per operation does not depend on how
+    # many there are (I0), and a full run has 92 children (asyncio-loop-local's and RunVar's
+    # hits cost nine times resourceloop's, Pyot's lifetimes twice); at I1's 200 lifetimes it
+    # did not fit in the time there was on 2 cores shared with other work.
+    loops, hits = settings.cg_phase_loops, settings.cg_hits // 10
     for state in SIGINT_STATES:
         jobs = [
             (
                 workload,
                 impl,
-                hits if workload == "hit" else settings.cg_loops,
+                hits if workload == "hit" else loops,
                 settings.cg_warmup_hits if workload == "hit" else settings.cg_warmup_loops,
             )
             for workload, impls in PEER_JOBS.items()
