@@ -254,9 +254,17 @@ def bench(session: nox.Session) -> None:
     ``-- --instructions`` (or ``--cases i1,...``) also counts instructions with callgrind;
     valgrind is installed with apt-get when missing and this runs as root.
     """
-    # anyio and cryptography: the portal case's peer and its self-signed certificate.
+    # anyio and cryptography: the portal case's peer and its self-signed certificate;
+    # asyncio-atexit and asyncio-loop-local (and anyio's RunVar): issue #21's peers, case i5.
     session.install(
-        "-e", ".[test]", "pyot==6.0.9", "matplotlib>=3.7", "anyio>=4", "cryptography>=42"
+        "-e",
+        ".[test]",
+        "pyot==6.0.9",
+        "matplotlib>=3.7",
+        "anyio>=4",
+        "cryptography>=42",
+        "asyncio-atexit==1.0.1",
+        "asyncio-loop-local==0.0.4",
     )
     counts = any(arg == "--instructions" or re.search(r"(^|,)i\d", arg) for arg in session.posargs)
     if counts and shutil.which("valgrind") is None:

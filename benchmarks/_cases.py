@@ -34,6 +34,7 @@ from ._case_common import (
 )
 from ._case_django import case_django
 from ._case_scale import case_scale
+from ._case_tracked import case_tracked
 from ._case_unmanaged import case_unmanaged
 from ._harness import (
     FLOOR,
@@ -237,6 +238,7 @@ CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
     "4": case_churn,
     "5": case_unmanaged,
     "6": case_scale,
+    "7": case_tracked,  # issue #21: the reaper's pass, reap() and memory per tracked loop
     "portal": case_portal,  # issue #13; its own table: see _portal
     "celery": case_celery,  # issue #18; its own table: see _case_celery
     "celery_soak": case_celery_soak,  # issue #18's "Done means": see _case_celery_soak

@@ -88,6 +88,9 @@ class Settings:
     scale_loops: int
     scale_rounds: int
     pyot_stall: float  # seconds without progress that count as a deadlock
+    # Case 7 (issue #21): tracked loops per population, and idle loops for the memory figures.
+    tracked_counts: tuple[int, ...] = (100, 1_000, 5_000)
+    tracked_memory_loops: int = 1_000
     # Instruction counts (``--instructions``): operations per callgrind child, runs per
     # measurement (2 checks repeatability), children side by side.
     cg_loops: int = 200
@@ -131,6 +134,8 @@ class Settings:
             scale_loops=100,
             scale_rounds=3,
             pyot_stall=1.5,
+            tracked_counts=(100,),
+            tracked_memory_loops=100,
             cg_loops=30,
             cg_phase_loops=10,
             cg_warmup_loops=15,
@@ -311,6 +316,10 @@ def environment() -> dict[str, Any]:
         "dirty": changed,
         "pyot": _version("pyot") if pyot_module() is not None else pyot_missing(),
         "matplotlib": _version("matplotlib"),
+        # Issue #21's peers (``_instructions.case_peers``).
+        "asyncio_atexit": _version("asyncio-atexit"),
+        "asyncio_loop_local": _version("asyncio-loop-local"),
+        "anyio": _version("anyio"),
         "argv": " ".join(sys.argv[1:]),
     }
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -31,7 +32,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._callgrind_child import BARE, PHASES
+from ._callgrind_child import (
+    ATEXIT,
+    BARE,
+    LIMIT_EXIT,
+    LIMIT_HOOK,
+    LOOP_LOCAL,
+    MANAGED_PHASES,
+    PHASES,
+    RUNVAR,
+    SIGINT_STATES,
+)
 from ._harness import FLOOR, PYOT, RL, Row, Settings, pyot_missing, pyot_module
 
 __all__ = ["INSTRUCTION_CASES", "InstructionsUnavailable", "count", "repeatability", "valgrind"]
@@ -77,9 +88,17 @@ def _summary(path: Path) -> int:
 
 
 def _run_child(
-    workload: str, impl: str, n: int, warmup: int, keep: Path | None = None
+    workload: str,
+    impl: str,
+    n: int,
+    warmup: int,
+    keep: Path | None = None,
+    *,
+    sigint: str = "default",
 ) -> dict[str, int]:
     """Instructions per label, summed over the parts the child labelled so.
+
+    ``sigint`` is the SIGINT handler the child's ``asyncio.run`` finds (``SIGINT_STATES``).
 
     With ``keep``, the callgrind files are copied there (with ``labels.json``), for
     ``callgrind_annotate --inclusive=yes`` to show which functions the instructions went to.
@@ -110,6 +129,7 @@ def _run_child(
             impl,
             str(n),
             str(warmup),
+            sigint,
         ]
         proc = subprocess.run(
             cmd, capture_output=True, text=True, env=env, cwd=_ROOT, timeout=1800, check=False
@@ -167,11 +187,13 @@ def count(
     rounds: int,
     parallel: int,
     keep: Path | None = None,
+    sigint: str = "default",
 ) -> dict[tuple[str, str], Count]:
     """Run every ``(workload, impl, n, warmup)`` ``rounds`` times, ``parallel`` at a time.
 
     Instruction counts do not depend on the load, so children may run side by side. With
-    ``keep``, each run's callgrind files go to ``keep/WORKLOAD-IMPL-runK/``.
+    ``keep``, each run's callgrind files go to ``keep/WORKLOAD-IMPL-runK/`` (with
+    ``-sigint-ignored`` before ``-runK`` when ``sigint`` is not the default).
     """
     runs = [(index, job) for index in range(rounds) for job in jobs]
 
@@ -179,8 +201,10 @@ def count(
         index, (workload, impl, n, warmup) = item
         where = None
         if keep is not None:
-            where = keep / f"{workload}-{impl.replace(' ', '_')}-run{index + 1}"
-        return _run_child(workload, impl, n, warmup, where)
+            state = "" if sigint == "default" else f"-sigint-{sigint}"
+            name = f"{workload}-{impl.replace(' ', '_').replace(':', '')}{state}-run{index + 1}"
+            where = keep / name
+        return _run_child(workload, impl, n, warmup, where, sigint=sigint)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         results = list(pool.map(run, runs))
@@ -195,14 +219,18 @@ def _pyot_impls() -> list[str]:
     return [PYOT] if pyot_module() is not None else []
 
 
-def _record(data: Data, counts: dict[tuple[str, str], Count], label: str = "op") -> None:
+def _record(
+    data: Data, counts: dict[tuple[str, str], Count], label: str = "op", tag: str = ""
+) -> None:
+    """Keep the counts in ``results.json`` and their spreads for I0; ``tag`` follows each name
+    (the SIGINT state of issue #21's runs)."""
     spreads: list[tuple[str, str, str, float]] = data.setdefault("instruction_spreads", [])
     for (workload, impl), entry in counts.items():
         if len(entry.rounds) > 1:
-            spreads.append((impl, f"{workload}/{impl}", label, entry.spread(label)))
+            spreads.append((impl, f"{workload}/{impl}{tag}", label, entry.spread(label)))
     stored: dict[str, Any] = data.setdefault("instructions", {})
     for (workload, impl), entry in counts.items():
-        stored[f"{workload}/{impl}"] = {"n": entry.n, "per_op_rounds": entry.rounds}
+        stored[f"{workload}/{impl}{tag}"] = {"n": entry.n, "per_op_rounds": entry.rounds}
 
 
 def _comparison(
@@ -383,6 +411,209 @@ def case_phases(settings: Settings, data: Data) -> list[Row]:
     return rows
 
 
+# -- issue #21: resourceloop beside its peers and the limit designs --------------------------
+
+#: The column of the limit design a row compares with: (b) for the unmanaged lifetimes, (a) for
+#: the managed cycle; the hit has none (the floor is its limit).
+LIMIT = "limit design"
+
+#: Who does each job of ``case_peers``, and what stands in a cell where a peer cannot do it.
+PEER_JOBS: dict[str, list[str]] = {
+    "run1": [RL, FLOOR, ATEXIT, LOOP_LOCAL, LIMIT_HOOK, PYOT],
+    "run3": [RL, FLOOR, ATEXIT, LOOP_LOCAL, LIMIT_HOOK, PYOT],
+    "managed": [RL, FLOOR, LIMIT_EXIT, PYOT],
+    "hit": [RL, FLOOR, ATEXIT, LOOP_LOCAL, RUNVAR, PYOT],
+}
+_CANNOT = {
+    ("run1", RUNVAR): "n/a: releases nothing at the loop's end",
+    ("run3", RUNVAR): "n/a: releases nothing at the loop's end",
+    ("managed", ATEXIT): "n/a: no manager",
+    ("managed", LOOP_LOCAL): "n/a: no manager",
+    ("managed", RUNVAR): "n/a: no manager, no release",
+}
+_MODULES = {ATEXIT: "asyncio_atexit", LOOP_LOCAL: "asyncio_loop_local", RUNVAR: "anyio"}
+#: Targets of issue #21 (each row's own, in ``case_peers``).
+_PEER_TARGETS = {
+    "run": "<= 1.00x asyncio-atexit and <= 1.10x limit (b) (#21)",
+    "managed": "<= 1.05x floor (#21)",
+    "hit": "<= 1.05x floor (#21)",
+    "extra": "<= 2.00x the floor's (#21)",
+}
+
+
+#: Printed under the table for an I5 row whose target does not hold.
+WHY_PEERS = (
+    "the phase tables say where resourceloop's instructions go: I4 for the unmanaged "
+    "lifetime (3 templates, against the floor and a bare `asyncio.run`), I6 for the managed "
+    "cycle (against the floor and limit (a)); I3's hit is one `acquire` call against one "
+    "awaited dict lookup"
+)
+
+
+def _installed(impl: str) -> bool:
+    if impl == PYOT:
+        return pyot_module() is not None
+    module = _MODULES.get(impl)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def _peer_cells(workload: str, counts: dict[tuple[str, str], Count]) -> dict[str, Any]:
+    """One row's cells: a count per column, or why there is none."""
+    cells: dict[str, Any] = {}
+    for impl in (RL, FLOOR, ATEXIT, LOOP_LOCAL, RUNVAR, PYOT):
+        if (workload, impl) in counts:
+            cells[impl] = counts[workload, impl].per_op()
+        else:
+            cells[impl] = _CANNOT.get((workload, impl)) or (
+                "not installed" if not _installed(impl) else "n/a"
+            )
+    limit = LIMIT_EXIT if workload == "managed" else LIMIT_HOOK
+    if (workload, limit) in counts:
+        cells[LIMIT] = counts[workload, limit].per_op()
+    return cells
+
+
+def _ratio_of(cells: dict[str, Any], other: str) -> float | None:
+    mine, theirs = cells.get(RL), cells.get(other)
+    if isinstance(mine, float) and isinstance(theirs, float) and theirs > 0:
+        return mine / theirs
+    return None
+
+
+def _peer_rows(counts: dict[tuple[str, str], Count], state: str) -> list[Row]:
+    """The rows of one SIGINT state: 1 and 3 resources, managed, hit, per extra resource."""
+    case = f"I5. SIGINT {state}"
+    jobs = [
+        ("run1", "unmanaged `asyncio.run` lifetime, 1 resource", "run", "(b)"),
+        ("run3", "unmanaged `asyncio.run` lifetime, 3 resources", "run", "(b)"),
+        (
+            "managed",
+            "managed cycle (`async with resource_manager(): await t.acquire()`)",
+            "managed",
+            "(a)",
+        ),
+        ("hit", "hit (`await t.acquire()`, resource held)", "hit", ""),
+    ]
+    rows: list[Row] = []
+    for workload, metric, target, limit in jobs:
+        cells = _peer_cells(workload, counts)
+        checks: list[float | None]
+        if target == "run":
+            atexit, hook = _ratio_of(cells, ATEXIT), _ratio_of(cells, LIMIT)
+            checks = [
+                None if atexit is None else atexit - 1.00,
+                None if hook is None else hook - 1.10,
+            ]
+        else:
+            floor = _ratio_of(cells, FLOOR)
+            checks = [None if floor is None else floor - 1.05]
+        known = [c for c in checks if c is not None]
+        rows.append(
+            Row(
+                case,
+                metric,
+                "instr",
+                cells,
+                target=_PEER_TARGETS[target],
+                holds=all(c <= 0 for c in known) if known else None,
+                note=(f"limit design {limit}; " if limit else "")
+                + f"N={counts[workload, RL].n}; resourceloop {counts[workload, RL].describe()}",
+                kind="peers",
+                why=WHY_PEERS,
+            )
+        )
+    one, three = rows[0].values, rows[1].values
+    extra: dict[str, Any] = {}
+    for name, value in one.items():
+        more = three.get(name)
+        extra[name] = (
+            (more - value) / 2 if isinstance(more, float) and isinstance(value, float) else value
+        )
+    per = _ratio_of(extra, FLOOR)
+    rows.append(
+        Row(
+            case,
+            "per extra resource: (3-resource lifetime - 1-resource lifetime) / 2",
+            "instr",
+            extra,
+            target=_PEER_TARGETS["extra"],
+            holds=None if per is None else per <= 2.0,
+            note="from the two rows above",
+            kind="peers",
+            why=WHY_PEERS,
+        )
+    )
+    return rows
+
+
+def case_peers(settings: Settings, data: Data) -> list[Row]:
+    """Issue #21: each job done by resourceloop, the floor, its peers and the limit designs.
+
+    The jobs: an unmanaged ``asyncio.run`` lifetime with 1 and with 3 resources, each created
+    on first use and released at the loop's end; the managed cycle; the hit. The peers do
+    each job their own way (``_callgrind_child``: asyncio-atexit with a close callback per
+    loop, asyncio-loop-local's ``enter_once`` + ``singleton``, anyio's ``RunVar``, Pyot released
+    by hand before the loop closes, since its purge deadlocks); where one cannot, its cell
+    says why. Every job runs with SIGINT at its default and with SIGINT ignored: ``asyncio.run``
+    installs a handler of its own only in the first state, which changes every ratio.
+    """
+    rows: list[Row] = []
+    # I4's lifetimes and a tenth of I3's hits: a count per operation does not depend on how
+    # many there are (I0), and a full run has 92 children (asyncio-loop-local's and RunVar's
+    # hits cost nine times resourceloop's, Pyot's lifetimes twice); at I1's 200 lifetimes it
+    # did not fit in the time there was on 2 cores shared with other work.
+    loops, hits = settings.cg_phase_loops, settings.cg_hits // 10
+    for state in SIGINT_STATES:
+        jobs = [
+            (
+                workload,
+                impl,
+                hits if workload == "hit" else loops,
+                settings.cg_warmup_hits if workload == "hit" else settings.cg_warmup_loops,
+            )
+            for workload, impls in PEER_JOBS.items()
+            for impl in impls
+            if _installed(impl)
+        ]
+        counts = count(jobs, settings.cg_rounds, settings.cg_jobs, settings.cg_keep, state)
+        tag = "" if state == "default" else f" (SIGINT {state})"
+        _record(data, counts, tag=tag)
+        rows += _peer_rows(counts, state)
+    return rows
+
+
+def case_managed_phases(settings: Settings, data: Data) -> list[Row]:
+    """Where the managed cycle's instructions go (issue #21): each phase of one cycle, for
+    resourceloop, the floor and limit design (a), an ``async with`` that releases in its exit.
+    """
+    n, warmup = settings.cg_phase_loops, settings.cg_warmup_loops
+    impls = (RL, FLOOR, LIMIT_EXIT)
+    counts = count(
+        [("managed_phases", impl, n, warmup) for impl in impls],
+        settings.cg_rounds,
+        settings.cg_jobs,
+        settings.cg_keep,
+    )
+    for label in MANAGED_PHASES:
+        _record(data, {("managed_phases", RL): counts["managed_phases", RL]}, label)
+    rows: list[Row] = []
+    for label in (*MANAGED_PHASES, "whole cycle"):
+        labels = MANAGED_PHASES if label == "whole cycle" else (label,)
+        values: dict[str, Any] = {
+            LIMIT if impl == LIMIT_EXIT else impl: sum(
+                counts["managed_phases", impl].per_op(part) for part in labels
+            )
+            for impl in impls
+        }
+        rows.append(Row("I6. phases of the managed cycle", label, "instr", values, kind="phases"))
+    data["managed_phases"] = {
+        "n": n,
+        "phases": list(MANAGED_PHASES),
+        **{impl: counts["managed_phases", impl].rounds for impl in impls},
+    }
+    return rows
+
+
 def repeatability(data: Data) -> Row | None:
     """One row: the largest spread between runs of any measurement of resourceloop or the floor.
 
@@ -434,4 +665,6 @@ INSTRUCTION_CASES: dict[str, Callable[[Settings, Data], list[Row]]] = {
     "i2": case_managed,
     "i3": case_hit,
     "i4": case_phases,
+    "i5": case_peers,
+    "i6": case_managed_phases,
 }

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._callgrind_child import BARE
+from ._callgrind_child import ATEXIT, BARE, LOOP_LOCAL, RUNVAR
 from ._harness import FLOOR, PYOT, RL, Row
+from ._instructions import LIMIT
 
 __all__ = ["draw_churn", "markdown", "write"]
 
@@ -19,6 +20,7 @@ _FORMATS = {
     "ns": "{:,.0f} ns",
     "ms": "{:,.3f} ms",
     "KiB": "{:,.1f} KiB",
+    "B": "{:,.0f} B",
     "instr": "{:,.0f}",
     "%": "{:.3f}%",
 }
@@ -69,16 +71,47 @@ def _table(rows: list[Row], env: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _phase_table(rows: list[Row]) -> list[str]:
+def _phase_table(rows: list[Row], title: str, columns: dict[str, str]) -> list[str]:
+    """Phases per lifetime: a column per implementation, and resourceloop minus the floor."""
     lines = [
-        "| phase (I1, per lifetime) | resourceloop | floor | bare `asyncio.run` | rl - floor |",
-        "|---|--:|--:|--:|--:|",
+        f"| {title} | " + " | ".join(columns.values()) + " | rl - floor |",
+        "|---|" + "--:|" * (len(columns) + 1),
     ]
     for row in rows:
-        rl, floor, bare = (row.values.get(name) for name in (RL, FLOOR, BARE))
+        values = [row.values.get(name) for name in columns]
+        rl, floor = row.values.get(RL), row.values.get(FLOOR)
         diff = f"{rl - floor:+,.0f}" if isinstance(rl, float) and isinstance(floor, float) else ""
-        cells = [_number(v, row.unit) if v is not None else "" for v in (rl, floor, bare)]
+        cells = [_number(v, row.unit) if v is not None else "" for v in values]
         lines.append(f"| {row.metric} | " + " | ".join(cells) + f" | {diff} |")
+    return lines
+
+
+def _peer_table(rows: list[Row], env: dict[str, Any]) -> list[str]:
+    """Issue #21's table: resourceloop, the floor, each peer and the row's limit design."""
+    columns = (RL, FLOOR, ATEXIT, LOOP_LOCAL, RUNVAR, PYOT, LIMIT)
+    heads = [
+        "resourceloop",
+        "floor",
+        f"asyncio-atexit {env.get('asyncio_atexit', '')}",
+        f"asyncio-loop-local {env.get('asyncio_loop_local', '')}",
+        f"anyio {env.get('anyio', '')} `RunVar`",
+        f"Pyot {env['pyot']}",
+        "limit design",
+    ]
+    lines = [
+        "| SIGINT | job | " + " | ".join(heads) + " | rl / floor | rl / asyncio-atexit "
+        "| rl / limit | target | holds |",
+        "|---|---|" + "--:|" * (len(columns) + 3) + "---|---|",
+    ]
+    for row in rows:
+        cells = [_number(row.values.get(name, ""), row.unit) for name in columns]
+        ratios = [_ratio(row.ratio(name)) for name in (FLOOR, ATEXIT, LIMIT)]
+        state = row.case.removeprefix("I5. SIGINT ")
+        lines.append(
+            f"| {state} | {row.metric} | "
+            + " | ".join(cells + ratios)
+            + f" | {row.target} | {_holds(row)} |"
+        )
     return lines
 
 
@@ -86,6 +119,7 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
     wall = [row for row in rows if row.kind == "wall"]
     instructions = [row for row in rows if row.kind == "instructions"]
     phases = [row for row in rows if row.kind == "phases"]
+    peers = [row for row in rows if row.kind == "peers"]
     lines = [
         "# resourceloop benchmarks"
         + (" (quick run: small counts, not for quoting)" if quick else ""),
@@ -99,6 +133,11 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
     ]
     if "valgrind" in env:
         lines.append(f"- instruction counts: {env['valgrind']} (callgrind)")
+    if "asyncio_atexit" in env:
+        lines.append(
+            f"- peers: asyncio-atexit {env['asyncio_atexit']}, asyncio-loop-local "
+            f"{env['asyncio_loop_local']}, anyio {env['anyio']}"
+        )
     lines += [
         "- command: `" + f"python -m benchmarks {env['argv']}".strip() + "`",
         "",
@@ -128,7 +167,23 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
             *_table(instructions, env),
             "",
         ]
-    if phases:
+    if peers:
+        lines += [
+            "### Beside the peers and the limit designs (issue #21, I5)",
+            "",
+            "Instructions per `asyncio.run` lifetime (or per hit), every implementation "
+            "counted in the same run, with SIGINT at Python's default handler (as in a "
+            "terminal: `asyncio.run` then installs and restores its own) and with SIGINT "
+            "ignored (a process started in the background: it does not). The limit designs "
+            "are hand-written minimal (`benchmarks/_callgrind_child.py`): (a) an `async with` "
+            "that releases in its exit, the managed row's; (b) a close hook that runs the "
+            "releases, plus one weak reference per loop, the other rows'. A cell that names "
+            "no number says why the peer cannot do that job.",
+            "",
+            *_peer_table(peers, env),
+            "",
+        ]
+    if any(row.case.startswith("I4") for row in phases):
         lines += [
             "Where I1's instructions go, per lifetime: each phase ends at a mark "
             "(`PHASES` in `benchmarks/_callgrind_child.py`). Every phase includes its mark, "
@@ -137,7 +192,25 @@ def markdown(rows: list[Row], env: dict[str, Any], quick: bool) -> str:
             "3 templates against 1 for `loop.close()`, the first acquisition against a later "
             "one.",
             "",
-            *_phase_table(phases),
+            *_phase_table(
+                [row for row in phases if row.case.startswith("I4")],
+                "phase (I1, per lifetime)",
+                {RL: "resourceloop", FLOOR: "floor", BARE: "bare `asyncio.run`"},
+            ),
+            "",
+        ]
+    if any(row.case.startswith("I6") for row in phases):
+        lines += [
+            "Where a managed cycle's instructions go, per cycle (I6, `MANAGED_PHASES` in "
+            "`benchmarks/_callgrind_child.py`, SIGINT at its default): the floor has no "
+            'manager (its releases by hand fall in "manager exit"); limit design (a) is '
+            "an `async with` that releases in its exit. Each phase includes its mark, as in I4.",
+            "",
+            *_phase_table(
+                [row for row in phases if row.case.startswith("I6")],
+                "phase (managed cycle)",
+                {RL: "resourceloop", FLOOR: "floor", LIMIT: "limit (a)"},
+            ),
             "",
         ]
     notes = [f"- {row.case}, {row.metric}: {row.note}" for row in rows if row.note]
