@@ -129,7 +129,7 @@ class Settings:
             managed_loops=40,
             churn_threads=(1, 2, 4, 8, 16),
             churn_loops=160,
-            unmanaged_loops=300,
+            unmanaged_loops=100,
             unmanaged_rounds=1,
             scale_loops=100,
             scale_rounds=3,
