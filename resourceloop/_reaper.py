@@ -98,6 +98,11 @@ def _references(state: LoopState) -> int:
     return sys.getrefcount(loop) + (sum(map(sys.getrefcount, store.values())) if store else 0)
 
 
+#: What ``_references_seen`` holds for a loop whose last look collected no garbage first: no
+#: count equals it, so the next ``reap()`` looks again.
+_UNSURE: Final = -2
+
+
 def _is_open(state: LoopState) -> bool:
     """``state.phase is OPEN``, read afresh (a call in between may have ended the loop)."""
     return state.phase is OPEN
@@ -449,7 +454,9 @@ class Reaper:
         running = loop.is_running()
         del loop
         if running or not self._end_left_behind(state, thorough):
-            self._references_seen[state] = _references(state)
+            # A look without a collection (the thread's passes) may have seen garbage refer
+            # to the loop: ``reap()``, which collects the young generation, looks again.
+            self._references_seen[state] = _references(state) if thorough else _UNSURE
             if in_turn:
                 # Due again at its 2nd, 4th, 8th... pass from the first: a loop its owner
                 # keeps (to run again) stays reachable, and need not cost every pass.
