@@ -321,26 +321,34 @@ def test_abandoned_loop_only_garbage_refers_to_is_closed(
     assert stats().loops_tracked == 0
 
 
-@exact_refcounts
-def test_a_pass_collects_each_generation_at_most_once(rec: Recorder) -> None:
-    """Two ended threads' loops that the program still refers to: ``reap()`` collects the
-    young generation once and the old one once for both, not once per loop."""
-    t = rec.template("t")
-    kept = [abandon(t)[0], abandon(t)[0]]  # still referred to: each look says "reachable"
+def _generations_reap_collects() -> list[int]:
+    """The generations one ``reap()`` collects, each time it collects one.
+
+    The collector's own runs are held off meanwhile, so only the pass's collections count.
+    """
     collections: list[int] = []
 
     def count(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             collections.append(info["generation"])
 
-    gc.disable()  # only the pass's own collections are counted
+    gc.disable()
     gc.callbacks.append(count)
     try:
         reap()
     finally:
         gc.callbacks.remove(count)
         gc.enable()
-    assert sorted(collections) == [1, 2]
+    return collections
+
+
+@exact_refcounts
+def test_a_pass_collects_each_generation_at_most_once(rec: Recorder) -> None:
+    """Two ended threads' loops that the program still refers to: ``reap()`` collects the
+    young generation once and the old one once for both, not once per loop."""
+    t = rec.template("t")
+    kept = [abandon(t)[0], abandon(t)[0]]  # still referred to: each look says "reachable"
+    assert sorted(_generations_reap_collects()) == [1, 2]
     assert len(rec.graceful) == 2
     assert not any(loop.is_closed() for loop in kept)  # the program's: left open
     for loop in kept:
@@ -1423,26 +1431,13 @@ def test_reap_does_not_collect_for_a_kept_loop_each_time(rec: Recorder) -> None:
     ``reap()``: a call when its check is not due collects no garbage and asks it nothing."""
     t = rec.template("t")
     kept, newest = LookedAt(), LookedAt()
-    collections: list[int] = []
-
-    def count(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            collections.append(info["generation"])
-
     try:
         kept.run_until_complete(t.acquire())
         newest.run_until_complete(t.acquire())
         reap()
         reap()  # its 1st and 2nd checks, each after a young collection
         kept.looks = 0
-        gc.disable()
-        gc.callbacks.append(count)
-        try:
-            reap()
-        finally:
-            gc.callbacks.remove(count)
-            gc.enable()
-        assert collections == []
+        assert _generations_reap_collects() == []
         assert kept.looks == 1  # reap() looks whether each loop was closed, once
         assert stats().resources_live == {"t": 2}
     finally:
